@@ -1,0 +1,149 @@
+// tapegrad/core/tape.hpp — the tape: ops recorded in creation order, replayed in reverse.
+//
+// An op computes its output, then calls tape.record(op_name, out, backward, inputs...).
+// `backward` is a closure holding exactly what the rule needs (inputs, saved
+// statistics, the output handle); it reads out's gradient and adds (+=) into the
+// inputs' gradients. Because creation order is a topological order, backward is a
+// plain reverse loop (as in Stan Math); because rules accumulate, a tensor used
+// twice receives the sum of both contributions (as in llm.c).
+#pragma once
+
+#include "tensor.hpp"
+
+#include <atomic>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace tapegrad {
+
+// The name of an op that can be recorded. Constructing one registers the name, so
+// the gradcheck suite can list every op that exists and fail on one it has no row
+// for. Each op file declares its names once: `inline const OpName kMatmul{"matmul"};`
+class OpName {
+ public:
+  explicit OpName(const char* name) : name_(name) { registry().insert(name); }
+  const char* name() const { return name_; }
+  static std::set<std::string>& registry() {
+    static std::set<std::string> names;
+    return names;
+  }
+
+ private:
+  const char* name_;
+};
+
+// The exception for bad arguments to an op: "matmul: inner dimensions differ: ...".
+inline std::invalid_argument op_error(const OpName& op, const std::string& what) {
+  return std::invalid_argument(std::string(op.name()) + ": " + what);
+}
+
+enum class KeepTape { no, yes };
+
+class Tape {
+ public:
+  Tape() : id_(next_id()) {}
+  Tape(const Tape&) = delete;
+  Tape& operator=(const Tape&) = delete;
+
+  bool recording() const { return recording_; }
+  std::size_t size() const { return nodes_.size(); }
+  // The op names on the tape, in creation order.
+  std::vector<std::string> op_names() const {
+    std::vector<std::string> names;
+    for (const auto& n : nodes_) names.emplace_back(n.op->name());
+    return names;
+  }
+
+  // Record `out = op(inputs...)`. Checks that every input is a leaf or comes from
+  // this tape's current recording. A node is kept only when gradients are on and
+  // some input requires one; otherwise `out` stays a leaf without requires_grad.
+  template <class T, class Backward, class... Inputs>
+  Tensor<T> record(const OpName& op, Tensor<T> out, Backward&& backward, const Inputs&... inputs) {
+    std::size_t index = 0;
+    (check_input(op, inputs.meta(), ++index), ...);
+    if (recording_ && (inputs.requires_grad() || ...)) {
+      out.meta().requires_grad = true;
+      out.meta().stamp = {id_, generation_};
+      nodes_.push_back({&op, out.meta_ptr(), std::function<void()>(std::forward<Backward>(backward))});
+    }
+    return out;
+  }
+
+  // Reverse-mode sweep from a scalar loss (seed 1).
+  template <class T>
+  void backward(const Tensor<T>& loss, KeepTape keep = KeepTape::no) {
+    if (loss.size() != 1)
+      throw std::logic_error("backward: the loss has shape " + shape_str(loss.shape()) +
+                             "; a non-scalar needs a seed gradient: backward(out, seed)");
+    backward(loss, Array<T>(xt::ones<T>(loss.value().shape())), keep);
+  }
+
+  // Reverse-mode sweep from `out` with d(objective)/d(out) = seed.
+  template <class T>
+  void backward(const Tensor<T>& out, const Array<T>& seed, KeepTape keep = KeepTape::no) {
+    const TapeStamp& s = out.meta().stamp;
+    if (!out.requires_grad()) throw std::logic_error("backward: the output does not depend on any tensor that requires grad");
+    if (s.tape != id_) throw std::logic_error("backward: the output was recorded on a different tape");
+    if (s.generation != generation_)
+      throw std::logic_error("backward: this tape was already replayed and cleared; "
+                             "call the first backward with KeepTape::yes to run backward twice");
+    out.accumulate_grad("backward seed", seed);
+    for (auto node = nodes_.rbegin(); node != nodes_.rend(); ++node) {
+      node->backward();
+      node->out->release_grad();  // every consumer of out came later on the tape: its gradient is complete and used
+    }
+    if (keep == KeepTape::no) clear();
+  }
+
+  // Drop every node (and with them the saved activations). Tensors recorded
+  // before this can no longer be used as op inputs on this tape.
+  void clear() {
+    nodes_.clear();
+    ++generation_;
+  }
+
+ private:
+  friend class NoGradGuard;
+  struct Node {
+    const OpName* op;
+    std::shared_ptr<TensorMeta> out;
+    std::function<void()> backward;
+  };
+
+  static std::uint64_t next_id() {
+    static std::atomic<std::uint64_t> counter{0};
+    return ++counter;
+  }
+  void check_input(const OpName& op, const TensorMeta& in, std::size_t index) const {
+    if (in.stamp.tape == 0) return;  // leaf
+    if (in.stamp.tape != id_)
+      throw std::logic_error(std::string(op.name()) + ": input " + std::to_string(index) +
+                             " was recorded on a different tape");
+    if (in.stamp.generation != generation_)
+      throw std::logic_error(std::string(op.name()) + ": input " + std::to_string(index) +
+                             " belongs to a recording this tape already cleared");
+  }
+
+  std::uint64_t id_;
+  std::uint64_t generation_ = 0;
+  bool recording_ = true;
+  std::vector<Node> nodes_;
+};
+
+// Inside this scope ops compute values but record nothing (evaluation, sampling,
+// finite differences).
+class NoGradGuard {
+ public:
+  explicit NoGradGuard(Tape& tape) : tape_(tape), previous_(tape.recording_) { tape.recording_ = false; }
+  ~NoGradGuard() { tape_.recording_ = previous_; }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  Tape& tape_;
+  bool previous_;
+};
+
+}  // namespace tapegrad

@@ -1,0 +1,162 @@
+// tapegrad/core/tensor.hpp — the value type the tape works on.
+//
+// A Tensor<T> is a shared handle to one node's value and gradient. Copying a
+// handle does not copy data: the tape's backward closures keep the handles
+// they need, and a parameter handle held by a module is the same tensor that
+// ops read. T is float (training) or double (gradient checks).
+#pragma once
+
+#include <xtensor/xarray.hpp>
+#include <xtensor/xbuilder.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tapegrad {
+
+using Shape = std::vector<std::size_t>;
+template <class T>
+using Array = xt::xarray<T>;      // row-major, contiguous: ops read .data() directly
+using Ids = xt::xarray<std::int64_t>;  // integer token ids / targets
+
+inline std::string shape_str(const Shape& s) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+template <class E>
+Shape shape_of(const E& e) {
+  return Shape(e.shape().begin(), e.shape().end());
+}
+
+inline std::size_t numel(const Shape& s) {
+  std::size_t n = 1;
+  for (auto d : s) n *= d;
+  return n;
+}
+
+// Which tape recorded the op that produced a tensor. {0, 0} marks a leaf.
+struct TapeStamp {
+  std::uint64_t tape = 0;
+  std::uint64_t generation = 0;
+};
+
+// What the tape needs to know about a tensor, whatever its scalar type.
+struct TensorMeta {
+  bool requires_grad = false;
+  bool retain_grad = false;  // keep a non-leaf's gradient after backward
+  TapeStamp stamp;
+  virtual ~TensorMeta() = default;
+  virtual void release_grad() = 0;
+};
+
+template <class T>
+struct TensorData final : TensorMeta {
+  Array<T> value;
+  Array<T> grad;
+  bool has_grad = false;
+  void release_grad() override {
+    if (retain_grad) return;
+    grad = Array<T>();
+    has_grad = false;
+  }
+};
+
+template <class T>
+class Tensor {
+ public:
+  using value_type = T;
+
+  Tensor() = default;  // an undefined handle
+  explicit Tensor(Array<T> value, bool requires_grad = false) : d_(std::make_shared<TensorData<T>>()) {
+    d_->value = std::move(value);
+    d_->requires_grad = requires_grad;
+  }
+  static Tensor zeros(const Shape& shape, bool requires_grad = false) {
+    return Tensor(Array<T>(xt::zeros<T>(shape)), requires_grad);
+  }
+  // A tensor of `shape` holding `values` in row-major order.
+  static Tensor from(const Shape& shape, const std::vector<T>& values, bool requires_grad = false) {
+    if (numel(shape) != values.size())
+      throw std::invalid_argument("Tensor::from: shape " + shape_str(shape) + " needs " +
+                                  std::to_string(numel(shape)) + " values, got " + std::to_string(values.size()));
+    Array<T> a = Array<T>::from_shape(shape);
+    std::copy(values.begin(), values.end(), a.data());
+    return Tensor(std::move(a), requires_grad);
+  }
+
+  bool defined() const { return d_ != nullptr; }
+  const Array<T>& value() const { return d_->value; }
+  Array<T>& value() { return d_->value; }
+  const T* data() const { return d_->value.data(); }
+  T* data() { return d_->value.data(); }
+  Shape shape() const { return shape_of(d_->value); }
+  std::size_t dim() const { return d_->value.dimension(); }
+  std::size_t size() const { return d_->value.size(); }
+  T item() const {
+    if (size() != 1) throw std::invalid_argument("Tensor::item: tensor of shape " + shape_str(shape()) + " is not a scalar");
+    return *data();
+  }
+
+  bool requires_grad() const { return d_->requires_grad; }
+  Tensor& set_requires_grad(bool on) {
+    if (!is_leaf()) throw std::logic_error("set_requires_grad: only a leaf tensor's flag can be set");
+    d_->requires_grad = on;
+    return *this;
+  }
+  bool is_leaf() const { return d_->stamp.tape == 0; }
+  Tensor& retain_grad() {
+    d_->retain_grad = true;
+    return *this;
+  }
+
+  bool has_grad() const { return d_->has_grad; }
+  const Array<T>& grad() const {
+    if (!d_->has_grad)
+      throw std::logic_error("Tensor::grad: tensor of shape " + shape_str(shape()) +
+                             " has no gradient (no backward reached it, or it is a non-leaf without retain_grad)");
+    return d_->grad;
+  }
+  // Zero the gradient in place (keeps the buffer), as at the start of a training step.
+  void zero_grad() const {
+    if (d_->has_grad) std::fill(d_->grad.begin(), d_->grad.end(), T(0));
+  }
+
+  // A handle: const-ness does not reach the gradient, which backward rules write.
+  // For backward rules: the zero-initialised gradient buffer, shaped like the value,
+  // that the rule adds (+=) into. `op` names the caller in errors.
+  Array<T>& grad_accumulator(const char* op) const {
+    if (!d_->has_grad) {
+      d_->grad = Array<T>(xt::zeros<T>(d_->value.shape()));
+      d_->has_grad = true;
+    } else if (d_->grad.shape() != d_->value.shape()) {
+      throw std::logic_error(std::string(op) + ": gradient buffer " + shape_str(shape_of(d_->grad)) +
+                             " does not match value " + shape_str(shape()));
+    }
+    return d_->grad;
+  }
+  // Add `g` into the gradient; throws, naming `op`, when the shapes differ.
+  void accumulate_grad(const char* op, const Array<T>& g) const {
+    if (g.shape() != d_->value.shape())
+      throw std::invalid_argument(std::string(op) + ": gradient of shape " + shape_str(shape_of(g)) +
+                                  " cannot accumulate into a tensor of shape " + shape_str(shape()));
+    Array<T>& acc = grad_accumulator(op);
+    T* dst = acc.data();
+    const T* src = g.data();
+    for (std::size_t i = 0, n = acc.size(); i < n; ++i) dst[i] += src[i];
+  }
+
+  TensorMeta& meta() const { return *d_; }
+  std::shared_ptr<TensorMeta> meta_ptr() const { return d_; }
+  bool same_as(const Tensor& other) const { return d_ == other.d_; }
+
+ private:
+  std::shared_ptr<TensorData<T>> d_;
+};
+
+}  // namespace tapegrad

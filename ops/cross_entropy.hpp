@@ -1,0 +1,4 @@
+// tapegrad/ops/cross_entropy.hpp — being written.
+#pragma once
+
+#include "../core/tape.hpp"

@@ -1,0 +1,4 @@
+// tapegrad/ops/embedding.hpp — being written.
+#pragma once
+
+#include "../core/tape.hpp"

@@ -1,0 +1,4 @@
+// tapegrad/ops/layernorm.hpp — being written.
+#pragma once
+
+#include "../core/tape.hpp"

@@ -1,0 +1,81 @@
+// tapegrad/ops/matmul.hpp — C = op(A) op(B), op(X) = X or X^T (a BLAS flag, never a copy).
+//
+//   a (..., M, K)  [stored (..., K, M) with transpose_a]
+//   b (K, N)       a weight shared by every batch entry, or
+//   b (..., K, N)  with the same batch dims as a        [stored (..., N, K) with transpose_b]
+//   c (..., M, N)
+// Saved: a, b (the inputs), nothing else.
+// Backward (per batch entry; summed over the batch for a shared b):
+//   d op(A) = dC op(B)^T        d op(B) = op(A)^T dC
+// With a shared b and an untransposed a, the batch folds into M: one GEMM, no loop.
+#pragma once
+
+#include "../core/blas.hpp"
+#include "../core/tape.hpp"
+
+#include <algorithm>
+
+namespace tapegrad::ops {
+
+inline const OpName kMatmul{"matmul"};
+
+struct MatmulOptions {
+  bool transpose_a = false;
+  bool transpose_b = false;
+};
+
+template <class T>
+Tensor<T> matmul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b, MatmulOptions opt = {}) {
+  const Shape as = a.shape(), bs = b.shape();
+  const std::size_t r = as.size();
+  if (r < 2 || bs.size() < 2)
+    throw op_error(kMatmul, "inputs need rank >= 2, got a " + shape_str(as) + ", b " + shape_str(bs));
+  const bool shared_b = bs.size() == 2;
+  if (!shared_b && (bs.size() != r || !std::equal(as.begin(), as.end() - 2, bs.begin())))
+    throw op_error(kMatmul, "batch dimensions differ: a " + shape_str(as) + ", b " + shape_str(bs));
+  const std::size_t M = opt.transpose_a ? as[r - 1] : as[r - 2];
+  const std::size_t K = opt.transpose_a ? as[r - 2] : as[r - 1];
+  const std::size_t Kb = opt.transpose_b ? bs[bs.size() - 1] : bs[bs.size() - 2];
+  const std::size_t N = opt.transpose_b ? bs[bs.size() - 2] : bs[bs.size() - 1];
+  if (K != Kb)
+    throw op_error(kMatmul, "inner dimensions differ: a " + shape_str(as) + (opt.transpose_a ? "^T" : "") +
+                                ", b " + shape_str(bs) + (opt.transpose_b ? "^T" : ""));
+  if (M == 0 || N == 0 || K == 0) throw op_error(kMatmul, "empty dimension in a " + shape_str(as) + ", b " + shape_str(bs));
+
+  const std::size_t batch = a.size() / (M * K);
+  const bool fold = shared_b && !opt.transpose_a;
+  const std::size_t rows = fold ? batch * M : M, loops = fold ? 1 : batch;
+  const std::size_t sa = rows * K, sb = shared_b ? 0 : K * N, sc = rows * N;  // per-loop strides
+
+  Shape cs(as.begin(), as.end() - 2);
+  cs.push_back(M);
+  cs.push_back(N);
+  Tensor<T> c(Array<T>::from_shape(cs));
+  const bool ta = opt.transpose_a, tb = opt.transpose_b;
+  for (std::size_t i = 0; i < loops; ++i)
+    blas::gemm(ta, tb, rows, N, K, T(1), a.data() + i * sa, b.data() + i * sb, T(0), c.data() + i * sc);
+
+  return tape.record(kMatmul, c, [a, b, c, ta, tb, rows, loops, N, K, sa, sb, sc] {
+    const T* dC = c.grad().data();
+    if (a.requires_grad()) {
+      T* dA = a.grad_accumulator(kMatmul.name()).data();
+      for (std::size_t i = 0; i < loops; ++i) {
+        if (!ta)  // dA (rows,K) += dC (rows,N) op(B)^T (N,K)
+          blas::gemm(false, !tb, rows, K, N, T(1), dC + i * sc, b.data() + i * sb, T(1), dA + i * sa);
+        else  // dA (K,M) += op(B) (K,N) dC^T (N,M)
+          blas::gemm(tb, true, K, rows, N, T(1), b.data() + i * sb, dC + i * sc, T(1), dA + i * sa);
+      }
+    }
+    if (b.requires_grad()) {
+      T* dB = b.grad_accumulator(kMatmul.name()).data();
+      for (std::size_t i = 0; i < loops; ++i) {
+        if (!tb)  // dB (K,N) += op(A)^T (K,rows) dC (rows,N)
+          blas::gemm(!ta, false, K, N, rows, T(1), a.data() + i * sa, dC + i * sc, T(1), dB + i * sb);
+        else  // dB (N,K) += dC^T (N,rows) op(A) (rows,K)
+          blas::gemm(true, ta, N, K, rows, T(1), dC + i * sc, a.data() + i * sa, T(1), dB + i * sb);
+      }
+    }
+  }, a, b);
+}
+
+}  // namespace tapegrad::ops

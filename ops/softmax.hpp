@@ -1,0 +1,4 @@
+// tapegrad/ops/softmax.hpp — being written.
+#pragma once
+
+#include "../core/tape.hpp"

@@ -1,0 +1,24 @@
+// tapegrad — a reverse-mode autodiff tape with hand-written op rules, and the
+// Transformer language models built from it. Include this one header.
+#pragma once
+
+#include "core/blas.hpp"
+#include "core/gradcheck.hpp"
+#include "core/tape.hpp"
+#include "core/tensor.hpp"
+
+#include "ops/causal_mask.hpp"
+#include "ops/cross_entropy.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/embedding.hpp"
+#include "ops/gelu.hpp"
+#include "ops/heads.hpp"
+#include "ops/layernorm.hpp"
+#include "ops/matmul.hpp"
+#include "ops/permute.hpp"
+#include "ops/reduce.hpp"
+#include "ops/reshape.hpp"
+#include "ops/scale.hpp"
+#include "ops/softmax.hpp"
+
+#include "nn/module.hpp"

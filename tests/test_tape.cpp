@@ -1,0 +1,187 @@
+// Tape semantics: accumulation, requires_grad, no-grad, zero_grad, clearing, misuse.
+#include <tapegrad.hpp>
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+using namespace tapegrad;
+using ops::matmul;
+using ops::scale;
+
+namespace {
+Tensor<double> row_vector(bool requires_grad = true) { return Tensor<double>::from({1, 3}, {1.0, -2.0, 0.5}, requires_grad); }
+
+bool message_contains(const std::exception& e, const std::string& s) { return std::string(e.what()).find(s) != std::string::npos; }
+}  // namespace
+
+TEST_CASE("tape: an input used twice by one op gets both contributions (x x^T)") {
+  Tape tape;
+  auto x = row_vector();
+  auto y = matmul(tape, x, x, {.transpose_b = true});  // sum_i x_i^2
+  CHECK(y.item() == doctest::Approx(5.25));
+  tape.backward(y);
+  for (std::size_t i = 0; i < 3; ++i) CHECK(x.grad()(0, i) == doctest::Approx(2 * x.value()(0, i)));
+}
+
+TEST_CASE("tape: a value feeding two ops gets the sum of both paths") {
+  Tape tape;
+  auto x = row_vector();
+  auto s = scale(tape, x, 2.0), t = scale(tape, x, 3.0);
+  auto y = matmul(tape, s, t, {.transpose_b = true});  // 6 sum_i x_i^2
+  tape.backward(y);
+  for (std::size_t i = 0; i < 3; ++i) CHECK(x.grad()(0, i) == doctest::Approx(12 * x.value()(0, i)));
+}
+
+TEST_CASE("tape: inputs that do not require grad get no gradient and record nothing") {
+  Tape tape;
+  auto x = row_vector(false);
+  auto w = Tensor<double>::from({3, 1}, {1, 1, 1}, true);
+  auto y = matmul(tape, x, w);
+  CHECK(tape.size() == 1);
+  tape.backward(y);
+  CHECK_FALSE(x.has_grad());
+  CHECK(w.grad()(1, 0) == doctest::Approx(-2.0));
+
+  auto c = scale(tape, x, 2.0);  // no input requires grad: no node
+  CHECK(tape.size() == 0);
+  CHECK_FALSE(c.requires_grad());
+  CHECK(c.is_leaf());
+}
+
+TEST_CASE("tape: a no-grad scope computes values and records nothing") {
+  Tape tape;
+  auto x = row_vector();
+  {
+    NoGradGuard no_grad(tape);
+    auto y = scale(tape, x, 2.0);
+    CHECK(tape.size() == 0);
+    CHECK_FALSE(y.requires_grad());
+    CHECK(y.value()(0, 1) == -4.0);
+  }
+  auto z = scale(tape, x, 2.0);
+  CHECK(tape.size() == 1);
+  CHECK(z.requires_grad());
+}
+
+TEST_CASE("tape: gradients accumulate across backward calls until zero_grad") {
+  auto x = row_vector();
+  auto once = [&] {
+    Tape tape;
+    tape.backward(matmul(tape, x, x, {.transpose_b = true}));
+  };
+  once();
+  const Array<double> first = x.grad();
+  once();
+  CHECK(x.grad()(0, 0) == doctest::Approx(2 * first(0, 0)));
+  x.zero_grad();
+  CHECK(x.grad()(0, 0) == 0.0);
+  once();
+  CHECK(x.grad()(0, 2) == doctest::Approx(first(0, 2)));
+}
+
+TEST_CASE("tape: backward clears the tape; intermediates keep no gradient unless retained") {
+  Tape tape;
+  auto x = row_vector();
+  auto s = scale(tape, x, 2.0);
+  auto r = scale(tape, x, 3.0).retain_grad();
+  auto y = matmul(tape, s, r, {.transpose_b = true});
+  CHECK(tape.size() == 3);
+  tape.backward(y);
+  CHECK(tape.size() == 0);
+  CHECK_FALSE(s.has_grad());
+  REQUIRE(r.has_grad());
+  CHECK(r.grad()(0, 1) == doctest::Approx(2 * -2.0));  // dy/dr = s
+  CHECK(x.has_grad());
+}
+
+TEST_CASE("tape: misuse gets a clear error") {
+  SUBCASE("backward on a non-scalar without a seed") {
+    Tape tape;
+    auto y = scale(tape, row_vector(), 2.0);
+    try {
+      tape.backward(y);
+      FAIL("no exception");
+    } catch (const std::logic_error& e) {
+      CHECK(message_contains(e, "seed"));
+      CHECK(message_contains(e, "[1, 3]"));
+    }
+  }
+  SUBCASE("backward twice without keeping the tape") {
+    Tape tape;
+    auto x = row_vector();
+    auto y = matmul(tape, x, x, {.transpose_b = true});
+    tape.backward(y);
+    try {
+      tape.backward(y);
+      FAIL("no exception");
+    } catch (const std::logic_error& e) {
+      CHECK(message_contains(e, "already replayed"));
+    }
+  }
+  SUBCASE("backward twice with KeepTape::yes accumulates twice") {
+    Tape tape;
+    auto x = row_vector();
+    auto y = matmul(tape, x, x, {.transpose_b = true});
+    tape.backward(y, KeepTape::yes);
+    tape.backward(y);
+    CHECK(x.grad()(0, 0) == doctest::Approx(4 * 1.0));
+  }
+  SUBCASE("values from two tapes mixed") {
+    Tape a, b;
+    auto x = row_vector();
+    auto ya = scale(a, x, 2.0);
+    try {
+      scale(b, ya, 2.0);
+      FAIL("no exception");
+    } catch (const std::logic_error& e) {
+      CHECK(message_contains(e, "scale"));
+      CHECK(message_contains(e, "different tape"));
+    }
+  }
+  SUBCASE("a value from a recording already cleared") {
+    Tape tape;
+    auto x = row_vector();
+    auto y = matmul(tape, x, x, {.transpose_b = true});
+    tape.backward(y);
+    CHECK_THROWS_WITH_AS(scale(tape, y, 2.0), doctest::Contains("already cleared"), std::logic_error);
+  }
+  SUBCASE("backward on a loss from another tape") {
+    Tape a, b;
+    auto x = row_vector();
+    auto y = matmul(a, x, x, {.transpose_b = true});
+    CHECK_THROWS_WITH_AS(b.backward(y), doctest::Contains("different tape"), std::logic_error);
+  }
+  SUBCASE("accumulating a gradient of the wrong shape names the op") {
+    auto x = row_vector();
+    CHECK_THROWS_WITH_AS(x.accumulate_grad("myop", Array<double>(xt::zeros<double>({3, 1}))),
+                         doctest::Contains("myop: gradient of shape [3, 1] cannot accumulate into a tensor of shape [1, 3]"),
+                         std::invalid_argument);
+  }
+  SUBCASE("matmul with mismatched shapes names the op and the shapes") {
+    Tape tape;
+    auto a = Tensor<double>::zeros({2, 3}), b = Tensor<double>::zeros({4, 5});
+    CHECK_THROWS_WITH_AS(matmul(tape, a, b), doctest::Contains("matmul: inner dimensions differ: a [2, 3], b [4, 5]"),
+                         std::invalid_argument);
+    auto c = Tensor<double>::zeros({2, 2, 3}), d = Tensor<double>::zeros({3, 3, 4});
+    CHECK_THROWS_WITH_AS(matmul(tape, c, d), doctest::Contains("batch dimensions differ"), std::invalid_argument);
+  }
+}
+
+TEST_CASE("matmul: forward values on hand-checkable inputs, every transpose") {
+  Tape tape;
+  auto a = Tensor<double>::from({2, 3}, {1, 2, 3, 4, 5, 6});
+  auto b = Tensor<double>::from({3, 2}, {7, 8, 9, 10, 11, 12});
+  auto c = matmul(tape, a, b);
+  CHECK(c.shape() == Shape{2, 2});
+  CHECK(c.value()(0, 0) == 58);
+  CHECK(c.value()(0, 1) == 64);
+  CHECK(c.value()(1, 0) == 139);
+  CHECK(c.value()(1, 1) == 154);
+  auto ct = matmul(tape, b, a, {.transpose_a = true, .transpose_b = true});  // (a b)^T
+  CHECK(ct.value()(1, 0) == 64);
+  auto batched = Tensor<double>::from({2, 1, 3}, {1, 2, 3, 4, 5, 6});
+  auto cb = matmul(tape, batched, b);  // shared weight
+  CHECK(cb.shape() == Shape{2, 1, 2});
+  CHECK(cb.value()(1, 0, 1) == 154);
+}
