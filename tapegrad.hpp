@@ -22,3 +22,7 @@
 #include "ops/softmax.hpp"
 
 #include "nn/module.hpp"
+#include "nn/optim.hpp"
+
+#include "io/checkpoint.hpp"
+#include "io/safetensors.hpp"

@@ -1,0 +1,2 @@
+// tapegrad/io/checkpoint.hpp — being written.
+#pragma once

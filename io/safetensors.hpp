@@ -1,0 +1,2 @@
+// tapegrad/io/safetensors.hpp — being written.
+#pragma once

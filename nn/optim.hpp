@@ -1,0 +1,2 @@
+// tapegrad/nn/optim.hpp — being written.
+#pragma once
