@@ -21,8 +21,12 @@
 #include "ops/scale.hpp"
 #include "ops/softmax.hpp"
 
+#include "nn/attention.hpp"
+#include "nn/gpt.hpp"
+#include "nn/layers.hpp"
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
+#include "nn/transformer.hpp"
 
 #include "io/checkpoint.hpp"
 #include "io/safetensors.hpp"

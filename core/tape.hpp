@@ -91,6 +91,7 @@ class Tape {
                              "call the first backward with KeepTape::yes to run backward twice");
     out.accumulate_grad("backward seed", seed);
     for (auto node = nodes_.rbegin(); node != nodes_.rend(); ++node) {
+      if (!node->out->has_grad()) continue;  // a result the objective does not use
       node->backward();
       node->out->release_grad();  // every consumer of out came later on the tape: its gradient is complete and used
     }

@@ -52,6 +52,7 @@ struct TensorMeta {
   bool retain_grad = false;  // keep a non-leaf's gradient after backward
   TapeStamp stamp;
   virtual ~TensorMeta() = default;
+  virtual bool has_grad() const = 0;
   virtual void release_grad() = 0;
 };
 
@@ -59,11 +60,12 @@ template <class T>
 struct TensorData final : TensorMeta {
   Array<T> value;
   Array<T> grad;
-  bool has_grad = false;
+  bool grad_allocated = false;
+  bool has_grad() const override { return grad_allocated; }
   void release_grad() override {
     if (retain_grad) return;
     grad = Array<T>();
-    has_grad = false;
+    grad_allocated = false;
   }
 };
 
@@ -115,25 +117,25 @@ class Tensor {
     return *this;
   }
 
-  bool has_grad() const { return d_->has_grad; }
+  bool has_grad() const { return d_->grad_allocated; }
   const Array<T>& grad() const {
-    if (!d_->has_grad)
+    if (!d_->grad_allocated)
       throw std::logic_error("Tensor::grad: tensor of shape " + shape_str(shape()) +
                              " has no gradient (no backward reached it, or it is a non-leaf without retain_grad)");
     return d_->grad;
   }
   // Zero the gradient in place (keeps the buffer), as at the start of a training step.
   void zero_grad() const {
-    if (d_->has_grad) std::fill(d_->grad.begin(), d_->grad.end(), T(0));
+    if (d_->grad_allocated) std::fill(d_->grad.begin(), d_->grad.end(), T(0));
   }
 
   // A handle: const-ness does not reach the gradient, which backward rules write.
   // For backward rules: the zero-initialised gradient buffer, shaped like the value,
   // that the rule adds (+=) into. `op` names the caller in errors.
   Array<T>& grad_accumulator(const char* op) const {
-    if (!d_->has_grad) {
+    if (!d_->grad_allocated) {
       d_->grad = Array<T>(xt::zeros<T>(d_->value.shape()));
-      d_->has_grad = true;
+      d_->grad_allocated = true;
     } else if (d_->grad.shape() != d_->value.shape()) {
       throw std::logic_error(std::string(op) + ": gradient buffer " + shape_str(shape_of(d_->grad)) +
                              " does not match value " + shape_str(shape()));

@@ -21,6 +21,7 @@ namespace tapegrad::nn {
 template <class T>
 class Module {
  public:
+  using value_type = T;
   Module() = default;
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;

@@ -1,2 +1,349 @@
-// tapegrad/nn/optim.hpp — being written.
+// tapegrad/nn/optim.hpp — optimisers, gradient clipping and the learning-rate
+// schedule used by `train` (SPEC section 4).
+//
+//   AdamW<T>          PyTorch torch.optim.AdamW semantics (decoupled weight decay)
+//   SGD<T>            PyTorch torch.optim.SGD semantics (momentum, L2 weight decay, nesterov)
+//   clip_grad_norm    global L2 norm over all gradients, scaled down to max_norm
+//   warmup_cosine_lr  nanoGPT's get_lr: linear warm-up, cosine decay, then a floor
+//
+// Both optimisers are built from a model's named_parameters() and keep their
+// per-parameter buffers by name, "<slot>.<parameter name>" (AdamW: "m.*", "v.*";
+// SGD: "momentum.*"), so state() / load_state() give an exact resume.
+//
+// Weight decay, in both optimisers, applies to parameters with dim() == 2 only
+// (embedding tables and weight matrices), never to biases or LayerNorm gains.
+//
+// A typical step, with `step` the 0-based index of the update about to be made:
+//
+//   opt.zero_grad(); ...forward, backward...
+//   clip_grad_norm(params, T(1.0));
+//   opt.step(warmup_cosine_lr(opt.step_count(), 1e-3, 100, total, 1e-4));
 #pragma once
+
+#include "../core/gradcheck.hpp"  // NamedTensors
+#include "../core/tensor.hpp"
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <numbers>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace tapegrad::nn {
+
+// ---------------------------------------------------------------------------
+// Shared plumbing: the parameter list, per-parameter state buffers by name, the
+// step counter and the current learning rate. AdamW and SGD derive from it and
+// only write their update loop.
+template <class T>
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+
+  // Apply one update with the current learning rate; step_count() goes up by one.
+  virtual void step() = 0;
+  // Set the learning rate (as a schedule does), then step.
+  void step(double lr) {
+    set_lr(lr);
+    step();
+  }
+
+  double lr() const { return lr_; }
+  void set_lr(double lr) {
+    if (!(lr >= 0) || !std::isfinite(lr))
+      throw std::invalid_argument(kind_ + ": learning rate must be finite and >= 0, got " + std::to_string(lr));
+    lr_ = lr;
+  }
+
+  // Number of step() calls so far (restored by load_state).
+  std::int64_t step_count() const { return step_; }
+
+  // The parameters being optimised, in order (tied duplicates removed).
+  const NamedTensors<T>& parameters() const { return params_; }
+
+  // Zero every parameter's gradient in place.
+  void zero_grad() const {
+    for (const auto& [name, p] : params_) p.zero_grad();
+  }
+
+  // A snapshot (copies) of every state buffer, named "<slot>.<parameter name>",
+  // slot-major in parameter order. Save it together with step_count().
+  NamedTensors<T> state() const {
+    NamedTensors<T> out;
+    out.reserve(slots_.size() * params_.size());
+    for (std::size_t s = 0; s < slots_.size(); ++s)
+      for (std::size_t i = 0; i < params_.size(); ++i)
+        out.emplace_back(state_name(s, i), Tensor<T>(Array<T>(buffers_[s][i])));
+    return out;
+  }
+
+  // Restore what state() returned, and the step count saved with it. Every buffer
+  // must be present exactly once with the parameter's shape, and nothing else;
+  // everything is checked before anything changes.
+  void load_state(const NamedTensors<T>& state, std::int64_t step_count) {
+    const std::string where = kind_ + "::load_state: ";
+    if (step_count < 0) throw std::invalid_argument(where + "step count must be >= 0, got " + std::to_string(step_count));
+    std::vector<std::vector<const Tensor<T>*>> found(slots_.size(), std::vector<const Tensor<T>*>(params_.size(), nullptr));
+    for (const auto& [name, t] : state) {
+      const auto it = index_.find(name);
+      if (it == index_.end())
+        throw std::invalid_argument(where + "unexpected state '" + name + "' (no parameter of that name, or unknown slot)");
+      const auto [s, i] = it->second;
+      if (found[s][i]) throw std::invalid_argument(where + "state '" + name + "' given twice");
+      if (!t.defined()) throw std::invalid_argument(where + "state '" + name + "' is an undefined tensor");
+      if (t.shape() != params_[i].second.shape())
+        throw std::invalid_argument(where + "state '" + name + "' has shape " + shape_str(t.shape()) + " but parameter '" +
+                                    params_[i].first + "' has shape " + shape_str(params_[i].second.shape()));
+      found[s][i] = &t;
+    }
+    for (std::size_t s = 0; s < slots_.size(); ++s)
+      for (std::size_t i = 0; i < params_.size(); ++i)
+        if (!found[s][i]) throw std::invalid_argument(where + "missing state '" + state_name(s, i) + "'");
+    // All checked: commit.
+    for (std::size_t s = 0; s < slots_.size(); ++s)
+      for (std::size_t i = 0; i < params_.size(); ++i) {
+        const T* src = found[s][i]->data();
+        T* dst = buffers_[s][i].data();
+        for (std::size_t k = 0, n = buffers_[s][i].size(); k < n; ++k) dst[k] = src[k];
+      }
+    step_ = step_count;
+  }
+
+ protected:
+  // `kind` names the optimiser in errors; `slots` are the per-parameter buffers
+  // it keeps (zero-initialised, shaped like the parameter).
+  Optimizer(std::string kind, const NamedTensors<T>& params, double lr, std::vector<std::string> slots)
+      : kind_(std::move(kind)), slots_(std::move(slots)) {
+    set_lr(lr);
+    std::unordered_map<std::string, bool> seen;
+    for (const auto& [name, p] : params) {
+      if (!p.defined()) throw std::invalid_argument(kind_ + ": parameter '" + name + "' is an undefined tensor");
+      if (seen.count(name)) throw std::invalid_argument(kind_ + ": parameter name '" + name + "' appears twice");
+      seen[name] = true;
+      bool tied = false;  // the same tensor under a second name (weight tying): update it once
+      for (const auto& [n, q] : params_) tied = tied || q.same_as(p);
+      if (!tied) params_.emplace_back(name, p);
+    }
+    buffers_.resize(slots_.size());
+    for (std::size_t s = 0; s < slots_.size(); ++s)
+      for (std::size_t i = 0; i < params_.size(); ++i) {
+        buffers_[s].emplace_back(xt::zeros<T>(params_[i].second.shape()));
+        index_.emplace(state_name(s, i), std::pair{s, i});
+      }
+  }
+
+  // Start a step: advance the counter and return the new count t (1 on the first step).
+  std::int64_t begin_step() { return ++step_; }
+
+  // Parameter i's value and gradient as flat arrays, or false if it has no gradient
+  // (it is then skipped, as PyTorch skips p.grad is None).
+  bool flat(std::size_t i, T*& p, const T*& g, std::size_t& n) {
+    Tensor<T>& t = params_[i].second;
+    if (!t.has_grad()) return false;
+    n = t.size();
+    bool resized = t.grad().size() != n;
+    for (const auto& slot : buffers_) resized = resized || slot[i].size() != n;
+    if (resized)
+      throw std::logic_error(kind_ + ": parameter '" + params_[i].first + "' changed size since the optimiser was built");
+    p = t.data();
+    g = t.grad().data();
+    return true;
+  }
+  T* buffer(std::size_t slot, std::size_t i) { return buffers_[slot][i].data(); }
+  bool decayed(std::size_t i) const { return params_[i].second.dim() == 2; }
+  std::size_t parameter_count() const { return params_.size(); }
+  const std::string& kind() const { return kind_; }
+
+ private:
+  std::string state_name(std::size_t s, std::size_t i) const { return slots_[s] + "." + params_[i].first; }
+
+  std::string kind_;
+  std::vector<std::string> slots_;
+  NamedTensors<T> params_;
+  std::vector<std::vector<Array<T>>> buffers_;  // [slot][parameter]
+  std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> index_;  // state name -> (slot, parameter)
+  std::int64_t step_ = 0;
+  double lr_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// AdamW. Defaults are SPEC section 4's (PyTorch's own defaults differ:
+// beta2 0.999, weight_decay 0.01).
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.99;
+  double eps = 1e-8;
+  double weight_decay = 0.1;  // on dim() == 2 parameters only
+};
+
+template <class T>
+class AdamW final : public Optimizer<T> {
+ public:
+  explicit AdamW(const NamedTensors<T>& params, AdamWOptions opt = {})
+      : Optimizer<T>("AdamW", params, opt.lr, {"m", "v"}), opt_(opt) {
+    auto check = [](bool ok, const std::string& what) {
+      if (!ok) throw std::invalid_argument("AdamW: " + what);
+    };
+    check(opt.beta1 >= 0 && opt.beta1 < 1, "beta1 must be in [0, 1), got " + std::to_string(opt.beta1));
+    check(opt.beta2 >= 0 && opt.beta2 < 1, "beta2 must be in [0, 1), got " + std::to_string(opt.beta2));
+    check(opt.eps >= 0, "eps must be >= 0, got " + std::to_string(opt.eps));
+    check(opt.weight_decay >= 0, "weight_decay must be >= 0, got " + std::to_string(opt.weight_decay));
+  }
+  using Optimizer<T>::step;
+
+  const AdamWOptions& options() const { return opt_; }
+
+  // With t the step count after increment, for each parameter p with gradient g:
+  //   p <- p * (1 - lr wd)                      (decoupled decay; dim() == 2 only)
+  //   m <- b1 m + (1 - b1) g
+  //   v <- b2 v + (1 - b2) g^2
+  //   p <- p - (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+  // which is lr m_hat / (sqrt(v_hat) + eps), arranged as torch.optim.AdamW does.
+  void step() override {
+    const auto t = static_cast<double>(this->begin_step());
+    const double lr = this->lr();
+    const T b1 = T(opt_.beta1), b2 = T(opt_.beta2);
+    const T c1 = T(1 - opt_.beta1), c2 = T(1 - opt_.beta2);
+    const T step_size = T(lr / (1 - std::pow(opt_.beta1, t)));
+    const T bc2_sqrt = T(std::sqrt(1 - std::pow(opt_.beta2, t)));
+    const T eps = T(opt_.eps);
+    const T decay = T(1 - lr * opt_.weight_decay);
+    for (std::size_t i = 0; i < this->parameter_count(); ++i) {
+      T* p;
+      const T* g;
+      std::size_t n;
+      if (!this->flat(i, p, g, n)) continue;
+      T* m = this->buffer(0, i);
+      T* v = this->buffer(1, i);
+      if (opt_.weight_decay != 0 && this->decayed(i))
+        for (std::size_t k = 0; k < n; ++k) p[k] *= decay;
+      for (std::size_t k = 0; k < n; ++k) {
+        m[k] = b1 * m[k] + c1 * g[k];
+        v[k] = b2 * v[k] + c2 * g[k] * g[k];
+        p[k] -= step_size * m[k] / (std::sqrt(v[k]) / bc2_sqrt + eps);
+      }
+    }
+  }
+
+ private:
+  AdamWOptions opt_;
+};
+
+// ---------------------------------------------------------------------------
+// SGD with optional momentum (PyTorch convention, dampening 0) and L2 weight decay
+// (added to the gradient, as torch.optim.SGD does; dim() == 2 parameters only).
+struct SGDOptions {
+  double lr = 1e-3;
+  double momentum = 0;
+  double weight_decay = 0;
+  bool nesterov = false;
+};
+
+template <class T>
+class SGD final : public Optimizer<T> {
+ public:
+  // The "momentum.<name>" buffers exist only when momentum != 0.
+  explicit SGD(const NamedTensors<T>& params, SGDOptions opt = {})
+      : Optimizer<T>("SGD", params, opt.lr, opt.momentum != 0 ? std::vector<std::string>{"momentum"} : std::vector<std::string>{}),
+        opt_(opt) {
+    if (!(opt.momentum >= 0)) throw std::invalid_argument("SGD: momentum must be >= 0, got " + std::to_string(opt.momentum));
+    if (!(opt.weight_decay >= 0))
+      throw std::invalid_argument("SGD: weight_decay must be >= 0, got " + std::to_string(opt.weight_decay));
+    if (opt.nesterov && opt.momentum == 0) throw std::invalid_argument("SGD: nesterov needs momentum > 0");
+  }
+  using Optimizer<T>::step;
+
+  const SGDOptions& options() const { return opt_; }
+
+  // For each parameter p with gradient g:
+  //   d <- g + wd p                  (wd only for dim() == 2)
+  //   b <- mu b + d                  (momentum; b starts at 0, so b_1 = d_1)
+  //   d <- d + mu b  if nesterov,  else d <- b
+  //   p <- p - lr d
+  void step() override {
+    this->begin_step();
+    const T lr = T(this->lr()), mu = T(opt_.momentum);
+    const bool momentum = opt_.momentum != 0;
+    for (std::size_t i = 0; i < this->parameter_count(); ++i) {
+      T* p;
+      const T* g;
+      std::size_t n;
+      if (!this->flat(i, p, g, n)) continue;
+      const T wd = this->decayed(i) ? T(opt_.weight_decay) : T(0);
+      T* b = momentum ? this->buffer(0, i) : nullptr;
+      for (std::size_t k = 0; k < n; ++k) {
+        T d = g[k] + wd * p[k];
+        if (momentum) {
+          b[k] = mu * b[k] + d;
+          d = opt_.nesterov ? d + mu * b[k] : b[k];
+        }
+        p[k] -= lr * d;
+      }
+    }
+  }
+
+ private:
+  SGDOptions opt_;
+};
+
+// ---------------------------------------------------------------------------
+// Global gradient-norm clipping (torch.nn.utils.clip_grad_norm_):
+//   norm = sqrt(sum over all gradients of g^2)   (accumulated in double)
+//   if norm > max_norm:  g <- g * max_norm / (norm + 1e-6)
+// Parameters without a gradient are ignored; a tensor listed twice (tied) counts
+// once. Returns the norm before clipping. A non-finite norm (NaN/inf gradients)
+// is returned as is and the gradients are left alone, so the caller can skip the step.
+template <class T>
+T clip_grad_norm(const NamedTensors<T>& params, T max_norm) {
+  if (!(max_norm > 0)) throw std::invalid_argument("clip_grad_norm: max_norm must be > 0");
+  std::vector<Tensor<T>> grads;
+  for (const auto& [name, p] : params) {
+    if (!p.defined() || !p.has_grad()) continue;
+    bool tied = false;
+    for (const auto& q : grads) tied = tied || q.same_as(p);
+    if (!tied) grads.push_back(p);
+  }
+  double sum = 0;
+  for (const auto& p : grads) {
+    const T* g = p.grad().data();
+    for (std::size_t k = 0, n = p.grad().size(); k < n; ++k) sum += double(g[k]) * double(g[k]);
+  }
+  const double norm = std::sqrt(sum);
+  if (std::isfinite(norm) && norm > double(max_norm)) {
+    const T scale = T(double(max_norm) / (norm + 1e-6));
+    for (const auto& p : grads) {
+      Array<T>& g = p.grad_accumulator("clip_grad_norm");
+      T* d = g.data();
+      for (std::size_t k = 0, n = g.size(); k < n; ++k) d[k] *= scale;
+    }
+  }
+  return T(norm);
+}
+
+// ---------------------------------------------------------------------------
+// Learning rate for the update with 0-based index `step` (pass opt.step_count()
+// before calling step()). nanoGPT's get_lr, exactly:
+//   step <  warmup:          base * (step + 1) / (warmup + 1)      (base/(warmup+1) at step 0)
+//   warmup <= step <= total: min + (base - min) * (1 + cos(pi r)) / 2,  r = (step - warmup) / (total - warmup)
+//                            (base at step == warmup, (base + min)/2 half-way, min at step == total)
+//   step >  total:           min
+// warmup_steps == 0 means no warm-up; total_steps == warmup_steps means no decay
+// phase (min from step `total` on).
+inline double warmup_cosine_lr(std::int64_t step, double base_lr, std::int64_t warmup_steps, std::int64_t total_steps,
+                               double min_lr) {
+  if (step < 0) throw std::invalid_argument("warmup_cosine_lr: step must be >= 0, got " + std::to_string(step));
+  if (warmup_steps < 0 || total_steps < warmup_steps)
+    throw std::invalid_argument("warmup_cosine_lr: need 0 <= warmup_steps <= total_steps, got warmup " +
+                                std::to_string(warmup_steps) + ", total " + std::to_string(total_steps));
+  if (step < warmup_steps) return base_lr * double(step + 1) / double(warmup_steps + 1);
+  if (step >= total_steps) return min_lr;
+  const double r = double(step - warmup_steps) / double(total_steps - warmup_steps);
+  return min_lr + 0.5 * (1.0 + std::cos(std::numbers::pi * r)) * (base_lr - min_lr);
+}
+
+}  // namespace tapegrad::nn

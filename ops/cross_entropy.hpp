@@ -1,4 +1,55 @@
-// tapegrad/ops/cross_entropy.hpp — being written.
+// tapegrad/ops/cross_entropy.hpp — mean negative log-likelihood of integer targets.
+//   logits (..., V), targets (...) integers in [0, V) (logits' shape without the last
+//   axis), loss () = (1/N) sum_n [lse_n - logits[n, targets[n]]], N = rows of logits,
+//   lse_n = max + log sum exp(logits[n] - max) (never log(softmax)); each term is summed
+//   as log sum exp(logits[n] - max) - (logits[n, t] - max), which does not cancel for large logits.
+// Saved: logits (the input), a copy of targets and the N values lse_n.
+// Backward (fused softmax + NLL): dlogits[n, j] += dloss * (exp(logits[n, j] - lse_n) - [j == targets[n]]) / N
 #pragma once
 
-#include "../core/tape.hpp"
+#include "softmax.hpp"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace tapegrad::ops {
+
+inline const OpName kCrossEntropy{"cross_entropy"};
+
+template <class T>
+Tensor<T> cross_entropy(Tape& tape, const Tensor<T>& logits, const Ids& targets) {
+  const Shape ls = logits.shape();
+  if (ls.empty() || ls.back() == 0 || !std::equal(ls.begin(), ls.end() - 1, targets.shape().begin(), targets.shape().end()))
+    throw op_error(kCrossEntropy, "needs logits (..., V) with V > 0 and targets (...), got logits " + shape_str(ls) +
+                                      ", targets " + shape_str(shape_of(targets)));
+  const std::size_t V = ls.back(), N = logits.size() / V;
+  if (N == 0) throw op_error(kCrossEntropy, "no positions to average over: logits " + shape_str(ls));
+  for (std::size_t n = 0; n < N; ++n)
+    if (targets.data()[n] < 0 || targets.data()[n] >= static_cast<std::int64_t>(V))
+      throw op_error(kCrossEntropy, "target " + std::to_string(targets.data()[n]) + " at position " + std::to_string(n) +
+                                        " is outside [0, V) with V = " + std::to_string(V));
+
+  std::vector<T> lse(N);
+  double total = 0;  // a double accumulator: N can be large in float training
+  for (std::size_t n = 0; n < N; ++n) {
+    const T* xr = logits.data() + n * V;
+    const auto s = detail::row_exp(xr, V);
+    lse[n] = s.log_sum_exp();
+    total += double(std::log(s.sum) - (xr[targets.data()[n]] - s.max));  // no cancellation against a large max
+  }
+  Tensor<T> loss(Array<T>::from_shape(Shape{}));
+  *loss.data() = T(total / double(N));
+
+  return tape.record(kCrossEntropy, loss, [logits, loss, targets = Ids(targets), lse = std::move(lse), N, V] {
+    const T g = *loss.grad().data() / T(N);
+    const T* x = logits.data();
+    T* dx = logits.grad_accumulator(kCrossEntropy.name()).data();
+    for (std::size_t n = 0; n < N; ++n) {
+      for (std::size_t j = 0; j < V; ++j) dx[n * V + j] += g * std::exp(x[n * V + j] - lse[n]);
+      dx[n * V + targets.data()[n]] -= g;
+    }
+  }, logits);
+}
+
+}  // namespace tapegrad::ops

@@ -1,4 +1,43 @@
-// tapegrad/ops/embedding.hpp — being written.
+// tapegrad/ops/embedding.hpp — row lookup: y[..., :] = table[ids[...], :].
+//   table (V, d), ids (...) integers in [0, V), y (..., d)
+//   Saved: table (the input) and a copy of ids.
+//   Backward: dtable[ids[k], :] += dy[k, :] (scatter-add; a repeated id accumulates).
 #pragma once
 
 #include "../core/tape.hpp"
+
+#include <algorithm>
+#include <string>
+
+namespace tapegrad::ops {
+
+inline const OpName kEmbedding{"embedding"};
+
+template <class T>
+Tensor<T> embedding(Tape& tape, const Tensor<T>& table, const Ids& ids) {
+  const Shape ts = table.shape();
+  if (ts.size() != 2 || ts[1] == 0) throw op_error(kEmbedding, "table needs shape (V, d) with d > 0, got " + shape_str(ts));
+  const std::size_t d = ts[1];
+  const auto V = static_cast<std::int64_t>(ts[0]);
+  for (std::size_t k = 0; k < ids.size(); ++k)
+    if (ids.data()[k] < 0 || ids.data()[k] >= V)
+      throw op_error(kEmbedding, "id " + std::to_string(ids.data()[k]) + " at position " + std::to_string(k) +
+                                     " is outside [0, V) with V = " + std::to_string(V));
+
+  Shape ys = shape_of(ids);
+  ys.push_back(d);
+  Tensor<T> y(Array<T>::from_shape(ys));
+  for (std::size_t k = 0; k < ids.size(); ++k)
+    std::copy_n(table.data() + ids.data()[k] * d, d, y.data() + k * d);
+
+  return tape.record(kEmbedding, y, [table, y, ids = Ids(ids), d] {
+    const T* dy = y.grad().data();
+    T* dt = table.grad_accumulator(kEmbedding.name()).data();
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+      T* row = dt + ids.data()[k] * d;
+      for (std::size_t j = 0; j < d; ++j) row[j] += dy[k * d + j];
+    }
+  }, table);
+}
+
+}  // namespace tapegrad::ops

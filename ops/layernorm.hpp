@@ -1,4 +1,72 @@
-// tapegrad/ops/layernorm.hpp — being written.
+// tapegrad/ops/layernorm.hpp — y = (x - mean) * rstd * weight + bias over the last axis.
+//   x (..., C), weight (C), bias (C), y (..., C); per row: biased variance,
+//   rstd = 1 / sqrt(var + eps).
+// Saved: x, weight (the inputs) and per-row mean and rstd (N = x.size() / C values
+// each); the normalised row n = (x - mean) * rstd is recomputed in backward.
+// Backward (per row, as in llm.c's layernorm_backward), with g = weight * dy:
+//   dbias += dy      dweight += n * dy
+//   dx    += rstd * (g - mean(g) - n * mean(g * n))
 #pragma once
 
 #include "../core/tape.hpp"
+
+#include <cmath>
+#include <vector>
+
+namespace tapegrad::ops {
+
+inline const OpName kLayernorm{"layernorm"};
+
+template <class T>
+Tensor<T> layernorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias, T eps = T(1e-5)) {
+  const Shape xs = x.shape();
+  if (xs.empty() || xs.back() == 0 || weight.shape() != Shape{xs.back()} || bias.shape() != Shape{xs.back()})
+    throw op_error(kLayernorm, "needs x (..., C) with C > 0, weight (C), bias (C), got x " + shape_str(xs) +
+                                   ", weight " + shape_str(weight.shape()) + ", bias " + shape_str(bias.shape()));
+  const std::size_t C = xs.back(), rows = x.size() / C;
+
+  Tensor<T> y(Array<T>::from_shape(xs));
+  std::vector<T> mean(rows), rstd(rows);
+  const T *w = weight.data(), *b = bias.data();
+  for (std::size_t r = 0; r < rows; ++r) {
+    const T* xr = x.data() + r * C;
+    T* yr = y.data() + r * C;
+    T m = 0, v = 0;
+    for (std::size_t i = 0; i < C; ++i) m += xr[i];
+    m /= T(C);
+    for (std::size_t i = 0; i < C; ++i) v += (xr[i] - m) * (xr[i] - m);
+    const T s = T(1) / std::sqrt(v / T(C) + eps);
+    for (std::size_t i = 0; i < C; ++i) yr[i] = (xr[i] - m) * s * w[i] + b[i];
+    mean[r] = m;
+    rstd[r] = s;
+  }
+
+  return tape.record(kLayernorm, y, [x, weight, bias, y, mean = std::move(mean), rstd = std::move(rstd), rows, C] {
+    const T* dy = y.grad().data();
+    const T* w = weight.data();
+    T* dx = x.requires_grad() ? x.grad_accumulator(kLayernorm.name()).data() : nullptr;
+    T* dw = weight.requires_grad() ? weight.grad_accumulator(kLayernorm.name()).data() : nullptr;
+    T* db = bias.requires_grad() ? bias.grad_accumulator(kLayernorm.name()).data() : nullptr;
+    for (std::size_t r = 0; r < rows; ++r) {
+      const T *xr = x.data() + r * C, *dyr = dy + r * C;
+      const T m = mean[r], s = rstd[r];
+      T g_mean = 0, gn_mean = 0;
+      for (std::size_t i = 0; i < C; ++i) {
+        const T n = (xr[i] - m) * s, g = w[i] * dyr[i];
+        g_mean += g;
+        gn_mean += g * n;
+        if (dw) dw[i] += n * dyr[i];
+        if (db) db[i] += dyr[i];
+      }
+      g_mean /= T(C);
+      gn_mean /= T(C);
+      if (dx)
+        for (std::size_t i = 0; i < C; ++i) {
+          const T n = (xr[i] - m) * s;
+          dx[r * C + i] += s * (w[i] * dyr[i] - g_mean - n * gn_mean);
+        }
+    }
+  }, x, weight, bias);
+}
+
+}  // namespace tapegrad::ops

@@ -56,6 +56,21 @@ inline Ids random_ids(const Shape& shape, std::int64_t vocab, Rng& rng) {
   return ids;
 }
 
+// Module rows: move every parameter away from its init (LayerNorm weights 1 +- 0.3,
+// matrices ~N(0, 0.3^2)) so no path is degenerate, and check them all with the inputs.
+template <class T>
+void perturb_parameters(const nn::Module<T>& module, Rng& rng, double stddev = 0.3) {
+  std::normal_distribution<double> normal(0.0, stddev);
+  for (auto& [name, p] : module.named_parameters())
+    for (std::size_t i = 0; i < p.size(); ++i) Tensor<T>(p).data()[i] += T(normal(rng));
+}
+
+template <class T>
+NamedTensors<T> with_parameters(NamedTensors<T> inputs, const nn::Module<T>& module) {
+  for (auto& named : module.named_parameters()) inputs.push_back(named);
+  return inputs;
+}
+
 template <class T>
 std::vector<GradRow<T>> gradcheck_rows() {
   using namespace ops;
@@ -92,8 +107,170 @@ std::vector<GradRow<T>> gradcheck_rows() {
          return C{{{"x", x}}, [=](Tape& t) { return scale(t, x, T(1 / std::sqrt(5.0))); }};
        }},
       // ROWS: elementwise, reduce, reshape, permute, heads (helper A)
+      {"add", "same shape (3,5)", [](Rng& g) {
+         auto a = randn<T>({3, 5}, g), b = randn<T>({3, 5}, g);
+         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return add(t, a, b); }};
+       }},
+      {"add", "bias (2,3,5) + (5)", [](Rng& g) {
+         auto a = randn<T>({2, 3, 5}, g), b = randn<T>({5}, g);
+         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return add(t, a, b); }};
+       }},
+      {"add", "positional (3,5) + (2,3,5), a broadcasts", [](Rng& g) {
+         auto a = randn<T>({3, 5}, g), b = randn<T>({2, 3, 5}, g);
+         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return add(t, a, b); }};
+       }},
+      {"add", "both broadcast (2,1,3) + (4,1)", [](Rng& g) {
+         auto a = randn<T>({2, 1, 3}, g), b = randn<T>({4, 1}, g);
+         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return add(t, a, b); }};
+       }},
+      {"mul", "same shape (3,5)", [](Rng& g) {
+         auto a = randn<T>({3, 5}, g), b = randn<T>({3, 5}, g);
+         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return mul(t, a, b); }};
+       }},
+      {"mul", "suffix (2,3,5) * (3,5)", [](Rng& g) {
+         auto a = randn<T>({2, 3, 5}, g), b = randn<T>({3, 5}, g);
+         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return mul(t, a, b); }};
+       }},
+      {"mul", "(3,1) * (2,3,5), a broadcasts", [](Rng& g) {
+         auto a = randn<T>({3, 1}, g), b = randn<T>({2, 3, 5}, g);
+         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return mul(t, a, b); }};
+       }},
+      {"mul", "both broadcast (2,1,3) * (4,1)", [](Rng& g) {
+         auto a = randn<T>({2, 1, 3}, g), b = randn<T>({4, 1}, g);
+         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return mul(t, a, b); }};
+       }},
+      {"sum", "(2,3,5) -> ()", [](Rng& g) {
+         auto x = randn<T>({2, 3, 5}, g);
+         return C{{{"x", x}}, [=](Tape& t) { return sum(t, x); }};
+       }},
+      {"mean", "(3,7) -> ()", [](Rng& g) {
+         auto x = randn<T>({3, 7}, g);
+         return C{{{"x", x}}, [=](Tape& t) { return mean(t, x); }};
+       }},
+      {"reshape", "(2,3,5) -> (6,5)", [](Rng& g) {
+         auto x = randn<T>({2, 3, 5}, g);
+         return C{{{"x", x}}, [=](Tape& t) { return reshape(t, x, {6, 5}); }};
+       }},
+      {"permute", "(2,3,4,5) axes (2,0,3,1)", [](Rng& g) {
+         auto x = randn<T>({2, 3, 4, 5}, g);
+         return C{{{"x", x}}, [=](Tape& t) { return permute(t, x, {2, 0, 3, 1}); }};
+       }},
+      {"permute", "transpose (3,5) axes 0, 1", [](Rng& g) {
+         auto x = randn<T>({3, 5}, g);
+         return C{{{"x", x}}, [=](Tape& t) { return transpose(t, x, 0, 1); }};
+       }},
+      {"split_heads", "(2,3,6) h=3 -> (2,3,3,2)", [](Rng& g) {
+         auto x = randn<T>({2, 3, 6}, g);
+         return C{{{"x", x}}, [=](Tape& t) { return split_heads(t, x, 3); }};
+       }},
+      {"split_heads", "T=1 (2,1,10) h=2 -> (2,2,1,5)", [](Rng& g) {
+         auto x = randn<T>({2, 1, 10}, g);
+         return C{{{"x", x}}, [=](Tape& t) { return split_heads(t, x, 2); }};
+       }},
+      {"merge_heads", "(2,3,5,2) -> (2,5,6)", [](Rng& g) {
+         auto x = randn<T>({2, 3, 5, 2}, g);
+         return C{{{"x", x}}, [=](Tape& t) { return merge_heads(t, x); }};
+       }},
+      {"merge_heads", "T=1 (3,2,1,5) -> (3,1,10)", [](Rng& g) {
+         auto x = randn<T>({3, 2, 1, 5}, g);
+         return C{{{"x", x}}, [=](Tape& t) { return merge_heads(t, x); }};
+       }},
       // ROWS: causal_mask, softmax, layernorm, gelu, embedding, cross_entropy (helper B)
-      // ROWS: nn modules
+      // ---- causal_mask (through softmax: a projection of -inf would not be finite)
+      {"causal_mask", "softmax(mask(S)), batch*heads (2,3,5,5)", [](Rng& g) {
+         auto s = randn<T>({2, 3, 5, 5}, g);
+         return C{{{"s", s}}, [=](Tape& t) { return softmax(t, causal_mask(t, s)); }};
+       }},
+      {"causal_mask", "softmax(mask(S)), T=1 (3,1,1)", [](Rng& g) {
+         auto s = randn<T>({3, 1, 1}, g);
+         return C{{{"s", s}}, [=](Tape& t) { return softmax(t, causal_mask(t, s)); }};
+       }},
+      // ---- softmax
+      {"softmax", "batch*heads (2,3,4,7), logits sd 2", [](Rng& g) {
+         auto x = randn<T>({2, 3, 4, 7}, g, 2.0);
+         return C{{{"x", x}}, [=](Tape& t) { return softmax(t, x); }};
+       }},
+      {"softmax", "(3,5) with -inf entries and an all--inf row", [](Rng& g) {
+         auto x = randn<T>({3, 5}, g);
+         const T ninf = -std::numeric_limits<T>::infinity();
+         x.value()(0, 4) = x.value()(1, 0) = x.value()(1, 3) = ninf;
+         for (std::size_t j = 0; j < 5; ++j) x.value()(2, j) = ninf;
+         return C{{{"x", x}}, [=](Tape& t) { return softmax(t, x); }};
+       }},
+      {"softmax", "T=1 one query, batch*heads (2,3,1,5)", [](Rng& g) {
+         auto x = randn<T>({2, 3, 1, 5}, g);
+         return C{{{"x", x}}, [=](Tape& t) { return softmax(t, x); }};
+       }},
+      // ---- log_softmax
+      {"log_softmax", "(2,3,7), logits sd 2", [](Rng& g) {
+         auto x = randn<T>({2, 3, 7}, g, 2.0);
+         return C{{{"x", x}}, [=](Tape& t) { return log_softmax(t, x); }};
+       }},
+      {"log_softmax", "T=1 (3,1,5)", [](Rng& g) {
+         auto x = randn<T>({3, 1, 5}, g);
+         return C{{{"x", x}}, [=](Tape& t) { return log_softmax(t, x); }};
+       }},
+      // ---- layernorm
+      {"layernorm", "(2,3,7), weight ~U(0.5,1.5), bias ~N(0,1)", [](Rng& g) {
+         auto x = randn<T>({2, 3, 7}, g, 2.0), w = uniform<T>({7}, g, 0.5, 1.5), b = randn<T>({7}, g);
+         return C{{{"x", x}, {"weight", w}, {"bias", b}}, [=](Tape& t) { return layernorm(t, x, w, b); }};
+       }},
+      {"layernorm", "T=1 (3,1,5), offset rows", [](Rng& g) {
+         auto x = uniform<T>({3, 1, 5}, g, 1.0, 4.0), w = uniform<T>({5}, g, -1.5, 1.5), b = randn<T>({5}, g);
+         return C{{{"x", x}, {"weight", w}, {"bias", b}}, [=](Tape& t) { return layernorm(t, x, w, b); }};
+       }},
+      // ---- gelu
+      {"gelu", "(3,5,7) ~N(0, 2^2)", [](Rng& g) {
+         auto x = randn<T>({3, 5, 7}, g, 2.0);
+         return C{{{"x", x}}, [=](Tape& t) { return gelu(t, x); }};
+       }},
+      // ---- embedding
+      {"embedding", "table (7,5), ids (2,4) with repeats", [](Rng& g) {
+         auto table = randn<T>({7, 5}, g);
+         const Ids ids = {{1, 3, 1, 6}, {3, 3, 0, 1}};
+         return C{{{"table", table}}, [=](Tape& t) { return embedding(t, table, ids); }};
+       }},
+      {"embedding", "table (5,3), ids (3,1) T=1", [](Rng& g) {
+         auto table = randn<T>({5, 3}, g);
+         const Ids ids = random_ids({3, 1}, 5, g);
+         return C{{{"table", table}}, [=](Tape& t) { return embedding(t, table, ids); }};
+       }},
+      // ---- cross_entropy
+      {"cross_entropy", "[B,T,V] = (2,3,7), logits sd 2", [](Rng& g) {
+         auto logits = randn<T>({2, 3, 7}, g, 2.0);
+         const Ids targets = random_ids({2, 3}, 7, g);
+         return C{{{"logits", logits}}, [=](Tape& t) { return cross_entropy(t, logits, targets); }};
+       }},
+      {"cross_entropy", "T=1 (3,1,5)", [](Rng& g) {
+         auto logits = randn<T>({3, 1, 5}, g);
+         const Ids targets = random_ids({3, 1}, 5, g);
+         return C{{{"logits", logits}}, [=](Tape& t) { return cross_entropy(t, logits, targets); }};
+       }},
+      // ROWS: nn modules — every parameter and the input, through the composed ops' rules.
+      {"nn.CausalSelfAttention", "B=2 T=5 d=6 h=3", [](Rng& g) {
+         auto attn = std::make_shared<nn::CausalSelfAttention<T>>(6, 3, g);
+         perturb_parameters(*attn, g);
+         auto x = randn<T>({2, 5, 6}, g);
+         return C{with_parameters({{"x", x}}, *attn), [=](Tape& t) { return attn->forward(t, x); }};
+       }},
+      {"nn.CausalSelfAttention", "T=1 (one token attends to itself)", [](Rng& g) {
+         auto attn = std::make_shared<nn::CausalSelfAttention<T>>(4, 2, g);
+         perturb_parameters(*attn, g);
+         auto x = randn<T>({3, 1, 4}, g);
+         return C{with_parameters({{"x", x}}, *attn), [=](Tape& t) { return attn->forward(t, x); }};
+       }},
+      {"nn.TransformerBlock", "B=2 T=4 d=6 h=2", [](Rng& g) {
+         auto block = std::make_shared<nn::TransformerBlock<T>>(6, 2, 2, g);
+         perturb_parameters(*block, g);
+         auto x = randn<T>({2, 4, 6}, g);
+         return C{with_parameters({{"x", x}}, *block), [=](Tape& t) { return block->forward(t, x); }};
+       }},
+      {"nn.GPT", "V=7 T_max=6 L=2 h=2 d=8, B=2 T=5, loss", [](Rng& g) {
+         auto gpt = std::make_shared<nn::GPT<T>>(nn::GPTConfig{7, 6, 2, 2, 8}, 17);
+         perturb_parameters(*gpt, g);
+         const Ids x = random_ids({2, 5}, 7, g), y = random_ids({2, 5}, 7, g);
+         return C{with_parameters({}, *gpt), [=](Tape& t) { return gpt->loss(t, x, y); }};
+       }},
   };
 }
 

@@ -185,3 +185,14 @@ TEST_CASE("matmul: forward values on hand-checkable inputs, every transpose") {
   CHECK(cb.shape() == Shape{2, 1, 2});
   CHECK(cb.value()(1, 0, 1) == 154);
 }
+
+TEST_CASE("tape: a recorded result that the loss does not use is skipped by backward") {
+  Tape tape;
+  auto x = row_vector();
+  auto unused = scale(tape, x, 5.0);  // on the tape, never reaches the loss
+  auto y = matmul(tape, x, x, {.transpose_b = true});
+  CHECK(tape.size() == 2);
+  tape.backward(y);
+  CHECK(x.grad()(0, 1) == doctest::Approx(-4.0));
+  CHECK_FALSE(unused.has_grad());
+}

@@ -1,0 +1,76 @@
+// train_lm/evaluate.cpp — loss measurement and the `eval` subcommand.
+#include "evaluate.hpp"
+
+#include "usage_error.hpp"
+
+#include <core/blas.hpp>
+
+#include <cmath>
+
+namespace train_lm {
+
+template <class T>
+double batch_loss(const GPT<T>& model, const Batch& batch) {
+  tapegrad::Tape tape;
+  tapegrad::NoGradGuard no_grad(tape);
+  return double(model.loss(tape, batch.inputs, batch.targets).item());
+}
+
+template <class T>
+double validation_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
+                       std::size_t block, std::size_t n_batches, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  double sum = 0;
+  for (std::size_t i = 0; i < n_batches; ++i) sum += batch_loss(model, random_batch(tokens, batch, block, rng));
+  return sum / double(n_batches);
+}
+
+double TextLoss::perplexity() const { return std::exp(loss); }
+
+template <class T>
+TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch) {
+  // Window k covers tokens [k*block, k*block + len] and predicts its last len tokens;
+  // the last window may be shorter. Windows of equal length are batched together.
+  const std::size_t predictions = tokens.size() - 1;
+  const std::size_t full_windows = predictions / block, tail = predictions % block;
+  double sum = 0;  // of per-token losses
+  for (std::size_t first = 0; first < full_windows; first += batch) {
+    const std::size_t rows = std::min(batch, full_windows - first);
+    Batch b{tapegrad::Ids::from_shape({rows, block}), tapegrad::Ids::from_shape({rows, block})};
+    for (std::size_t r = 0; r < rows; ++r) fill_row(b, r, tokens, (first + r) * block);
+    sum += batch_loss(model, b) * double(rows * block);
+  }
+  if (tail > 0) {
+    Batch b{tapegrad::Ids::from_shape({1, tail}), tapegrad::Ids::from_shape({1, tail})};
+    fill_row(b, 0, tokens, full_windows * block);
+    sum += batch_loss(model, b) * double(tail);
+  }
+  return {sum / double(predictions), predictions};
+}
+
+TextLoss run_eval(const EvalOptions& options) {
+  require_positive("--batch", options.batch);
+  require_positive("--threads", options.threads);
+  const ModelFile checkpoint = read_model_file(options.checkpoint);
+  const Vocabulary& vocab = checkpoint.require_vocab();
+  const std::size_t block = options.block.value_or(checkpoint.config.block_size);
+  require_positive("--block", block);
+  if (block > checkpoint.config.block_size)
+    throw UsageError("--block " + std::to_string(block) + " is above the checkpoint's block size " +
+                     std::to_string(checkpoint.config.block_size));
+  const Text text = read_text_file(options.data);
+  const auto tokens = vocab.encode(split_utf8(text.bytes, text.source), text.source);
+  if (tokens.size() < 2) throw DataError(text.source + ": needs at least 2 characters to predict one");
+
+  tapegrad::blas::set_threads(options.threads);
+  return with_model(checkpoint, [&](const auto& model) { return text_loss(model, tokens, block, options.batch); });
+}
+
+template double batch_loss(const GPT<float>&, const Batch&);
+template double batch_loss(const GPT<double>&, const Batch&);
+template double validation_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, std::size_t,
+                                std::uint64_t);
+template TextLoss text_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t);
+template TextLoss text_loss(const GPT<double>&, const std::vector<std::int64_t>&, std::size_t, std::size_t);
+
+}  // namespace train_lm

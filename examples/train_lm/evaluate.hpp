@@ -1,0 +1,45 @@
+// train_lm/evaluate.hpp — measuring a model's loss without recording a tape.
+//
+//   batch_loss           mean cross-entropy of one batch
+//   validation_loss      the mean over a fixed set of random validation windows
+//                        (its own seeded RNG: evaluating never moves the training sampler)
+//   text_loss            the whole token sequence in consecutive windows of
+//                        `block` tokens: every token after the first is predicted once
+//   run_eval             `train_lm eval`: a checkpoint on a text file
+#pragma once
+
+#include "model_file.hpp"
+
+#include <filesystem>
+#include <optional>
+
+namespace train_lm {
+
+template <class T>
+double batch_loss(const GPT<T>& model, const Batch& batch);
+
+template <class T>
+double validation_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
+                       std::size_t block, std::size_t n_batches, std::uint64_t seed);
+
+struct TextLoss {
+  double loss = 0;           // mean over the predicted tokens
+  std::size_t predicted = 0; // number of tokens predicted
+  double perplexity() const;
+};
+
+template <class T>
+TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch);
+
+struct EvalOptions {
+  std::filesystem::path checkpoint;
+  std::filesystem::path data;
+  std::optional<std::size_t> block;  // default: the checkpoint's block size
+  std::size_t batch = 16;            // windows per forward pass
+  int threads = 1;
+};
+
+// Checks everything first (checkpoint, data, block), then evaluates.
+TextLoss run_eval(const EvalOptions& options);
+
+}  // namespace train_lm

@@ -1,0 +1,164 @@
+// train_lm — train, evaluate and sample a character-level GPT (SPEC section 3).
+//
+//   train_lm train  [--data FILE] [--preset NAME] [overrides] [--out DIR] [--resume]
+//   train_lm eval   --checkpoint MODEL --data FILE [--block T]
+//   train_lm sample --checkpoint MODEL [--prompt TEXT] [--tokens N] [--temperature X] [--top-k K] [--seed S]
+//   train_lm grad   --checkpoint W --batch BATCH --out G
+//
+// This file only maps the command line onto the library (train.hpp, evaluate.hpp,
+// sample.hpp, grad.hpp); every error reaches main as one line on stderr and exit 1.
+#include "evaluate.hpp"
+#include "grad.hpp"
+#include "sample.hpp"
+#include "train.hpp"
+#include "usage_error.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <unistd.h>
+
+using namespace train_lm;
+
+namespace {
+
+std::string preset_list() {
+  std::string text;
+  for (const auto& p : tapegrad::nn::kPresets)
+    text += "\n  " + std::string(p.name) + ": " + std::to_string(p.n_layer) + " layers, " + std::to_string(p.n_head) +
+            " heads, d_model " + std::to_string(p.d_model) + ", block " + std::to_string(p.block_size) + ", batch " +
+            std::to_string(p.batch) + ", " + std::to_string(default_steps(p.name)) + " steps (" + p.purpose + ")";
+  return text;
+}
+
+// A count given on the command line, checked to be positive here (CLI11 would
+// wrap a negative number into a huge unsigned one).
+std::size_t positive(const std::string& option, long long value) {
+  require_positive(option, value);
+  return std::size_t(value);
+}
+
+CLI::Option* add_threads(CLI::App& cmd, int& threads) {
+  return cmd.add_option("--threads", threads, "BLAS threads")->capture_default_str();
+}
+
+void add_train(CLI::App& app, TrainOptions& o) {
+  CLI::App* cmd = app.add_subcommand("train", "train a character-level GPT on a text file");
+  cmd->footer("Presets:" + preset_list() +
+              "\nThe model is AdamW (betas 0.9, 0.99, weight decay 0.1 on matrices), warm-up min(100, steps/10) steps "
+              "then cosine decay to lr/10, gradient norm clipped to 1.\nDIR receives model.safetensors, "
+              "state.safetensors (for --resume), log.csv and loss.svg.");
+  cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")");
+  cmd->add_option("--preset", o.preset, "tiny, small, medium or long")->capture_default_str();
+  cmd->add_option("--steps", o.steps, "total optimisation steps (default: the preset's)");
+  cmd->add_option("--batch", o.batch, "sequences per step (default: the preset's)");
+  cmd->add_option("--block", o.block, "context length T (default: the preset's)");
+  cmd->add_option("--layers", o.layers, "transformer blocks (default: the preset's)");
+  cmd->add_option("--heads", o.heads, "attention heads (default: the preset's)");
+  cmd->add_option("--dim", o.dim, "d_model (default: the preset's)");
+  cmd->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
+  cmd->add_option("--seed", o.seed, "seed for initialisation, batches and the final sample")->capture_default_str();
+  add_threads(*cmd, o.threads);
+  cmd->add_option("--eval-every", o.eval_every, "validation loss every N steps (and at the end)")->capture_default_str();
+  cmd->add_option("--save-every", o.save_every, "checkpoint every N steps (and at the end)")->capture_default_str();
+  cmd->add_option("--print-every", o.print_every, "progress line every N steps when stderr is not a terminal")
+      ->capture_default_str();
+  cmd->add_option("--stop-after", o.stop_after, "stop after step N with a checkpoint, as if interrupted (then --resume)");
+  cmd->add_option("--out", o.out, "checkpoint directory DIR")->capture_default_str();
+  cmd->add_flag("--resume", o.resume, "continue the run in DIR to --steps in total (same options as before)");
+  cmd->add_flag("!--no-sample", o.final_sample, "skip the sample printed at the end");
+}
+
+void add_eval(CLI::App& app, EvalOptions& o, long long& block, long long& batch) {
+  CLI::App* cmd = app.add_subcommand("eval", "loss and perplexity of a checkpoint on a text file");
+  cmd->add_option("--checkpoint", o.checkpoint, "model.safetensors")->required();
+  cmd->add_option("--data", o.data, "UTF-8 text file")->required();
+  cmd->add_option("--block", block, "window length (default: the checkpoint's block size)");
+  cmd->add_option("--batch", batch, "windows per forward pass")->capture_default_str();
+  add_threads(*cmd, o.threads);
+}
+
+void add_sample(CLI::App& app, SampleOptions& o, long long& tokens, long long& top_k) {
+  CLI::App* cmd = app.add_subcommand("sample", "generate text from a checkpoint");
+  cmd->add_option("--checkpoint", o.checkpoint, "model.safetensors")->required();
+  cmd->add_option("--prompt", o.prompt, "text to continue (its last block_size characters are used)");
+  cmd->add_option("--tokens", tokens, "characters to generate")->capture_default_str();
+  cmd->add_option("--temperature", o.sampling.temperature, "softmax temperature (0 = greedy)")->capture_default_str();
+  cmd->add_option("--top-k", top_k, "sample among the k most likely characters (0 = all)")->capture_default_str();
+  cmd->add_option("--seed", o.sampling.seed, "random seed")->capture_default_str();
+  add_threads(*cmd, o.threads);
+}
+
+void add_grad(CLI::App& app, GradOptions& o) {
+  CLI::App* cmd = app.add_subcommand("grad", "one forward and backward pass: loss and parameter gradients");
+  cmd->footer("BATCH holds integer tensors 'inputs' and 'targets' [B, T] (I64 or I32). An F64 checkpoint runs in double "
+              "precision. G receives 'loss' and 'grad.<name>' for every parameter.");
+  cmd->add_option("--checkpoint", o.checkpoint, "model weights W.safetensors (F32 or F64)")->required();
+  cmd->add_option("--batch", o.batch, "BATCH.safetensors")->required();
+  cmd->add_option("--out", o.out, "output G.safetensors")->required();
+  add_threads(*cmd, o.threads);
+}
+
+extern "C" void on_stop_signal(int) { request_stop(); }
+
+int run_train(const TrainOptions& options) {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  const TrainSummary summary = train(options, std::cout, std::cerr, ::isatty(STDERR_FILENO) != 0);
+  return summary.stopped_early && !options.stop_after ? 130 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"train_lm: a character-level GPT on the tapegrad autodiff tape"};
+  app.require_subcommand(1);
+  TrainOptions train_options;
+  EvalOptions eval_options;
+  SampleOptions sample_options;
+  GradOptions grad_options;
+  long long eval_block = 0, eval_batch = static_cast<long long>(eval_options.batch);
+  long long sample_tokens = static_cast<long long>(sample_options.sampling.tokens), top_k = 0;
+  add_train(app, train_options);
+  add_eval(app, eval_options, eval_block, eval_batch);
+  add_sample(app, sample_options, sample_tokens, top_k);
+  add_grad(app, grad_options);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "train_lm: error: " << e.what() << " (see train_lm --help)\n";
+    return 2;
+  }
+
+  const std::string command = app.get_subcommands().front()->get_name();
+  try {
+    if (command == "train") return run_train(train_options);
+    if (command == "eval") {
+      if (app.get_subcommand("eval")->count("--block")) eval_options.block = positive("--block", eval_block);
+      eval_options.batch = positive("--batch", eval_batch);
+      const TextLoss result = run_eval(eval_options);
+      std::printf("loss %.6f perplexity %.4f (%zu tokens predicted)\n", result.loss, result.perplexity(), result.predicted);
+      return 0;
+    }
+    if (command == "sample") {
+      sample_options.sampling.tokens = positive("--tokens", sample_tokens);
+      if (top_k < 0) throw UsageError("--top-k must be >= 0, got " + std::to_string(top_k));
+      sample_options.sampling.top_k = std::size_t(top_k);
+      run_sample(sample_options, std::cout);
+      return 0;
+    }
+    const double loss = run_grad(grad_options);
+    std::fprintf(stderr, "loss %.17g; gradients written to %s\n", loss, grad_options.out.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::cout.flush();
+    if (::isatty(STDERR_FILENO)) std::cerr << "\r\033[K";  // over a half-drawn progress line
+    std::cerr << "train_lm " << command << ": error: " << e.what() << "\n";
+    return 1;
+  }
+}

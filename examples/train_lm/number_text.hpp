@@ -1,0 +1,32 @@
+// train_lm/number_text.hpp — numbers to text and back, exactly.
+//
+// Losses, learning rates and settings are stored as text (CSV, safetensors
+// metadata); the shortest round-trip form (std::to_chars) keeps them bit-exact,
+// which is what lets a resumed run be compared with an uninterrupted one.
+#pragma once
+
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <system_error>
+
+namespace train_lm {
+
+// Shortest text that parses back to exactly `x`.
+inline std::string exact_text(double x) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, x);
+  return std::string(buf, r.ptr);
+}
+
+// The whole of `s` as a T, or nothing.
+template <class T>
+std::optional<T> parse_number(const std::string& s) {
+  T value{};
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), value);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || s.empty()) return std::nullopt;
+  return value;
+}
+
+}  // namespace train_lm

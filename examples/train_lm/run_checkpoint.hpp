@@ -1,0 +1,89 @@
+// train_lm/run_checkpoint.hpp — the checkpoint directory of a training run.
+//
+//   DIR/state.safetensors   everything --resume needs, self-contained: the weights
+//                           ("param.<name>"), AdamW's moments ("m.<name>", "v.<name>"),
+//                           and in __metadata__ the step, the sampler's RNG state,
+//                           the elapsed time and the run's settings
+//   DIR/model.safetensors   the latest model (SPEC section 2), for eval / sample / grad
+//   DIR/log.csv, loss.svg   the report (report.hpp)
+//
+// Crash safety. Each file is replaced atomically (write_file_atomically), state
+// first, then model. Any prefix of a save therefore leaves state.safetensors
+// either the old or the new complete state, and since the state holds its own
+// weights, --resume never depends on model.safetensors being from the same step;
+// model.safetensors is always some complete model, at most one save behind.
+// Leftover ".<name>.tmp-XXXXXX" files from an interrupted write are ignored.
+#pragma once
+
+#include "model_file.hpp"
+
+#include <nn/optim.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace train_lm {
+
+struct CheckpointDir {
+  std::filesystem::path dir;
+
+  std::filesystem::path model() const { return dir / "model.safetensors"; }
+  std::filesystem::path state() const { return dir / "state.safetensors"; }
+  std::filesystem::path log() const { return dir / "log.csv"; }
+  std::filesystem::path loss_svg() const { return dir / "loss.svg"; }
+
+  // True when a model or state file is there (a fresh run must not overwrite it).
+  bool holds_checkpoint() const;
+  // Creates the directory if needed and checks a file can be created in it;
+  // std::runtime_error naming the directory otherwise.
+  void prepare_for_writing() const;
+};
+
+// What defines a run: --resume must agree on all of it (settings_conflict).
+struct RunSettings {
+  GPTConfig model;
+  std::size_t batch = 0;
+  double lr = 0;
+  std::uint64_t seed = 0;
+  std::uint64_t data_fingerprint = 0;
+  std::string data_source;
+  // Recorded too, but allowed to change on resume (steps extends or shortens the
+  // schedule; a different thread count may change the last bits).
+  std::int64_t steps = 0;
+  int threads = 1;
+
+  Metadata to_metadata() const;
+  static RunSettings from_metadata(const TensorFile& file, const std::string& source);
+};
+
+// The first disagreement between a saved run and the options given now, as a
+// message ("--batch 8 differs from the checkpoint's 12"), or "" when they agree.
+std::string settings_conflict(const RunSettings& saved, const RunSettings& now);
+
+// The training state at the end of step `step`.
+struct TrainState {
+  std::int64_t step = 0;
+  std::mt19937_64 sampler;  // draws the training windows
+  double elapsed_s = 0;     // training time so far, over all sessions
+  RunSettings settings;
+};
+
+// Writes state then model, each atomically (see the top of this file).
+void save_checkpoint(const CheckpointDir& dir, const GPT<float>& model, const tapegrad::nn::AdamW<float>& optimizer,
+                     const TrainState& state, const Vocabulary& vocab);
+
+// Reads DIR/state.safetensors: the settings, step, RNG state and elapsed time.
+// The weights and moments go into `model` and `optimizer` by load_training_tensors,
+// after the caller has checked the settings.
+struct SavedState {
+  TensorFile file;
+  std::string source;
+  TrainState state;
+};
+SavedState read_state_file(const CheckpointDir& dir);
+void load_training_tensors(const SavedState& saved, GPT<float>& model, tapegrad::nn::AdamW<float>& optimizer);
+
+}  // namespace train_lm

@@ -1,0 +1,301 @@
+// train_lm/train.cpp — the training loop: plan (check everything), then run.
+#include "train.hpp"
+
+#include "evaluate.hpp"
+#include "number_text.hpp"
+#include "report.hpp"
+#include "run_checkpoint.hpp"
+#include "sample.hpp"
+#include "usage_error.hpp"
+
+#include <core/blas.hpp>
+#include <nn/optim.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <ostream>
+
+namespace train_lm {
+
+namespace {
+
+using tapegrad::nn::AdamW;
+using Clock = std::chrono::steady_clock;
+
+std::atomic<bool> stop_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "request_stop must be async-signal-safe");
+
+// Independent random streams of one run, all from --seed.
+enum class Stream : std::uint64_t { init = 0, sampler = 1, validation = 2, final_sample = 3 };
+std::uint64_t stream_seed(std::uint64_t seed, Stream s) { return seed + std::uint64_t(s); }
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Everything a run needs, resolved from the options and checked before any work.
+struct Plan {
+  RunSettings settings;
+  std::int64_t warmup = 0;
+  std::int64_t eval_every = 0, save_every = 0, print_every = 0;
+  std::optional<std::int64_t> stop_after;
+  bool final_sample = true;
+  Corpus corpus;
+  CheckpointDir dir;
+  std::optional<SavedState> resume_from;
+};
+
+std::size_t count_option(const std::string& name, const std::optional<std::int64_t>& given, std::size_t preset_value) {
+  if (!given) return preset_value;
+  require_positive(name, *given);
+  return std::size_t(*given);
+}
+
+const tapegrad::nn::Preset& preset_named(const std::string& name) {
+  try {
+    return tapegrad::nn::find_preset(name);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--preset: ") + e.what());
+  }
+}
+
+RunSettings settings_from(const TrainOptions& o) {
+  const auto& preset = preset_named(o.preset);
+  RunSettings s;
+  s.model.n_layer = count_option("--layers", o.layers, preset.n_layer);
+  s.model.n_head = count_option("--heads", o.heads, preset.n_head);
+  s.model.d_model = count_option("--dim", o.dim, preset.d_model);
+  s.model.block_size = count_option("--block", o.block, preset.block_size);
+  s.batch = count_option("--batch", o.batch, preset.batch);
+  s.steps = std::int64_t(count_option("--steps", o.steps, std::size_t(default_steps(o.preset))));
+  s.lr = o.lr;
+  s.seed = o.seed;
+  s.threads = o.threads;
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) throw UsageError("--lr must be a positive number, got " + std::to_string(o.lr));
+  require_positive("--threads", o.threads);
+  if (s.model.d_model % s.model.n_head != 0)
+    throw UsageError("--dim " + std::to_string(s.model.d_model) + " must be a multiple of --heads " +
+                     std::to_string(s.model.n_head));
+  return s;
+}
+
+Plan make_plan(const TrainOptions& o) {
+  Plan plan;
+  plan.settings = settings_from(o);
+  const std::int64_t steps = plan.settings.steps;
+  require_positive("--eval-every", o.eval_every);
+  require_positive("--save-every", o.save_every);
+  require_positive("--print-every", o.print_every);
+  if (o.stop_after && (*o.stop_after < 1 || *o.stop_after > steps))
+    throw UsageError("--stop-after must be between 1 and --steps " + std::to_string(steps) + ", got " +
+                     std::to_string(*o.stop_after));
+  plan.eval_every = o.eval_every;
+  plan.save_every = o.save_every;
+  plan.print_every = o.print_every;
+  plan.stop_after = o.stop_after;
+  plan.final_sample = o.final_sample;
+  plan.warmup = std::min(kWarmupSteps, steps / 10);
+
+  plan.dir = CheckpointDir{o.out};
+  if (o.resume) {
+    std::error_code ec;
+    if (!std::filesystem::exists(plan.dir.state(), ec))
+      throw UsageError("--resume: " + plan.dir.state().string() + " does not exist: nothing to resume");
+    plan.resume_from = read_state_file(plan.dir);
+  } else if (plan.dir.holds_checkpoint()) {
+    throw UsageError("--out " + o.out.string() + " already holds a checkpoint; continue it with --resume, or choose another --out");
+  }
+  plan.dir.prepare_for_writing();
+
+  const Text text = o.data.empty() ? read_default_corpus() : read_text_file(o.data);
+  plan.corpus = make_corpus(text, plan.settings.model.block_size);
+  plan.settings.model.vocab_size = plan.corpus.vocab.size();
+  plan.settings.data_fingerprint = fingerprint(text.bytes);
+  plan.settings.data_source = text.source;
+
+  if (plan.resume_from) {
+    const RunSettings& saved = plan.resume_from->state.settings;
+    if (const auto conflict = settings_conflict(saved, plan.settings); !conflict.empty())
+      throw UsageError("--resume: " + conflict + "; resume with the options of the original run");
+    if (plan.resume_from->state.step > steps)
+      throw UsageError("--resume: the checkpoint is at step " + std::to_string(plan.resume_from->state.step) +
+                       ", past --steps " + std::to_string(steps));
+  }
+  return plan;
+}
+
+// One training session: from a fresh model or a resumed state to --steps (or a stop).
+class Session {
+ public:
+  Session(Plan plan, std::ostream& out, std::ostream& progress, bool terminal)
+      : plan_(std::move(plan)),
+        out_(out),
+        model_(plan_.settings.model, stream_seed(plan_.settings.seed, Stream::init)),
+        optimizer_(model_.named_parameters(), {.lr = plan_.settings.lr}),
+        progress_(progress, terminal, plan_.settings.steps, plan_.print_every),
+        log_(plan_.resume_from ? TrainLog::resume(plan_.dir.log(), plan_.resume_from->state.step)
+                               : TrainLog::create(plan_.dir.log())) {
+    state_.settings = plan_.settings;
+    if (plan_.resume_from) {
+      load_training_tensors(*plan_.resume_from, model_, optimizer_);
+      const TrainState& saved = plan_.resume_from->state;
+      state_.step = saved.step;
+      state_.sampler = saved.sampler;
+      state_.elapsed_s = saved.elapsed_s;
+      describe_resume(saved.settings);
+      plan_.resume_from.reset();  // the saved tensors are no longer needed
+    } else {
+      state_.sampler.seed(stream_seed(plan_.settings.seed, Stream::sampler));
+    }
+  }
+
+  TrainSummary run() {
+    TrainSummary summary;
+    summary.first_step = state_.step;
+    const std::int64_t steps = plan_.settings.steps;
+    progress_.message("train_lm: " + describe_model() + "; step " + std::to_string(state_.step) + " of " +
+                      std::to_string(steps));
+    if (state_.step == 0) evaluate();
+    const auto session_start = Clock::now();
+    double step_seconds = 0;
+    std::int64_t last_saved = -1;
+    while (state_.step < steps) {
+      const auto step_start = Clock::now();
+      summary.final_train_loss = train_step();
+      step_seconds += seconds_since(step_start);
+      const std::int64_t done_here = state_.step - summary.first_step;
+      const double tokens_per_s = double(done_here * tokens_per_step()) / step_seconds;
+      const double wall = seconds_since(session_start);
+      log_.append({"train", state_.step, summary.final_train_loss, current_lr_, tokens_per_s, state_.elapsed_s + wall});
+      progress_.update(state_.step, summary.final_train_loss, current_lr_, tokens_per_s,
+                       wall / double(done_here) * double(steps - state_.step));
+      if (state_.step % plan_.eval_every == 0 || state_.step == steps) summary.final_val_loss = evaluate(tokens_per_s, wall);
+      const bool stop = stop_requested.load() || (plan_.stop_after && state_.step == *plan_.stop_after);
+      if (state_.step % plan_.save_every == 0 || state_.step == steps || stop) {
+        save(state_.elapsed_s + seconds_since(session_start));
+        last_saved = state_.step;
+      }
+      if (stop) {
+        summary.stopped_early = state_.step < steps;
+        break;
+      }
+    }
+    progress_.finish();
+    summary.last_step = state_.step;
+    summary.seconds = step_seconds;
+    summary.tokens_per_s = step_seconds > 0 ? double((state_.step - summary.first_step) * tokens_per_step()) / step_seconds : 0;
+    if (last_saved < 0) save(state_.elapsed_s);  // resumed a finished run: refresh the report
+    write_loss_svg();
+    finish(summary);
+    return summary;
+  }
+
+ private:
+  std::int64_t tokens_per_step() const { return std::int64_t(plan_.settings.batch * plan_.settings.model.block_size); }
+
+  // Forward, backward, clip, AdamW; returns the batch loss.
+  double train_step() {
+    const Batch batch = random_batch(plan_.corpus.train, plan_.settings.batch, plan_.settings.model.block_size, state_.sampler);
+    optimizer_.zero_grad();
+    tapegrad::Tape tape;
+    const auto loss = model_.loss(tape, batch.inputs, batch.targets);
+    const double value = loss.item();
+    if (!std::isfinite(value))
+      throw std::runtime_error("the training loss became " + std::to_string(value) + " at step " +
+                               std::to_string(state_.step + 1) + "; stopping without saving (try a smaller --lr)");
+    tape.backward(loss);
+    tapegrad::nn::clip_grad_norm(optimizer_.parameters(), 1.0f);
+    current_lr_ = tapegrad::nn::warmup_cosine_lr(state_.step, plan_.settings.lr, plan_.warmup, plan_.settings.steps,
+                                                 plan_.settings.lr / 10);
+    optimizer_.step(current_lr_);
+    ++state_.step;
+    return value;
+  }
+
+  double evaluate(double tokens_per_s = 0, double wall = 0) {
+    const double loss = validation_loss(model_, plan_.corpus.val, plan_.settings.batch, plan_.settings.model.block_size,
+                                        kEvalBatches, stream_seed(plan_.settings.seed, Stream::validation));
+    char line[128];
+    std::snprintf(line, sizeof line, "step %lld: val loss %.4f, perplexity %.2f", (long long)state_.step, loss, std::exp(loss));
+    progress_.message(line);
+    log_.append({"val", state_.step, loss, current_lr_, tokens_per_s, state_.elapsed_s + wall});
+    return loss;
+  }
+
+  void save(double elapsed_s) {
+    TrainState snapshot = state_;
+    snapshot.elapsed_s = elapsed_s;
+    save_checkpoint(plan_.dir, model_, optimizer_, snapshot, plan_.corpus.vocab);
+    write_loss_svg();
+  }
+
+  void write_loss_svg() const {
+    write_file_atomically(plan_.dir.loss_svg(), loss_svg(log_.rows(), "train_lm: " + describe_model()));
+  }
+
+  std::string describe_model() const {
+    const auto& m = plan_.settings.model;
+    return std::to_string(m.n_layer) + " layers, " + std::to_string(m.n_head) + " heads, d_model " +
+           std::to_string(m.d_model) + ", block " + std::to_string(m.block_size) + ", vocab " +
+           std::to_string(m.vocab_size) + ", batch " + std::to_string(plan_.settings.batch) + ", " +
+           std::to_string(model_.parameter_count()) + " parameters";
+  }
+
+  void describe_resume(const RunSettings& saved) {
+    progress_.message("train_lm: resuming " + plan_.dir.dir.string() + " at step " + std::to_string(state_.step));
+    if (saved.steps != plan_.settings.steps)
+      progress_.message("note: --steps " + std::to_string(plan_.settings.steps) + " differs from the original " +
+                        std::to_string(saved.steps) + ": the learning-rate schedule changes from here on");
+    if (saved.threads != plan_.settings.threads)
+      progress_.message("note: --threads " + std::to_string(plan_.settings.threads) + " differs from the original " +
+                        std::to_string(saved.threads) + ": results may differ in the last bits from an uninterrupted run");
+  }
+
+  void finish(const TrainSummary& summary) {
+    const std::string where = plan_.dir.dir.string();
+    if (summary.stopped_early) {
+      progress_.message("stopped after step " + std::to_string(state_.step) + " of " +
+                        std::to_string(plan_.settings.steps) + "; checkpoint in " + where +
+                        "; continue with the same options and --resume");
+      return;
+    }
+    char line[200];
+    std::snprintf(line, sizeof line, "done: %lld steps, %.1f ms/step, %.0f tokens/s; model, log.csv and loss.svg in %s",
+                  (long long)state_.step, summary.last_step > summary.first_step
+                      ? 1000 * summary.seconds / double(summary.last_step - summary.first_step) : 0.0,
+                  summary.tokens_per_s, where.c_str());
+    progress_.message(line);
+    if (!plan_.final_sample) return;
+    SamplingOptions sampling{.tokens = kFinalSampleTokens, .temperature = 1.0, .top_k = 0,
+                             .seed = stream_seed(plan_.settings.seed, Stream::final_sample)};
+    out_ << "--- sample ---\n";
+    stream_sample(model_, plan_.corpus.vocab, "", sampling, out_);
+  }
+
+  Plan plan_;
+  std::ostream& out_;
+  GPT<float> model_;
+  AdamW<float> optimizer_;
+  Progress progress_;
+  TrainLog log_;
+  TrainState state_;
+  double current_lr_ = 0;
+};
+
+}  // namespace
+
+std::int64_t default_steps(const std::string& preset) {
+  if (preset == "tiny") return 200;
+  if (preset == "medium") return 5000;
+  return 2000;
+}
+
+TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream& progress, bool progress_is_terminal) {
+  stop_requested = false;
+  Plan plan = make_plan(options);
+  tapegrad::blas::set_threads(options.threads);
+  return Session(std::move(plan), out, progress, progress_is_terminal).run();
+}
+
+void request_stop() noexcept { stop_requested = true; }
+
+}  // namespace train_lm

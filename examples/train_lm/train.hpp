@@ -1,0 +1,64 @@
+// train_lm/train.hpp — `train_lm train`: a character-level GPT on a text file.
+//
+// One step: draw B random windows of T+1 tokens from the training split, forward,
+// backward, clip the gradient norm to 1, AdamW with the warm-up + cosine learning
+// rate (SPEC section 4). Every --eval-every steps (and at the end) the mean loss
+// of a fixed set of validation windows; every --save-every steps (and at the end)
+// a checkpoint (run_checkpoint.hpp). The run is a pure function of the options,
+// the text and the thread count, so --resume reproduces an uninterrupted run bit
+// for bit.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <optional>
+#include <string>
+
+namespace train_lm {
+
+// Defaults not given by the SPEC's preset table.
+inline constexpr std::int64_t kWarmupSteps = 100;   // capped at steps / 10 for short runs
+inline constexpr std::size_t kEvalBatches = 20;     // validation batches per eval
+inline constexpr std::size_t kFinalSampleTokens = 300;
+
+// --steps default per preset.
+std::int64_t default_steps(const std::string& preset);
+
+struct TrainOptions {
+  std::filesystem::path data;  // empty: the fortunes corpus (text_data.hpp)
+  std::string preset = "small";
+  // Overrides of the preset; unset = the preset's value.
+  std::optional<std::int64_t> steps, batch, block, layers, heads, dim;
+  double lr = 1e-3;
+  std::uint64_t seed = 1337;
+  int threads = 1;
+  std::int64_t eval_every = 100;
+  std::int64_t save_every = 500;
+  std::int64_t print_every = 50;  // progress lines when stderr is not a terminal
+  std::optional<std::int64_t> stop_after;  // stop (with a checkpoint) after this step, as if interrupted
+  std::filesystem::path out = "train_lm_out";
+  bool resume = false;
+  bool final_sample = true;
+};
+
+struct TrainSummary {
+  std::int64_t first_step = 0;  // steps already done when this session started
+  std::int64_t last_step = 0;   // steps done when it ended
+  double final_train_loss = 0;
+  double final_val_loss = 0;    // NaN if no eval ran
+  double seconds = 0;           // this session's training time (without evals and saves)
+  double tokens_per_s = 0;
+  bool stopped_early = false;   // by --stop-after or a signal
+};
+
+// Runs `train`. Every option and input is checked before the first step; errors
+// are thrown (UsageError, DataError, FileError, std::runtime_error) with a one-line message.
+// `out` receives the final sample; `progress` the progress line and eval results.
+TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream& progress, bool progress_is_terminal);
+
+// Asks a running train() to stop after the current step and save a checkpoint
+// (async-signal-safe: called from the SIGINT / SIGTERM handler).
+void request_stop() noexcept;
+
+}  // namespace train_lm

@@ -1,0 +1,105 @@
+// tapegrad/io/atomic_file.hpp — replace a file's contents all at once or not at all.
+//
+// write_file_atomically(path, bytes) writes `bytes` to a fresh temporary file in
+// the directory of `path` (named ".<file name>.tmp-<pid>-<n>"), flushes and fsyncs
+// it, renames it over `path` and fsyncs the directory. A reader, or a crash at any
+// moment, sees the old file or the new one, never a mix. If anything fails before
+// the rename, the temporary file is removed, `path` is untouched, and a
+// std::system_error names the path and the step that failed. POSIX only.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+namespace tapegrad::io {
+namespace detail {
+
+// `step` is a literal, so reading errno as the default argument sees the failed call's error.
+[[noreturn]] inline void throw_io_error(const std::filesystem::path& path, std::string_view step, int error = errno) {
+  throw std::system_error(error, std::generic_category(),
+                          "write_file_atomically: " + path.string() + ": " + std::string(step));
+}
+
+inline std::filesystem::path directory_of(const std::filesystem::path& path) {
+  return path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+}
+
+// A new file beside `target`; removed again unless it was renamed over `target`.
+// Errors name `target`, the file the caller asked for.
+class TempFile {
+ public:
+  explicit TempFile(std::filesystem::path target) : target_(std::move(target)) {
+    static std::atomic<unsigned> counter{0};
+    const std::filesystem::path directory = directory_of(target_);
+    const std::string prefix = "." + target_.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-";
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      path_ = directory / (prefix + std::to_string(counter++));
+      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd_ >= 0) return;
+      if (errno != EEXIST) throw_io_error(target_, "cannot create a temporary file in its directory");
+    }
+    throw_io_error(target_, "cannot find an unused temporary file name", EEXIST);
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  ~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!renamed_) ::unlink(path_.c_str());
+  }
+
+  void write_all(std::string_view bytes) {
+    while (!bytes.empty()) {
+      const ::ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw_io_error(target_, "writing the temporary file failed", n < 0 ? errno : EIO);
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+  void sync_and_close() {
+    if (::fsync(fd_) != 0) throw_io_error(target_, "fsync of the temporary file failed");
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) throw_io_error(target_, "closing the temporary file failed");
+  }
+  void rename_over_target() {
+    if (::rename(path_.c_str(), target_.c_str()) != 0) throw_io_error(target_, "renaming the temporary file over it failed");
+    renamed_ = true;
+  }
+
+ private:
+  std::filesystem::path target_;
+  std::filesystem::path path_;
+  int fd_ = -1;
+  bool renamed_ = false;
+};
+
+// Makes a rename in `directory` durable.
+inline void fsync_directory(const std::filesystem::path& directory, const std::filesystem::path& target) {
+  const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw_io_error(target, "written, but opening its directory for fsync failed");
+  const int result = ::fsync(fd);
+  const int error = errno;
+  ::close(fd);
+  if (result != 0) throw_io_error(target, "written, but fsync of its directory failed", error);
+}
+
+}  // namespace detail
+
+inline void write_file_atomically(const std::filesystem::path& path, std::string_view bytes) {
+  detail::TempFile temp(path);
+  temp.write_all(bytes);
+  temp.sync_and_close();
+  temp.rename_over_target();
+  detail::fsync_directory(detail::directory_of(path), path);
+}
+
+}  // namespace tapegrad::io

@@ -1,0 +1,76 @@
+// tapegrad/nn/layers.hpp — the basic layers: Linear, LayerNorm, Embedding.
+#pragma once
+
+#include "../ops/elementwise.hpp"
+#include "../ops/embedding.hpp"
+#include "../ops/layernorm.hpp"
+#include "../ops/matmul.hpp"
+#include "module.hpp"
+
+#include <random>
+
+namespace tapegrad::nn {
+
+using Rng = std::mt19937_64;
+
+// A [rows, cols] parameter value drawn from N(0, stddev^2).
+template <class T>
+Tensor<T> normal_init(const Shape& shape, double stddev, Rng& rng) {
+  std::normal_distribution<double> normal(0.0, stddev);
+  Array<T> a = Array<T>::from_shape(shape);
+  for (auto& v : a) v = T(normal(rng));
+  return Tensor<T>(std::move(a));
+}
+
+template <class T>
+Tensor<T> constant_init(const Shape& shape, T value) {
+  return Tensor<T>(Array<T>(xt::zeros<T>(shape) + value));
+}
+
+// y = x W (+ b):  x (..., d_in), W (d_in, d_out), b (d_out), y (..., d_out).
+// The batch folds into the GEMM's rows (ops::matmul with a shared weight).
+template <class T>
+Tensor<T> linear(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = {}) {
+  Tensor<T> y = ops::matmul(tape, x, weight);
+  return bias.defined() ? ops::add(tape, y, bias) : y;
+}
+
+template <class T>
+class Linear : public Module<T> {
+ public:
+  Linear(std::size_t d_in, std::size_t d_out, bool with_bias, Rng& rng, double stddev = 0.02) {
+    weight = this->register_parameter("weight", normal_init<T>({d_in, d_out}, stddev, rng));
+    if (with_bias) bias = this->register_parameter("bias", constant_init<T>({d_out}, T(0)));
+  }
+  Tensor<T> forward(Tape& tape, const Tensor<T>& x) const { return linear(tape, x, weight, bias); }
+
+  Tensor<T> weight, bias;  // bias undefined without bias
+};
+
+// LayerNorm over the last axis (biased variance, eps 1e-5): weight 1, bias 0 at init.
+template <class T>
+class LayerNorm : public Module<T> {
+ public:
+  explicit LayerNorm(std::size_t d, T eps = T(1e-5)) : eps(eps) {
+    weight = this->register_parameter("weight", constant_init<T>({d}, T(1)));
+    bias = this->register_parameter("bias", constant_init<T>({d}, T(0)));
+  }
+  Tensor<T> forward(Tape& tape, const Tensor<T>& x) const { return ops::layernorm(tape, x, weight, bias, eps); }
+
+  Tensor<T> weight, bias;
+  T eps;
+};
+
+// A [num, d] table of vectors looked up by integer id.
+template <class T>
+class Embedding : public Module<T> {
+ public:
+  Embedding(std::size_t num, std::size_t d, Rng& rng, double stddev = 0.02) {
+    weight = this->register_parameter("weight", normal_init<T>({num, d}, stddev, rng));
+  }
+  Tensor<T> forward(Tape& tape, const Ids& ids) const { return ops::embedding(tape, weight, ids); }
+
+  Tensor<T> weight;
+};
+
+}  // namespace tapegrad::nn

@@ -1,0 +1,172 @@
+// nn: module registry, the GPT's parameter contract, causality, initial loss,
+// overfitting one batch, float vs double.
+#include <tapegrad.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+using namespace tapegrad;
+using namespace tapegrad::nn;
+
+namespace {
+
+GPTConfig small_config() { return {.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 2, .d_model = 16}; }
+
+Ids ids_from(const Shape& shape, std::int64_t vocab, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<std::int64_t> u(0, vocab - 1);
+  Ids ids = Ids::from_shape(shape);
+  for (auto& v : ids) v = u(rng);
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("nn: GPT parameters have the SPEC's names and shapes, in order") {
+  const GPTConfig c{.vocab_size = 7, .block_size = 5, .n_layer = 2, .n_head = 2, .d_model = 4};
+  GPT<double> model(c, 1);
+  std::vector<std::pair<std::string, Shape>> expected = {{"wte", {7, 4}}, {"wpe", {5, 4}}};
+  for (std::string i : {"0", "1"}) {
+    const std::string p = "h." + i + ".";
+    for (auto [name, shape] : std::vector<std::pair<std::string, Shape>>{
+             {"ln_1.weight", {4}}, {"ln_1.bias", {4}}, {"attn.w_q", {4, 4}}, {"attn.w_k", {4, 4}},
+             {"attn.w_v", {4, 4}}, {"attn.w_o", {4, 4}}, {"ln_2.weight", {4}}, {"ln_2.bias", {4}},
+             {"mlp.w_1", {4, 16}}, {"mlp.b_1", {16}}, {"mlp.w_2", {16, 4}}, {"mlp.b_2", {4}}})
+      expected.emplace_back(p + name, shape);
+  }
+  expected.emplace_back("ln_f.weight", Shape{4});
+  expected.emplace_back("ln_f.bias", Shape{4});
+  const auto params = model.named_parameters();
+  REQUIRE(params.size() == expected.size());
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    CHECK(params[i].first == expected[i].first);
+    CHECK(params[i].second.shape() == expected[i].second);
+    CHECK(params[i].second.requires_grad());
+  }
+}
+
+TEST_CASE("nn: GPT-2 initialisation statistics") {
+  const GPTConfig c{.vocab_size = 64, .block_size = 32, .n_layer = 4, .n_head = 4, .d_model = 64};
+  GPT<double> model(c, 3);
+  auto stddev = [](const Tensor<double>& t) {
+    double s = 0;
+    for (auto v : t.value()) s += v * v;
+    return std::sqrt(s / double(t.size()));
+  };
+  CHECK(stddev(model.wte) == doctest::Approx(0.02).epsilon(0.05));
+  CHECK(stddev(model.h[0].attn.w_q) == doctest::Approx(0.02).epsilon(0.05));
+  CHECK(stddev(model.h[0].attn.w_o) == doctest::Approx(0.02 / std::sqrt(8.0)).epsilon(0.05));
+  CHECK(stddev(model.h[3].mlp.w_2) == doctest::Approx(0.02 / std::sqrt(8.0)).epsilon(0.05));
+  CHECK(stddev(model.h[1].mlp.b_1) == 0.0);
+  CHECK(model.ln_f.weight.value()(0) == 1.0);
+  CHECK(model.h[2].ln_2.bias.value()(5) == 0.0);
+}
+
+TEST_CASE("nn: module names may not contain '.' or repeat") {
+  struct Bad : Module<double> {
+    explicit Bad(const std::string& a, const std::string& b) {
+      register_parameter(a, Tensor<double>::zeros({1}));
+      register_parameter(b, Tensor<double>::zeros({1}));
+    }
+  };
+  CHECK_THROWS_WITH_AS(Bad("a.b", "c"), doctest::Contains("'a.b'"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(Bad("a", "a"), doctest::Contains("already registered"), std::invalid_argument);
+}
+
+TEST_CASE("nn: bad GPT input is rejected with a clear error") {
+  GPT<float> model(small_config(), 1);
+  Tape tape;
+  CHECK_THROWS_WITH_AS(model.forward(tape, ids_from({2, 9}, 11, 1)), doctest::Contains("exceeds block_size 8"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(model.forward(tape, ids_from({9}, 11, 1)), doctest::Contains("[B, T]"), std::invalid_argument);
+  CHECK_THROWS_AS(GPT<float>(GPTConfig{11, 8, 2, 3, 16}, 1), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(find_preset("huge"), doctest::Contains("unknown preset 'huge'"), std::invalid_argument);
+}
+
+TEST_CASE("nn: causality — later tokens change neither earlier logits nor earlier gradients") {
+  GPT<double> model(small_config(), 5);
+  const std::size_t T = 8, t = 3;
+  Ids a = ids_from({2, T}, 11, 7), b = a;
+  for (std::size_t s = t + 1; s < T; ++s) b(0, s) = (a(0, s) + 1 + s) % 11, b(1, s) = (a(1, s) + 3) % 11;
+  Tape tape;
+  NoGradGuard no_grad(tape);
+  const Array<double> la = model.forward(tape, a).value(), lb = model.forward(tape, b).value();
+  bool later_differs = false;
+  for (std::size_t i = 0; i < 2; ++i)
+    for (std::size_t s = 0; s < T; ++s)
+      for (std::size_t v = 0; v < 11; ++v) {
+        if (s <= t) CHECK(la(i, s, v) == lb(i, s, v));  // bit for bit
+        else later_differs |= la(i, s, v) != lb(i, s, v);
+      }
+  CHECK(later_differs);
+
+  // The gradient of position t's output with respect to later positions' inputs (wpe rows > t) is exactly 0.
+  Tape rec;
+  const Tensor<double> logits = model.forward(rec, a);
+  Array<double> seed = xt::zeros<double>(logits.value().shape());
+  for (std::size_t i = 0; i < 2; ++i)
+    for (std::size_t v = 0; v < 11; ++v) seed(i, t, v) = std::sin(double(1 + v + 3 * i));
+  model.zero_grad();
+  rec.backward(logits, seed);
+  const Array<double>& g = model.wpe.grad();
+  double earlier = 0;
+  for (std::size_t s = 0; s < T; ++s)
+    for (std::size_t k = 0; k < 16; ++k) {
+      if (s > t) CHECK(g(s, k) == 0.0);
+      else earlier += std::abs(g(s, k));
+    }
+  CHECK(earlier > 0);
+}
+
+TEST_CASE("nn: a fresh GPT's loss is within 0.1 of ln(V); the tied wte gets gradient from both uses") {
+  const GPTConfig c{.vocab_size = 65, .block_size = 32, .n_layer = 2, .n_head = 4, .d_model = 32};
+  GPT<float> model(c, 11);
+  const Ids x = ids_from({4, 32}, 65, 1), y = ids_from({4, 32}, 65, 2);
+  Tape tape;
+  auto loss = model.loss(tape, x, y);
+  CHECK(std::abs(loss.item() - std::log(65.0)) < 0.1);
+  tape.backward(loss);
+  // A row of wte whose token is not in the input still gets gradient: from the output head.
+  std::vector<bool> used(65, false);
+  for (auto v : x) used[std::size_t(v)] = true;
+  std::size_t unused = 0;
+  while (unused < 65 && used[unused]) ++unused;
+  REQUIRE(unused < 65);
+  double head_only = 0;
+  for (std::size_t k = 0; k < 32; ++k) head_only += std::abs(model.wte.grad()(unused, k));
+  CHECK(head_only > 0);
+}
+
+TEST_CASE("nn: AdamW overfits one fixed batch of preset tiny (loss < 0.1 within 300 steps)") {
+  const Preset& p = find_preset("tiny");
+  const GPTConfig c{.vocab_size = 16, .block_size = p.block_size, .n_layer = p.n_layer, .n_head = p.n_head, .d_model = p.d_model};
+  GPT<float> model(c, 42);
+  const Ids x = ids_from({p.batch, p.block_size}, 16, 3), y = ids_from({p.batch, p.block_size}, 16, 4);
+  AdamW<float> opt(model.named_parameters(), {.lr = 3e-3, .weight_decay = 0.0});
+  float first = 0, last = 0;
+  int steps = 0;
+  for (; steps < 300; ++steps) {
+    Tape tape;
+    model.zero_grad();
+    auto loss = model.loss(tape, x, y);
+    if (steps == 0) first = loss.item();
+    last = loss.item();
+    if (last < 0.1f) break;
+    tape.backward(loss);
+    opt.step();
+  }
+  MESSAGE("tiny overfit: loss " << first << " -> " << last << " in " << steps << " steps");
+  CHECK(last < 0.1f);
+}
+
+TEST_CASE("nn: the same model and batch give the same loss in float and double (1e-4 relative)") {
+  const GPTConfig c = small_config();
+  GPT<float> f(c, 9);
+  GPT<double> d(c, 9);
+  const Ids x = ids_from({3, 8}, 11, 5), y = ids_from({3, 8}, 11, 6);
+  Tape tape;
+  const double lf = f.loss(tape, x, y).item(), ld = d.loss(tape, x, y).item();
+  CHECK(std::abs(lf - ld) / ld < 1e-4);
+}

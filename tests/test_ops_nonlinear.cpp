@@ -1,0 +1,242 @@
+// causal_mask, softmax, log_softmax, layernorm, gelu, embedding, cross_entropy:
+// forward values against direct computation, extreme inputs, masking, and errors.
+#include <tapegrad.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+using namespace tapegrad;
+using namespace tapegrad::ops;
+
+namespace {
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Softmax of one row, computed the textbook way (fine for small inputs).
+std::vector<double> direct_softmax(const std::vector<double>& x) {
+  double s = 0;
+  for (double v : x) s += std::exp(v);
+  std::vector<double> p;
+  for (double v : x) p.push_back(std::exp(v) / s);
+  return p;
+}
+}  // namespace
+
+TEST_CASE("causal_mask: -inf above the diagonal, copies the rest") {
+  Tape tape;
+  auto s = Tensor<double>::from({2, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9, -1, -2, -3, -4, -5, -6, -7, -8, -9}, true);
+  auto y = causal_mask(tape, s);
+  CHECK(y.shape() == Shape{2, 3, 3});
+  for (std::size_t b = 0; b < 2; ++b)
+    for (std::size_t t = 0; t < 3; ++t)
+      for (std::size_t u = 0; u < 3; ++u) {
+        if (u > t)
+          CHECK(y.value()(b, t, u) == -kInf);
+        else
+          CHECK(y.value()(b, t, u) == s.value()(b, t, u));
+      }
+}
+
+TEST_CASE("causal_mask -> softmax: masked positions get exactly zero gradient") {
+  Tape tape;
+  auto s = Tensor<double>::from({1, 2, 4, 4}, std::vector<double>(32, 0.0), true);
+  for (std::size_t i = 0; i < s.size(); ++i) s.data()[i] = std::sin(1.7 * double(i));
+  auto p = softmax(tape, causal_mask(tape, s));
+  Array<double> seed = Array<double>::from_shape({1, 2, 4, 4});
+  for (std::size_t i = 0; i < seed.size(); ++i) seed.data()[i] = std::cos(0.9 * double(i)) + 0.3;
+  tape.backward(p, seed);
+  for (std::size_t h = 0; h < 2; ++h)
+    for (std::size_t t = 0; t < 4; ++t) {
+      double row = 0;
+      for (std::size_t u = 0; u < 4; ++u) {
+        row += p.value()(0, h, t, u);
+        if (u > t) {
+          CHECK(p.value()(0, h, t, u) == 0.0);
+          CHECK(s.grad()(0, h, t, u) == 0.0);
+        }
+      }
+      CHECK(row == doctest::Approx(1.0));
+      if (t > 0) CHECK(s.grad()(0, h, t, 0) != 0.0);  // the unmasked part does get a gradient
+    }
+}
+
+TEST_CASE("softmax / log_softmax: forward values against a direct computation") {
+  Tape tape;
+  const std::vector<double> r0{1.0, 2.0, 3.0}, r1{-0.5, 0.0, 0.25};
+  auto x = Tensor<double>::from({2, 3}, {1.0, 2.0, 3.0, -0.5, 0.0, 0.25});
+  auto p = softmax(tape, x);
+  auto lp = log_softmax(tape, x);
+  const auto p0 = direct_softmax(r0), p1 = direct_softmax(r1);
+  for (std::size_t j = 0; j < 3; ++j) {
+    CHECK(p.value()(0, j) == doctest::Approx(p0[j]).epsilon(1e-14));
+    CHECK(p.value()(1, j) == doctest::Approx(p1[j]).epsilon(1e-14));
+    CHECK(lp.value()(0, j) == doctest::Approx(std::log(p0[j])).epsilon(1e-14));
+    CHECK(lp.value()(1, j) == doctest::Approx(std::log(p1[j])).epsilon(1e-14));
+  }
+  CHECK(p.value()(0, 0) == doctest::Approx(0.09003057317038046));
+}
+
+TEST_CASE("softmax / log_softmax: extreme logits stay finite and rows sum to 1") {
+  Tape tape;
+  for (const float scale : {1.0f, 1e4f}) {
+    CAPTURE(scale);
+    auto x = Tensor<float>::from({3, 4}, {scale, -scale, 0, scale,       // two maxima, one far below
+                                          -scale, -scale, -scale, -scale,  // all equal, very negative
+                                          7, 7, 7, 7});                   // all equal
+    auto p = softmax(tape, x);
+    auto lp = log_softmax(tape, x);
+    for (std::size_t r = 0; r < 3; ++r) {
+      double sum = 0, lsum = 0;
+      for (std::size_t j = 0; j < 4; ++j) {
+        CHECK(std::isfinite(p.value()(r, j)));
+        CHECK(std::isfinite(lp.value()(r, j)));
+        sum += p.value()(r, j);
+        lsum += std::exp(double(lp.value()(r, j)));
+      }
+      CHECK(sum == doctest::Approx(1.0).epsilon(1e-6));
+      CHECK(lsum == doctest::Approx(1.0).epsilon(1e-6));
+    }
+    CHECK(p.value()(1, 2) == doctest::Approx(0.25));
+    CHECK(p.value()(2, 0) == doctest::Approx(0.25));
+  }
+  auto big = Tensor<double>::from({1, 3}, {1e4, -1e4, 0});
+  CHECK(softmax(tape, big).value()(0, 0) == 1.0);
+  CHECK(log_softmax(tape, big).value()(0, 1) == doctest::Approx(-2e4));
+}
+
+TEST_CASE("softmax / log_softmax: -inf entries and all--inf rows") {
+  Tape tape;
+  auto x = Tensor<double>::from({2, 3}, {0.5, -kInf, 1.5, -kInf, -kInf, -kInf}, true);
+  auto p = softmax(tape, x);
+  CHECK(p.value()(0, 1) == 0.0);
+  CHECK(p.value()(0, 0) + p.value()(0, 2) == doctest::Approx(1.0));
+  for (std::size_t j = 0; j < 3; ++j) CHECK(p.value()(1, j) == 0.0);  // not NaN
+  tape.backward(p, Array<double>{{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}});
+  CHECK(x.grad()(0, 1) == 0.0);
+  for (std::size_t j = 0; j < 3; ++j) CHECK(x.grad()(1, j) == 0.0);
+  CHECK(x.grad()(0, 0) == doctest::Approx(-p.value()(0, 0) * p.value()(0, 2) * 2.0));
+
+  x.zero_grad();
+  Tape t2;
+  auto lp = log_softmax(t2, x);
+  CHECK(lp.value()(0, 1) == -kInf);
+  CHECK(lp.value()(1, 0) == -kInf);
+  CHECK(std::exp(lp.value()(0, 0)) + std::exp(lp.value()(0, 2)) == doctest::Approx(1.0));
+  t2.backward(lp, Array<double>{{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}});
+  CHECK(x.grad()(0, 1) == 0.0);
+  for (std::size_t j = 0; j < 3; ++j) CHECK(x.grad()(1, j) == 0.0);
+  // dx = dy - p * rowsum(dy over unmasked entries) = 1 - p0 * 4
+  CHECK(x.grad()(0, 0) == doctest::Approx(1.0 - std::exp(lp.value()(0, 0)) * 4.0));
+}
+
+TEST_CASE("layernorm: normalised rows have mean 0 and variance 1; weight and bias apply after") {
+  Tape tape;
+  auto x = Tensor<double>::from({2, 4}, {1, 2, 3, 4, -3, 0.5, 10, 2});
+  auto ones = Tensor<double>::from({4}, {1, 1, 1, 1}), zeros = Tensor<double>::zeros({4});
+  auto y = layernorm(tape, x, ones, zeros);
+  for (std::size_t r = 0; r < 2; ++r) {
+    double m = 0, v = 0;
+    for (std::size_t j = 0; j < 4; ++j) m += y.value()(r, j) / 4;
+    for (std::size_t j = 0; j < 4; ++j) v += (y.value()(r, j) - m) * (y.value()(r, j) - m) / 4;
+    CHECK(m == doctest::Approx(0.0).scale(1.0));
+    CHECK(v == doctest::Approx(1.0).epsilon(1e-5));  // eps = 1e-5 in the denominator
+  }
+  // Row 0: mean 2.5, biased variance 1.25.
+  const double rstd = 1 / std::sqrt(1.25 + 1e-5);
+  CHECK(y.value()(0, 0) == doctest::Approx(-1.5 * rstd).epsilon(1e-14));
+  auto w = Tensor<double>::from({4}, {2, -1, 0.5, 3}), b = Tensor<double>::from({4}, {0.1, 0.2, 0.3, 0.4});
+  auto z = layernorm(tape, x, w, b);
+  for (std::size_t j = 0; j < 4; ++j)
+    CHECK(z.value()(1, j) == doctest::Approx(y.value()(1, j) * w.value()(j) + b.value()(j)).epsilon(1e-14));
+}
+
+TEST_CASE("gelu: the tanh form on hand-checkable values") {
+  Tape tape;
+  auto x = Tensor<double>::from({5}, {-3.0, -1.0, 0.0, 0.5, 2.0});
+  auto y = gelu(tape, x);
+  const double k = std::sqrt(2.0 / M_PI);
+  for (std::size_t i = 0; i < 5; ++i) {
+    const double v = x.value()(i);
+    CHECK(y.value()(i) == doctest::Approx(0.5 * v * (1 + std::tanh(k * (v + 0.044715 * v * v * v)))).epsilon(1e-15));
+  }
+  CHECK(y.value()(2) == 0.0);
+  CHECK(y.value()(4) == doctest::Approx(1.9545976940871754));
+  CHECK(y.value()(1) == doctest::Approx(-0.15880800939172324));
+}
+
+TEST_CASE("embedding: looks up rows; repeated ids accumulate in backward") {
+  Tape tape;
+  auto table = Tensor<double>::from({3, 2}, {1, 2, 3, 4, 5, 6}, true);
+  const Ids ids = {{2, 0}, {2, 2}};
+  auto y = embedding(tape, table, ids);
+  CHECK(y.shape() == Shape{2, 2, 2});
+  CHECK(y.value()(0, 0, 0) == 5);
+  CHECK(y.value()(0, 1, 1) == 2);
+  CHECK(y.value()(1, 1, 0) == 5);
+  tape.backward(y, Array<double>{{{1, 10}, {100, 1000}}, {{2, 20}, {3, 30}}});
+  CHECK(table.grad()(2, 0) == 1 + 2 + 3);
+  CHECK(table.grad()(2, 1) == 10 + 20 + 30);
+  CHECK(table.grad()(0, 1) == 1000);
+  CHECK(table.grad()(1, 0) == 0);
+}
+
+TEST_CASE("cross_entropy: mean of -log_softmax[target]; backward is (softmax - onehot) / N") {
+  Tape tape;
+  auto logits = Tensor<double>::from({2, 1, 3}, {1.0, 2.0, 0.5, -1.0, 3.0, 0.0}, true);
+  Ids targets = Ids::from_shape({2, 1});
+  targets(0, 0) = 2;
+  targets(1, 0) = 1;
+  auto loss = cross_entropy(tape, logits, targets);
+  CHECK(loss.dim() == 0);
+  Tape other;
+  auto lp = log_softmax(other, logits);
+  const double expected = -(lp.value()(0, 0, 2) + lp.value()(1, 0, 1)) / 2;
+  CHECK(loss.item() == doctest::Approx(expected).epsilon(1e-14));
+  const auto p0 = direct_softmax({1.0, 2.0, 0.5});
+  CHECK(loss.item() == doctest::Approx((-std::log(p0[2]) - lp.value()(1, 0, 1)) / 2));
+
+  tape.backward(loss);
+  for (std::size_t n = 0; n < 2; ++n)
+    for (std::size_t j = 0; j < 3; ++j) {
+      const double onehot = std::int64_t(j) == targets(n, 0) ? 1.0 : 0.0;
+      CHECK(logits.grad()(n, 0, j) == doctest::Approx((std::exp(lp.value()(n, 0, j)) - onehot) / 2).epsilon(1e-14));
+    }
+}
+
+TEST_CASE("cross_entropy: extreme logits stay finite") {
+  Tape tape;
+  auto logits = Tensor<float>::from({2, 3}, {1e4f, -1e4f, 0, 5, 5, 5});
+  auto loss = cross_entropy(tape, logits, Ids{0, 1});
+  CHECK(std::isfinite(loss.item()));
+  CHECK(loss.item() == doctest::Approx(std::log(3.0) / 2).epsilon(1e-6));
+}
+
+TEST_CASE("nonlinear ops: bad arguments throw naming the op") {
+  Tape tape;
+  auto x = Tensor<double>::zeros({2, 3, 4}, true);
+  CHECK_THROWS_WITH_AS(causal_mask(tape, x), doctest::Contains("causal_mask: needs (..., T, T)"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(causal_mask(tape, Tensor<double>::zeros({3})), doctest::Contains("causal_mask"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(softmax(tape, Tensor<double>(Array<double>(3.0))), doctest::Contains("softmax: needs rank >= 1"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(log_softmax(tape, Tensor<double>::zeros({2, 0})), doctest::Contains("log_softmax"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(layernorm(tape, x, Tensor<double>::zeros({3}), Tensor<double>::zeros({4})),
+                       doctest::Contains("layernorm: needs x (..., C) with C > 0, weight (C), bias (C), got x [2, 3, 4], weight [3]"),
+                       std::invalid_argument);
+
+  auto table = Tensor<double>::zeros({5, 3}, true);
+  CHECK_THROWS_WITH_AS(embedding(tape, table, Ids{1, 5}), doctest::Contains("embedding: id 5 at position 1 is outside [0, V) with V = 5"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(embedding(tape, table, Ids{-1}), doctest::Contains("embedding: id -1"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(embedding(tape, x, Ids{0}), doctest::Contains("embedding: table needs shape (V, d)"), std::invalid_argument);
+
+  auto logits = Tensor<double>::zeros({2, 3, 7}, true);
+  CHECK_THROWS_WITH_AS(cross_entropy(tape, logits, Ids{{0, 1, 7}, {0, 0, 0}}),
+                       doctest::Contains("cross_entropy: target 7 at position 2 is outside [0, V) with V = 7"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(cross_entropy(tape, logits, Ids{{0, 1}, {0, 0}}),
+                       doctest::Contains("cross_entropy: needs logits (..., V) with V > 0 and targets (...), got logits [2, 3, 7], targets [2, 2]"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(cross_entropy(tape, logits, Ids{0, 1, 2, 3, 4, 5}), doctest::Contains("cross_entropy"), std::invalid_argument);
+  CHECK(tape.size() == 0);
+}

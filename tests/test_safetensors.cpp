@@ -1,0 +1,494 @@
+// safetensors files and checkpoints: round trips, the exact byte layout, one malformed
+// file per rejection rule, model mismatches that must leave parameters untouched, and
+// atomic writes that keep the old file when they fail.
+#include <tapegrad.hpp>
+
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <system_error>
+#include <variant>
+#include <vector>
+
+using namespace tapegrad;
+using namespace tapegrad::io;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh directory for one test, removed with everything in it at the end.
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path_ = fs::temp_directory_path() /
+            ("tapegrad-safetensors-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ignored;
+    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ignored);
+    fs::remove_all(path_, ignored);
+  }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+  const fs::path& path() const { return path_; }
+  std::vector<std::string> entries() const {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(path_)) names.push_back(entry.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+ private:
+  fs::path path_;
+};
+
+void write_bytes(const fs::path& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::string le64(std::uint64_t n) {
+  std::string out;
+  for (int i = 0; i < 8; ++i) out += static_cast<char>((n >> (8 * i)) & 0xff);
+  return out;
+}
+// A file: 8-byte little-endian header length, the header, the data buffer.
+std::string file_bytes(const std::string& header, const std::string& data = "") { return le64(header.size()) + header + data; }
+std::string zeros(std::size_t n) { return std::string(n, '\0'); }
+
+// The one checker for rejected files: a one-line FormatError "<path>: ...<reason>...".
+void check_rejected(const fs::path& path, const std::string& reason) {
+  INFO("file ", path.string(), ", expected reason: ", reason);
+  try {
+    Safetensors::read(path);
+    FAIL("the file was accepted");
+  } catch (const FormatError& e) {
+    const std::string message = e.what();
+    INFO("message: ", message);
+    CHECK(message.starts_with(path.string() + ": "));
+    CHECK(message.find(reason) != std::string::npos);
+    CHECK(message.find('\n') == std::string::npos);
+    CHECK(e.path() == path);
+  } catch (const std::exception& e) {
+    FAIL("not a FormatError: ", e.what());
+  }
+}
+
+template <class E>
+std::vector<typename E::value_type> values_of(const E& e) {
+  return {e.begin(), e.end()};
+}
+
+}  // namespace
+
+// ---- round trips and layout
+
+TEST_CASE("safetensors: F32, F64, I32 and I64 tensors and metadata round-trip") {
+  TempDir dir;
+  const Array<float> f32 = {{1.5f, -2.0f, 3.25f}, {0.0f, 1e-30f, -7.0f}};
+  const Array<double> f64 = {0.1, -1e300, 3.0, 4.0};
+  const xt::xarray<std::int32_t> i32 = {{-1, 2}, {2147483647, -2147483647 - 1}};
+  const Ids i64 = {std::int64_t{1} << 40, -3, 0};
+  const Array<double> scalar = 2.5;  // shape []
+  const Array<float> empty = Array<float>::from_shape({0, 3});
+  const Metadata metadata = {{"format", "tapegrad-gpt"}, {"vocab", "[\"a\",\"\\n\",\"é\"]"}};
+  write_safetensors(dir / "t.safetensors",
+                    {{"f32", f32}, {"f64", f64}, {"i32", i32}, {"i64", i64}, {"scalar", scalar}, {"empty", empty}}, metadata);
+
+  const auto file = Safetensors::read(dir / "t.safetensors");
+  CHECK(file.metadata() == metadata);
+  std::vector<std::string> names;
+  for (const auto& t : file.tensors()) names.push_back(t.name);
+  CHECK(names == std::vector<std::string>{"f32", "f64", "i32", "i64", "scalar", "empty"});  // data order = given order
+  CHECK(file.tensor("i32").dtype == DType::I32);
+  CHECK(file.tensor("f32").shape == Shape{2, 3});
+  CHECK(file.tensor("scalar").shape == Shape{});
+  CHECK(file.contains("f64"));
+  CHECK_FALSE(file.contains("nope"));
+
+  CHECK(file.get<float>("f32") == f32);
+  CHECK(file.get<double>("f64") == f64);
+  CHECK(file.get<double>("scalar")() == 2.5);
+  CHECK(file.get<float>("empty").shape() == empty.shape());
+  CHECK(file.get_ids("i64") == i64);
+  const Ids widened = file.get_ids("i32");
+  CHECK(values_of(widened) == std::vector<std::int64_t>{-1, 2, 2147483647, -2147483648LL});
+  CHECK(shape_of(widened) == Shape{2, 2});
+
+  const std::string bytes = read_bytes(dir / "t.safetensors");
+  CHECK(bytes.size() % 8 == 0);  // header padded to 8; all data here is a multiple of 8 bytes too
+}
+
+TEST_CASE("safetensors: the file is laid out byte for byte as the format says") {
+  TempDir dir;
+  const Array<float> x = {1.0f, -2.0f};
+  write_safetensors(dir / "x.safetensors", {{"x", x}}, {{"k", "v"}});
+
+  // 79 bytes of JSON padded with one space to 80 = 0x50, then 1.0f and -2.0f little-endian.
+  const std::string header = R"({"__metadata__":{"k":"v"},"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}} )";
+  const std::string expected = std::string("\x50\0\0\0\0\0\0\0", 8) + header + std::string("\x00\x00\x80\x3f\x00\x00\x00\xc0", 8);
+  CHECK(read_bytes(dir / "x.safetensors") == expected);
+}
+
+TEST_CASE("safetensors: files other writers may produce are accepted") {
+  TempDir dir;
+  const std::string f32 = R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})";
+  write_bytes(dir / "plain", file_bytes("{" + f32 + "}", zeros(4)));
+  write_bytes(dir / "padded", file_bytes("{" + f32 + "}   \n", zeros(4)));
+  write_bytes(dir / "reordered", file_bytes(R"({"a":{"data_offsets":[0,4],"shape":[1],"dtype":"F32"}})", zeros(4)));
+  write_bytes(dir / "no tensors", file_bytes("{}"));
+  write_bytes(dir / "zero-size tensor", file_bytes(R"({"z":{"dtype":"F64","shape":[0],"data_offsets":[0,0]},)" + f32 + "}", zeros(4)));
+  for (const std::string name : {"plain", "padded", "reordered", "no tensors", "zero-size tensor"}) {
+    INFO(name);
+    CHECK_NOTHROW(Safetensors::read(dir / name));
+  }
+}
+
+TEST_CASE("safetensors: reading the wrong kind of tensor or a missing name is a FormatError") {
+  TempDir dir;
+  const Array<float> x = {1.0f};
+  const Ids ids = {1};
+  write_safetensors(dir / "t.safetensors", {{"x", x}, {"ids", ids}});
+  const auto file = Safetensors::read(dir / "t.safetensors");
+  CHECK_THROWS_WITH_AS(file.get<double>("x"), doctest::Contains("tensor 'x' is F32, expected F64"), FormatError);
+  CHECK_THROWS_WITH_AS(file.get<float>("ids"), doctest::Contains("tensor 'ids' is I64, expected F32"), FormatError);
+  CHECK_THROWS_WITH_AS(file.get_ids("x"), doctest::Contains("tensor 'x' is F32, expected I32 or I64"), FormatError);
+  CHECK_THROWS_WITH_AS(file.get<float>("y"), doctest::Contains("no tensor named 'y'"), FormatError);
+}
+
+TEST_CASE("safetensors: the writer refuses what the format cannot hold") {
+  TempDir dir;
+  const Array<float> x = {1.0f};
+  CHECK_THROWS_WITH_AS(write_safetensors(dir / "t", {{"x", x}, {"x", x}}), doctest::Contains("duplicate tensor name 'x'"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(write_safetensors(dir / "t", {{"__metadata__", x}}), doctest::Contains("'__metadata__'"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(write_safetensors(dir / "t", {{"x", x}}, {{"k", "\xff"}}), doctest::Contains("not valid UTF-8"),
+                       std::invalid_argument);
+  CHECK(dir.entries().empty());
+}
+
+// ---- untrusted files: one malformed file per rule
+
+namespace {
+struct MalformedFile {
+  std::string rule;
+  std::string bytes;
+  std::string reason;  // a substring of the expected message
+};
+
+std::string one_tensor(const std::string& entry) { return R"({"a":{)" + entry + "}}"; }
+
+const std::vector<MalformedFile>& malformed_files() {
+  static const std::vector<MalformedFile> table = {
+      {"empty file", "", "shorter than 8 bytes"},
+      {"shorter than 8 bytes", "abcdefg", "shorter than 8 bytes"},
+      {"header length over 100 MB", le64(100'000'001) + "{}", "header length 100000001 is over the 100 MB limit"},
+      {"header length 2^64 - 1", le64(~std::uint64_t{0}) + "{}", "is over the 100 MB limit"},
+      {"header length past the end of the file", le64(64) + "{}", "header length 64 runs past the end of the file"},
+      {"header not UTF-8", file_bytes("{\"\xff\":{}}"), "header is not valid UTF-8"},
+      {"header with overlong UTF-8", file_bytes("{\"\xc0\xaf\":{}}"), "header is not valid UTF-8"},
+      {"header not JSON", file_bytes(R"({"a":)"), "header is not valid JSON"},
+      {"header with a comment", file_bytes("{/* c */}"), "header is not valid JSON"},
+      {"header not an object", file_bytes("[1, 2]"), "header is not a JSON object"},
+      {"header starting with a space", file_bytes(" {}"), "header does not start with '{'"},
+      {"unknown dtype", file_bytes(one_tensor(R"("dtype":"BF16","shape":[1],"data_offsets":[0,2])"), zeros(2)),
+       "tensor 'a': unknown dtype \"BF16\""},
+      {"dtype not a string", file_bytes(one_tensor(R"("dtype":4,"shape":[1],"data_offsets":[0,4])"), zeros(4)),
+       "tensor 'a': unknown dtype 4"},
+      {"negative shape", file_bytes(one_tensor(R"("dtype":"F32","shape":[-1],"data_offsets":[0,4])"), zeros(4)),
+       "tensor 'a': shape is not a list of non-negative integers"},
+      {"fractional shape", file_bytes(one_tensor(R"("dtype":"F32","shape":[1.5],"data_offsets":[0,4])"), zeros(4)),
+       "shape is not a list of non-negative integers"},
+      {"shape not a list", file_bytes(one_tensor(R"("dtype":"F32","shape":1,"data_offsets":[0,4])"), zeros(4)),
+       "shape is not a list of non-negative integers"},
+      {"negative offset", file_bytes(one_tensor(R"("dtype":"F32","shape":[0],"data_offsets":[-4,0])")),
+       "tensor 'a': data_offsets are not non-negative integers"},
+      {"fractional offset", file_bytes(one_tensor(R"("dtype":"F32","shape":[1],"data_offsets":[0,4.0])"), zeros(4)),
+       "data_offsets are not non-negative integers"},
+      {"offsets not a pair", file_bytes(one_tensor(R"("dtype":"F32","shape":[1],"data_offsets":[0,4,4])"), zeros(4)),
+       "tensor 'a': data_offsets is not a pair"},
+      {"offsets not a list", file_bytes(one_tensor(R"("dtype":"F32","shape":[1],"data_offsets":"0-4")"), zeros(4)),
+       "data_offsets is not a pair"},
+      {"offsets end < begin", file_bytes(one_tensor(R"("dtype":"F32","shape":[1],"data_offsets":[4,0])"), zeros(4)),
+       "tensor 'a': data_offsets end < begin"},
+      {"gap between tensors",
+       file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                  zeros(12)),
+       "gap between tensors 'a' (ends at 4) and 'b' (begins at 8)"},
+      {"overlapping tensors",
+       file_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                  zeros(12)),
+       "overlap between tensors 'a' (ends at 8) and 'b' (begins at 4)"},
+      {"same range twice",
+       file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}})",
+                  zeros(4)),
+       "overlap between tensors"},
+      {"offsets not starting at 0", file_bytes(one_tensor(R"("dtype":"F32","shape":[1],"data_offsets":[4,8])"), zeros(8)),
+       "data_offsets do not start at 0"},
+      {"bytes after the last tensor", file_bytes(one_tensor(R"("dtype":"F32","shape":[1],"data_offsets":[0,4])"), zeros(8)),
+       "data_offsets do not cover the byte buffer to its end exactly (tensors end at 4, the buffer has 8 bytes)"},
+      {"tensor past the end of the buffer",
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[2],"data_offsets":[0,8])"), zeros(4)),
+       "do not cover the byte buffer to its end exactly (tensors end at 8, the buffer has 4 bytes)"},
+      {"data but no tensors", file_bytes("{}", zeros(4)), "do not cover the byte buffer to its end exactly"},
+      {"byte size disagrees with dtype x shape",
+       file_bytes(one_tensor(R"("dtype":"F64","shape":[2],"data_offsets":[0,8])"), zeros(8)),
+       "tensor 'a': byte size 8 disagrees with dtype x shape (F64 x [2] = 16 bytes)"},
+      {"dtype x shape overflows",
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0])")),
+       "tensor 'a': byte size of dtype x shape [4294967296, 4294967296] overflows 64 bits"},
+      {"duplicate tensor names",
+       file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                  zeros(8)),
+       "duplicate tensor name 'a'"},
+      {"duplicate key in a tensor entry",
+       file_bytes(one_tensor(R"("dtype":"F32","dtype":"F64","shape":[1],"data_offsets":[0,4])"), zeros(4)),
+       "duplicate key 'dtype'"},
+      {"duplicate metadata key", file_bytes(R"({"__metadata__":{"k":"1","k":"2"}})"), "duplicate key 'k'"},
+      {"duplicate __metadata__", file_bytes(R"({"__metadata__":{},"__metadata__":{}})"), "duplicate tensor name '__metadata__'"},
+      {"__metadata__ not an object", file_bytes(R"({"__metadata__":["k"]})"), "__metadata__ is not an object"},
+      {"non-string metadata value", file_bytes(R"({"__metadata__":{"k":1}})"), "__metadata__ value 'k' is not a string"},
+      {"tensor named __metadata__",
+       file_bytes(R"({"__metadata__":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", zeros(4)),
+       "a tensor may not be named '__metadata__'"},
+      {"unknown key in a tensor entry",
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[1],"data_offsets":[0,4],"offset":0)"), zeros(4)),
+       "tensor 'a': unknown key 'offset'"},
+      {"missing key in a tensor entry", file_bytes(one_tensor(R"("dtype":"F32","shape":[1])"), zeros(4)),
+       "tensor 'a': missing 'data_offsets'"},
+      {"tensor entry not an object", file_bytes(R"({"a":[0,4]})"), "tensor 'a': entry is not an object"},
+      {"control character in a name", file_bytes(R"({"a\n":[0,4]})"), "tensor 'a\\x0a': entry is not an object"},
+  };
+  return table;
+}
+}  // namespace
+
+TEST_CASE("safetensors: every malformed file is rejected with the rule it breaks") {
+  TempDir dir;
+  const auto& table = malformed_files();
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    INFO("rule: ", table[i].rule);
+    const fs::path path = dir / ("malformed-" + std::to_string(i) + ".safetensors");
+    write_bytes(path, table[i].bytes);
+    check_rejected(path, table[i].reason);
+  }
+}
+
+TEST_CASE("safetensors: a path that is not a readable file is rejected") {
+  TempDir dir;
+  check_rejected(dir / "missing.safetensors", "cannot read: no such file");
+  fs::create_directory(dir / "a-directory");
+  check_rejected(dir / "a-directory", "cannot read: not a regular file");
+  if (::geteuid() != 0) {  // root reads files whatever their mode
+    write_bytes(dir / "unreadable", file_bytes("{}"));
+    fs::permissions(dir / "unreadable", fs::perms::none);
+    check_rejected(dir / "unreadable", "cannot read: the file cannot be opened");
+  }
+}
+
+// ---- checkpoints
+
+namespace {
+template <class T>
+NamedTensors<T> small_model(T first_value) {
+  std::vector<T> wte(6), bias(2);
+  for (std::size_t i = 0; i < wte.size(); ++i) wte[i] = first_value + T(i);
+  for (std::size_t i = 0; i < bias.size(); ++i) bias[i] = -first_value - T(i);
+  return {{"wte", Tensor<T>::from({3, 2}, wte, true)}, {"ln.bias", Tensor<T>::from({2}, bias, true)}};
+}
+
+template <class T>
+std::vector<std::vector<T>> values_of(const NamedTensors<T>& params) {
+  std::vector<std::vector<T>> out;
+  for (const auto& [name, p] : params) out.push_back(values_of(p.value()));
+  return out;
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("checkpoint: parameters and metadata round-trip in the model's dtype", T, float, double) {
+  TempDir dir;
+  const auto saved = small_model<T>(T(1.5));
+  save_parameters(dir / "model.safetensors", saved, {{"format", "tapegrad-gpt"}, {"n_layer", "2"}});
+
+  const auto file = Safetensors::read(dir / "model.safetensors");
+  CHECK(checkpoint_dtype(file) == dtype_of<T>);
+  CHECK(checkpoint_dtype(dir / "model.safetensors") == dtype_of<T>);
+  CHECK(file.metadata().at("n_layer") == "2");
+
+  const auto loaded = small_model<T>(T(0));
+  const T* wte_before = loaded[0].second.data();
+  load_parameters(dir / "model.safetensors", loaded);
+  CHECK(values_of(loaded) == values_of(saved));
+  CHECK(loaded[0].second.data() == wte_before);  // copied into the existing buffers
+}
+
+namespace {
+using FileValues = std::variant<Array<float>, Array<double>>;
+struct ModelMismatch {
+  std::string what;
+  std::vector<std::pair<std::string, FileValues>> file;
+  std::string reason;
+};
+}  // namespace
+
+TEST_CASE("checkpoint: a file that does not match the model is rejected and loads nothing") {
+  // The model is small_model<float>: wte [3, 2], then ln.bias [2]. In every row wte is
+  // valid, so a loader that copied before checking everything would change it.
+  const Array<float> wte = xt::ones<float>({3, 2}), bias = xt::ones<float>({2});
+  const std::vector<ModelMismatch> table = {
+      {"missing name", {{"wte", wte}}, "missing parameters: 'ln.bias'"},
+      {"unexpected name", {{"wte", wte}, {"ln.bias", bias}, {"lm_head", bias}}, "unexpected tensors: 'lm_head'"},
+      {"shape", {{"wte", wte}, {"ln.bias", Array<float>(xt::ones<float>({3}))}},
+       "shape differs from the model's: 'ln.bias' [3] (model [2])"},
+      {"dtype", {{"wte", wte}, {"ln.bias", Array<double>(xt::ones<double>({2}))}}, "dtype is not the model's F32: 'ln.bias' F64"},
+      {"several at once", {{"wte", Array<float>(xt::ones<float>({2, 3}))}, {"other", bias}},
+       "missing parameters: 'ln.bias'; unexpected tensors: 'other'; shape differs from the model's: 'wte' [2, 3] (model [3, 2])"},
+  };
+  TempDir dir;
+  for (const ModelMismatch& row : table) {
+    INFO("mismatch: ", row.what);
+    std::vector<TensorView> views;
+    for (const auto& [name, values] : row.file) std::visit([&](const auto& a) { views.emplace_back(name, a); }, values);
+    const fs::path path = dir / "model.safetensors";
+    write_safetensors(path, views);
+
+    const auto model = small_model<float>(7.0f);
+    const auto before = values_of(model);
+    CHECK_THROWS_WITH_AS(load_parameters(path, model),
+                         doctest::Contains((path.string() + ": does not match the model: " + row.reason).c_str()), FormatError);
+    CHECK(values_of(model) == before);
+  }
+}
+
+TEST_CASE("checkpoint: a long list of mismatched names is cut short") {
+  TempDir dir;
+  NamedTensors<float> model;
+  for (int i = 0; i < 8; ++i) model.emplace_back("p" + std::to_string(i), Tensor<float>::zeros({1}));
+  const Array<float> x = {1.0f};
+  write_safetensors(dir / "m", {{"x", x}});
+  CHECK_THROWS_WITH_AS(load_parameters(dir / "m", model),
+                       doctest::Contains("missing parameters: 'p0', 'p1', 'p2', 'p3', 'p4' and 3 more; unexpected tensors: 'x'"),
+                       FormatError);
+}
+
+TEST_CASE("checkpoint: checkpoint_dtype needs float tensors of one dtype") {
+  TempDir dir;
+  const Array<float> f = {1.0f};
+  const Array<double> d = {1.0};
+  const Ids ids = {1};
+  write_safetensors(dir / "mixed", {{"a", f}, {"b", d}});
+  write_safetensors(dir / "ids", {{"a", f}, {"ids", ids}});
+  write_safetensors(dir / "empty", {});
+  CHECK_THROWS_WITH_AS(checkpoint_dtype(dir / "mixed"), doctest::Contains("mixes dtypes ('a' is F32, 'b' is F64)"), FormatError);
+  CHECK_THROWS_WITH_AS(checkpoint_dtype(dir / "ids"), doctest::Contains("tensor 'ids' is I64: checkpoint tensors are F32 or F64"),
+                       FormatError);
+  CHECK_THROWS_WITH_AS(checkpoint_dtype(dir / "empty"), doctest::Contains("checkpoint holds no tensors"), FormatError);
+}
+
+// ---- atomic writes
+
+namespace {
+// Lowers this process's file-size limit, so a write past `bytes` fails with EFBIG
+// (SIGXFSZ, which would kill the process, is ignored meanwhile).
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    ::getrlimit(RLIMIT_FSIZE, &saved_limit_);
+    saved_handler_ = ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit lowered{bytes, saved_limit_.rlim_max};
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &lowered) == 0);
+  }
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &saved_limit_);
+    ::signal(SIGXFSZ, saved_handler_);
+  }
+
+ private:
+  rlimit saved_limit_{};
+  sighandler_t saved_handler_{};
+};
+
+void check_write_fails(const fs::path& target, const std::string& bytes, const std::string& reason) {
+  try {
+    write_file_atomically(target, bytes);
+    FAIL("the write succeeded");
+  } catch (const std::system_error& e) {
+    const std::string message = e.what();
+    INFO("message: ", message);
+    CHECK(message.find(target.string()) != std::string::npos);
+    CHECK(message.find(reason) != std::string::npos);
+  }
+}
+}  // namespace
+
+TEST_CASE("safetensors: write_file_atomically replaces the target and leaves no temporary file") {
+  TempDir dir;
+  write_file_atomically(dir / "target", "old");
+  write_file_atomically(dir / "target", "new contents");
+  CHECK(read_bytes(dir / "target") == "new contents");
+  CHECK(dir.entries() == std::vector<std::string>{"target"});
+}
+
+TEST_CASE("safetensors: a failed atomic write keeps the old target and removes its temporary file") {
+  TempDir dir;
+  write_bytes(dir / "target", "old");
+
+  SUBCASE("the disk fills up part-way") {
+    const FileSizeLimit limit(4096);
+    check_write_fails(dir / "target", std::string(1 << 20, 'x'), "writing the temporary file failed");
+  }
+  SUBCASE("the rename fails (the target is a directory)") {
+    fs::create_directory(dir / "target-dir");
+    write_bytes(dir / "target-dir" / "inside", "kept");
+    check_write_fails(dir / "target-dir", "new", "renaming the temporary file over it failed");
+    CHECK(read_bytes(dir / "target-dir" / "inside") == "kept");
+    fs::remove_all(dir / "target-dir");
+  }
+  SUBCASE("the temporary file cannot be created") {
+    check_write_fails(dir / "no-such-dir" / "target", "new", "cannot create a temporary file");
+    if (::geteuid() != 0) {  // root writes into read-only directories
+      fs::permissions(dir.path(), fs::perms::owner_read | fs::perms::owner_exec);
+      check_write_fails(dir / "target", "new", "cannot create a temporary file");
+      fs::permissions(dir.path(), fs::perms::owner_all);
+    }
+  }
+  CHECK(read_bytes(dir / "target") == "old");
+  CHECK(dir.entries() == std::vector<std::string>{"target"});
+}
+
+TEST_CASE("checkpoint: a save that fails part-way leaves the previous checkpoint loadable") {
+  TempDir dir;
+  const fs::path path = dir / "model.safetensors";
+  const auto previous = small_model<float>(1.0f);
+  save_parameters(path, previous);
+
+  NamedTensors<float> bigger = small_model<float>(2.0f);
+  bigger.emplace_back("big", Tensor<float>::zeros({1 << 16}));
+  {
+    const FileSizeLimit limit(4096);
+    CHECK_THROWS_AS(save_parameters(path, bigger), std::system_error);
+  }
+  const auto loaded = small_model<float>(0.0f);
+  load_parameters(path, loaded);
+  CHECK(values_of(loaded) == values_of(previous));
+  CHECK(dir.entries() == std::vector<std::string>{"model.safetensors"});
+}
