@@ -4,6 +4,7 @@
 
 #include "core/blas.hpp"
 #include "core/gradcheck.hpp"
+#include "core/memory.hpp"
 #include "core/tape.hpp"
 #include "core/tensor.hpp"
 

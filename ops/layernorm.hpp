@@ -43,7 +43,7 @@ Tensor<T> layernorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, con
 
   return tape.record(kLayernorm, y, [x, weight, bias, y, mean = std::move(mean), rstd = std::move(rstd), rows, C] {
     const T* dy = y.grad().data();
-    const T* w = weight.data();
+    const T* wt = weight.data();
     T* dx = x.requires_grad() ? x.grad_accumulator(kLayernorm.name()).data() : nullptr;
     T* dw = weight.requires_grad() ? weight.grad_accumulator(kLayernorm.name()).data() : nullptr;
     T* db = bias.requires_grad() ? bias.grad_accumulator(kLayernorm.name()).data() : nullptr;
@@ -52,7 +52,7 @@ Tensor<T> layernorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, con
       const T m = mean[r], s = rstd[r];
       T g_mean = 0, gn_mean = 0;
       for (std::size_t i = 0; i < C; ++i) {
-        const T n = (xr[i] - m) * s, g = w[i] * dyr[i];
+        const T n = (xr[i] - m) * s, g = wt[i] * dyr[i];
         g_mean += g;
         gn_mean += g * n;
         if (dw) dw[i] += n * dyr[i];
@@ -63,7 +63,7 @@ Tensor<T> layernorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, con
       if (dx)
         for (std::size_t i = 0; i < C; ++i) {
           const T n = (xr[i] - m) * s;
-          dx[r * C + i] += s * (w[i] * dyr[i] - g_mean - n * gn_mean);
+          dx[r * C + i] += s * (wt[i] * dyr[i] - g_mean - n * gn_mean);
         }
     }
   }, x, weight, bias);
