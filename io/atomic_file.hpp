@@ -71,7 +71,8 @@ class TempFile {
     if (::close(fd) != 0) throw_io_error(target_, "closing the temporary file failed");
   }
   void rename_over_target() {
-    if (::rename(path_.c_str(), target_.c_str()) != 0) throw_io_error(target_, "renaming the temporary file over it failed");
+    if (::rename(path_.c_str(), target_.c_str()) != 0)
+      throw_io_error(target_, "renaming the temporary file over it failed");
     renamed_ = true;
   }
 

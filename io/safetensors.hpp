@@ -65,14 +65,20 @@ constexpr std::optional<DType> dtype_from_name(std::string_view name) {
   return std::nullopt;
 }
 
+// The dtype that stores a T.
 template <class T>
-struct DTypeOf;  // defined for the element types a file can hold
-template <> struct DTypeOf<float> { static constexpr DType value = DType::F32; };
-template <> struct DTypeOf<double> { static constexpr DType value = DType::F64; };
-template <> struct DTypeOf<std::int32_t> { static constexpr DType value = DType::I32; };
-template <> struct DTypeOf<std::int64_t> { static constexpr DType value = DType::I64; };
-template <class T>
-inline constexpr DType dtype_of = DTypeOf<T>::value;
+inline constexpr DType dtype_of = [] {
+  if constexpr (std::same_as<T, float>)
+    return DType::F32;
+  else if constexpr (std::same_as<T, double>)
+    return DType::F64;
+  else if constexpr (std::same_as<T, std::int32_t>)
+    return DType::I32;
+  else {
+    static_assert(std::same_as<T, std::int64_t>, "tensors hold float, double, int32 or int64");
+    return DType::I64;
+  }
+}();
 
 template <class T>
 concept FloatElement = std::same_as<T, float> || std::same_as<T, double>;
@@ -82,11 +88,13 @@ using Metadata = std::map<std::string, std::string>;
 // ---- errors
 
 namespace detail {
-// Control characters (a tensor name can hold any) are escaped so a message stays one line.
-inline std::string one_line(std::string_view text) {
+// Text from a file, fit for a one-line message: control characters (a tensor name can
+// hold any) are escaped, and text past `max_length` bytes is cut.
+inline std::string one_line(std::string_view text, std::size_t max_length = 1000) {
   static constexpr char hex[] = "0123456789abcdef";
+  const bool cut = text.size() > max_length;
   std::string out;
-  for (const char c : text) {
+  for (const char c : text.substr(0, max_length)) {
     const auto byte = static_cast<unsigned char>(c);
     if (byte < 0x20 || byte == 0x7f) {
       out += "\\x";
@@ -96,7 +104,7 @@ inline std::string one_line(std::string_view text) {
       out += c;
     }
   }
-  return out;
+  return cut ? out + "..." : out;
 }
 }  // namespace detail
 
@@ -104,7 +112,9 @@ inline std::string one_line(std::string_view text) {
 class FormatError : public std::runtime_error {
  public:
   FormatError(const std::filesystem::path& path, const std::string& reason)
-      : std::runtime_error(detail::one_line(path.string() + ": " + reason)), path_(path), reason_(reason) {}
+      : std::runtime_error(detail::one_line(path.string(), std::string::npos) + ": " + detail::one_line(reason)),
+        path_(path),
+        reason_(detail::one_line(reason)) {}
   const std::filesystem::path& path() const { return path_; }
   const std::string& reason() const { return reason_; }
 
@@ -118,6 +128,7 @@ class FormatError : public std::runtime_error {
 namespace detail {
 
 inline constexpr std::uint64_t max_header_length = 100'000'000;  // the reference implementation's limit
+inline constexpr int max_header_depth = 64;
 
 inline std::uint64_t decode_le64(const unsigned char* bytes) {
   std::uint64_t value = 0;
@@ -191,8 +202,8 @@ struct StoredTensor {
 // is a FormatError whose reason names the rule):
 //  - the file exists, is a regular file, can be read, and is at least 8 bytes long;
 //  - the header length is at most 100 MB and within the file;
-//  - the header is UTF-8, JSON, an object, starts with '{', and has no duplicate key
-//    at any level (duplicate tensor names included);
+//  - the header is UTF-8, JSON, an object, starts with '{', has no duplicate key at
+//    any level (duplicate tensor names included) and nests at most 64 levels deep;
 //  - __metadata__ is an object of string values (and not a tensor entry);
 //  - each tensor entry is an object with exactly dtype, shape and data_offsets: a known
 //    dtype, a shape of non-negative integers, data_offsets a pair of non-negative
@@ -212,7 +223,8 @@ class Safetensors {
 
   const std::filesystem::path& path() const { return path_; }
   const Metadata& metadata() const { return metadata_; }
-  const std::vector<StoredTensor>& tensors() const { return tensors_; }  // in data order
+  // In data order (by data_offsets), which for files tapegrad writes is the order written.
+  const std::vector<StoredTensor>& tensors() const { return tensors_; }
   bool contains(const std::string& name) const { return index_.contains(name); }
   const StoredTensor& tensor(const std::string& name) const {
     const auto it = index_.find(name);
@@ -232,18 +244,19 @@ class Safetensors {
   void copy_to(const std::string& name, std::span<T> out) const {
     const StoredTensor& t = tensor(name);
     if (t.dtype != dtype_of<T>)
-      fail("tensor '" + name + "' is " + std::string(dtype_name(t.dtype)) + ", expected " + std::string(dtype_name(dtype_of<T>)));
+      fail("tensor '" + name + "' is " + std::string(dtype_name(t.dtype)) + ", expected " +
+           std::string(dtype_name(dtype_of<T>)));
     if (out.size() != t.numel())
       throw std::invalid_argument("Safetensors::copy_to: tensor '" + name + "' has " + std::to_string(t.numel()) +
                                   " elements, the destination " + std::to_string(out.size()));
-    std::memcpy(out.data(), bytes_of(t), t.byte_size());
+    copy_bytes(t, out.data());
   }
   // An integer tensor (I32 or I64) as int64 ids.
   Ids get_ids(const std::string& name) const {
     const StoredTensor& t = tensor(name);
     Ids ids = Ids::from_shape(t.shape);
     if (t.dtype == DType::I64) {
-      std::memcpy(ids.data(), bytes_of(t), t.byte_size());
+      copy_bytes(t, ids.data());
     } else if (t.dtype == DType::I32) {
       for (std::size_t i = 0; i < t.numel(); ++i) {
         std::int32_t id;
@@ -262,12 +275,16 @@ class Safetensors {
   explicit Safetensors(std::filesystem::path path) : path_(std::move(path)) {}
 
   const std::byte* bytes_of(const StoredTensor& t) const { return data_.data() + t.begin; }
+  void copy_bytes(const StoredTensor& t, void* out) const {
+    if (t.byte_size() != 0) std::memcpy(out, bytes_of(t), t.byte_size());  // an empty array's data() may be null
+  }
 
   // Reads the file: returns the header text and keeps the data buffer that follows it.
   std::string read_header_and_data() {
     std::error_code error;
     const auto status = std::filesystem::status(path_, error);
-    if (!std::filesystem::exists(status)) fail("cannot read: no such file");
+    if (status.type() == std::filesystem::file_type::not_found) fail("cannot read: no such file");
+    if (error) fail("cannot read: " + error.message());
     if (!std::filesystem::is_regular_file(status)) fail("cannot read: not a regular file");
     const std::uint64_t file_size = std::filesystem::file_size(path_, error);
     std::ifstream in(path_, std::ios::binary);
@@ -290,7 +307,8 @@ class Safetensors {
     return header;
   }
   void read_exactly(std::ifstream& in, char* out, std::size_t count) const {
-    if (!in.read(out, static_cast<std::streamsize>(count))) fail("cannot read: the file ended early (changed while reading?)");
+    if (!in.read(out, static_cast<std::streamsize>(count)))
+      fail("cannot read: the file ended early (changed while reading?)");
   }
 
   void parse_header(const std::string& header) {
@@ -307,7 +325,7 @@ class Safetensors {
     if (!detail::is_valid_utf8(header)) fail("header is not valid UTF-8");
     nlohmann::json json;
     try {
-      json = nlohmann::json::parse(header, duplicate_key_detector());
+      json = nlohmann::json::parse(header, header_structure_checker());
     } catch (const nlohmann::json::parse_error& e) {
       fail(std::string("header is not valid JSON (") + e.what() + ")");
     }
@@ -316,12 +334,15 @@ class Safetensors {
     return json;
   }
 
-  // nlohmann::json keeps the last of two equal keys silently; this parser callback
-  // rejects the second one, in every object of the header.
-  nlohmann::json::parser_callback_t duplicate_key_detector() const {
+  // A parser callback that rejects, as the parse goes: the second of two equal keys in
+  // any object (nlohmann::json would keep the last silently), and nesting deeper than
+  // max_header_depth (a valid header nests 3 levels; deeper only costs memory).
+  nlohmann::json::parser_callback_t header_structure_checker() const {
     auto open_objects = std::make_shared<std::vector<std::set<std::string>>>();
     return [this, open_objects](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
       using Event = nlohmann::json::parse_event_t;
+      if ((event == Event::object_start || event == Event::array_start) && depth >= detail::max_header_depth)
+        fail("header nests deeper than " + std::to_string(detail::max_header_depth) + " levels");
       if (event == Event::object_start) open_objects->emplace_back();
       if (event == Event::object_end) open_objects->pop_back();
       if (event == Event::key && !open_objects->back().insert(parsed.get<std::string>()).second)
@@ -332,14 +353,11 @@ class Safetensors {
 
   void parse_metadata(const nlohmann::json& value) {
     if (!value.is_object()) fail("__metadata__ is not an object");
+    if (value.contains("data_offsets") && !value.at("data_offsets").is_string())
+      fail("a tensor may not be named '__metadata__'");
     for (const auto& [key, text] : value.items()) {
-      if (text.is_string()) {
-        metadata_[key] = text.get<std::string>();
-      } else if (value.contains("data_offsets")) {
-        fail("a tensor may not be named '__metadata__'");
-      } else {
-        fail("__metadata__ value '" + key + "' is not a string");
-      }
+      if (!text.is_string()) fail("__metadata__ value '" + key + "' is not a string");
+      metadata_[key] = text.get<std::string>();
     }
   }
 
@@ -353,12 +371,12 @@ class Safetensors {
 
     StoredTensor t;
     t.name = name;
-    const nlohmann::json& dtype = entry["dtype"];
+    const nlohmann::json& dtype = entry.at("dtype");
     const auto known = dtype.is_string() ? dtype_from_name(dtype.get<std::string>()) : std::nullopt;
     if (!known) fail(tensor + ": unknown dtype " + dtype.dump() + " (tapegrad reads F32, F64, I32, I64)");
     t.dtype = *known;
 
-    const nlohmann::json& shape = entry["shape"];
+    const nlohmann::json& shape = entry.at("shape");
     if (!shape.is_array()) fail(tensor + ": shape is not a list of non-negative integers");
     for (const auto& extent : shape) {
       const auto n = detail::non_negative_integer(extent);
@@ -366,7 +384,7 @@ class Safetensors {
       t.shape.push_back(*n);
     }
 
-    const nlohmann::json& offsets = entry["data_offsets"];
+    const nlohmann::json& offsets = entry.at("data_offsets");
     if (!offsets.is_array() || offsets.size() != 2) fail(tensor + ": data_offsets is not a pair [begin, end]");
     const auto begin = detail::non_negative_integer(offsets[0]), end = detail::non_negative_integer(offsets[1]);
     if (!begin || !end) fail(tensor + ": data_offsets are not non-negative integers");
@@ -375,18 +393,21 @@ class Safetensors {
     t.end = *end;
 
     std::optional<std::uint64_t> expected = dtype_size(t.dtype);
-    for (std::size_t i = 0; i < t.shape.size() && expected; ++i) expected = detail::checked_multiply(*expected, t.shape[i]);
+    for (std::size_t i = 0; i < t.shape.size() && expected; ++i)
+      expected = detail::checked_multiply(*expected, t.shape[i]);
     if (!expected) fail(tensor + ": byte size of dtype x shape " + shape_str(t.shape) + " overflows 64 bits");
     if (*expected != t.byte_size())
       fail(tensor + ": byte size " + std::to_string(t.byte_size()) + " disagrees with dtype x shape (" +
-           std::string(dtype_name(t.dtype)) + " x " + shape_str(t.shape) + " = " + std::to_string(*expected) + " bytes)");
+           std::string(dtype_name(t.dtype)) + " x " + shape_str(t.shape) + " = " + std::to_string(*expected) +
+           " bytes)");
     return t;
   }
 
   // Sorts the tensors by offset and checks that they tile the data buffer exactly.
   void check_layout() {
-    std::sort(tensors_.begin(), tensors_.end(),
-              [](const StoredTensor& a, const StoredTensor& b) { return std::pair(a.begin, a.end) < std::pair(b.begin, b.end); });
+    std::stable_sort(tensors_.begin(), tensors_.end(), [](const StoredTensor& a, const StoredTensor& b) {
+      return std::pair(a.begin, a.end) < std::pair(b.begin, b.end);
+    });
     const StoredTensor* previous = nullptr;
     for (const StoredTensor& t : tensors_) {
       const std::uint64_t expected_begin = previous ? previous->end : 0;
@@ -444,15 +465,19 @@ inline std::string serialize_safetensors(const std::vector<TensorView>& tensors,
   };
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
-    for (const auto& [key, value] : metadata) require_utf8(key, "a metadata key"), require_utf8(value, "a metadata value");
+    for (const auto& [key, value] : metadata)
+      require_utf8(key, "a metadata key"), require_utf8(value, "a metadata value");
     header["__metadata__"] = metadata;
   }
   std::uint64_t offset = 0;
   for (const TensorView& t : tensors) {
     require_utf8(t.name, "a tensor name");
-    if (t.name == "__metadata__") throw std::invalid_argument("serialize_safetensors: a tensor may not be named '__metadata__'");
-    if (header.contains(t.name)) throw std::invalid_argument("serialize_safetensors: duplicate tensor name '" + t.name + "'");
-    header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
+    if (t.name == "__metadata__")
+      throw std::invalid_argument("serialize_safetensors: a tensor may not be named '__metadata__'");
+    if (header.contains(t.name))
+      throw std::invalid_argument("serialize_safetensors: duplicate tensor name '" + t.name + "'");
+    header[t.name] = {
+        {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
     offset += t.bytes.size();
   }
 

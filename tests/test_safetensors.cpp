@@ -55,9 +55,7 @@ class TempDir {
   fs::path path_;
 };
 
-void write_bytes(const fs::path& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
+void write_bytes(const fs::path& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 std::string read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -69,7 +67,9 @@ std::string le64(std::uint64_t n) {
   return out;
 }
 // A file: 8-byte little-endian header length, the header, the data buffer.
-std::string file_bytes(const std::string& header, const std::string& data = "") { return le64(header.size()) + header + data; }
+std::string file_bytes(const std::string& header, const std::string& data = "") {
+  return le64(header.size()) + header + data;
+}
 std::string zeros(std::size_t n) { return std::string(n, '\0'); }
 
 // The one checker for rejected files: a one-line FormatError "<path>: ...<reason>...".
@@ -84,6 +84,7 @@ void check_rejected(const fs::path& path, const std::string& reason) {
     CHECK(message.starts_with(path.string() + ": "));
     CHECK(message.find(reason) != std::string::npos);
     CHECK(message.find('\n') == std::string::npos);
+    CHECK(message.size() <= path.string().size() + 2 + 1003);  // file text in a reason is cut at 1000 bytes
     CHECK(e.path() == path);
   } catch (const std::exception& e) {
     FAIL("not a FormatError: ", e.what());
@@ -109,7 +110,8 @@ TEST_CASE("safetensors: F32, F64, I32 and I64 tensors and metadata round-trip") 
   const Array<float> empty = Array<float>::from_shape({0, 3});
   const Metadata metadata = {{"format", "tapegrad-gpt"}, {"vocab", "[\"a\",\"\\n\",\"é\"]"}};
   write_safetensors(dir / "t.safetensors",
-                    {{"f32", f32}, {"f64", f64}, {"i32", i32}, {"i64", i64}, {"scalar", scalar}, {"empty", empty}}, metadata);
+                    {{"f32", f32}, {"f64", f64}, {"i32", i32}, {"i64", i64}, {"scalar", scalar}, {"empty", empty}},
+                    metadata);
 
   const auto file = Safetensors::read(dir / "t.safetensors");
   CHECK(file.metadata() == metadata);
@@ -142,7 +144,8 @@ TEST_CASE("safetensors: the file is laid out byte for byte as the format says") 
 
   // 79 bytes of JSON padded with one space to 80 = 0x50, then 1.0f and -2.0f little-endian.
   const std::string header = R"({"__metadata__":{"k":"v"},"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}} )";
-  const std::string expected = std::string("\x50\0\0\0\0\0\0\0", 8) + header + std::string("\x00\x00\x80\x3f\x00\x00\x00\xc0", 8);
+  const std::string expected =
+      std::string("\x50\0\0\0\0\0\0\0", 8) + header + std::string("\x00\x00\x80\x3f\x00\x00\x00\xc0", 8);
   CHECK(read_bytes(dir / "x.safetensors") == expected);
 }
 
@@ -153,7 +156,8 @@ TEST_CASE("safetensors: files other writers may produce are accepted") {
   write_bytes(dir / "padded", file_bytes("{" + f32 + "}   \n", zeros(4)));
   write_bytes(dir / "reordered", file_bytes(R"({"a":{"data_offsets":[0,4],"shape":[1],"dtype":"F32"}})", zeros(4)));
   write_bytes(dir / "no tensors", file_bytes("{}"));
-  write_bytes(dir / "zero-size tensor", file_bytes(R"({"z":{"dtype":"F64","shape":[0],"data_offsets":[0,0]},)" + f32 + "}", zeros(4)));
+  write_bytes(dir / "zero-size tensor",
+              file_bytes(R"({"z":{"dtype":"F64","shape":[0],"data_offsets":[0,0]},)" + f32 + "}", zeros(4)));
   for (const std::string name : {"plain", "padded", "reordered", "no tensors", "zero-size tensor"}) {
     INFO(name);
     CHECK_NOTHROW(Safetensors::read(dir / name));
@@ -175,8 +179,8 @@ TEST_CASE("safetensors: reading the wrong kind of tensor or a missing name is a 
 TEST_CASE("safetensors: the writer refuses what the format cannot hold") {
   TempDir dir;
   const Array<float> x = {1.0f};
-  CHECK_THROWS_WITH_AS(write_safetensors(dir / "t", {{"x", x}, {"x", x}}), doctest::Contains("duplicate tensor name 'x'"),
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(write_safetensors(dir / "t", {{"x", x}, {"x", x}}),
+                       doctest::Contains("duplicate tensor name 'x'"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(write_safetensors(dir / "t", {{"__metadata__", x}}), doctest::Contains("'__metadata__'"),
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(write_safetensors(dir / "t", {{"x", x}}, {{"k", "\xff"}}), doctest::Contains("not valid UTF-8"),
@@ -193,7 +197,11 @@ struct MalformedFile {
   std::string reason;  // a substring of the expected message
 };
 
-std::string one_tensor(const std::string& entry) { return R"({"a":{)" + entry + "}}"; }
+// Headers with tensors named "a" (and "b") whose entries hold `a` (and `b`).
+std::string one_tensor(const std::string& a) { return R"({"a":{)" + a + "}}"; }
+std::string two_tensors(const std::string& a, const std::string& b) {
+  return R"({"a":{)" + a + R"(},"b":{)" + b + "}}";
+}
 
 const std::vector<MalformedFile>& malformed_files() {
   static const std::vector<MalformedFile> table = {
@@ -208,6 +216,8 @@ const std::vector<MalformedFile>& malformed_files() {
       {"header with a comment", file_bytes("{/* c */}"), "header is not valid JSON"},
       {"header not an object", file_bytes("[1, 2]"), "header is not a JSON object"},
       {"header starting with a space", file_bytes(" {}"), "header does not start with '{'"},
+      {"header nested 100 levels deep", file_bytes(R"({"a":)" + std::string(100, '[') + std::string(100, ']') + "}"),
+       "header nests deeper than 64 levels"},
       {"unknown dtype", file_bytes(one_tensor(R"("dtype":"BF16","shape":[1],"data_offsets":[0,2])"), zeros(2)),
        "tensor 'a': unknown dtype \"BF16\""},
       {"dtype not a string", file_bytes(one_tensor(R"("dtype":4,"shape":[1],"data_offsets":[0,4])"), zeros(4)),
@@ -229,20 +239,25 @@ const std::vector<MalformedFile>& malformed_files() {
       {"offsets end < begin", file_bytes(one_tensor(R"("dtype":"F32","shape":[1],"data_offsets":[4,0])"), zeros(4)),
        "tensor 'a': data_offsets end < begin"},
       {"gap between tensors",
-       file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+       file_bytes(two_tensors(R"("dtype":"F32","shape":[1],"data_offsets":[0,4])",
+                              R"("dtype":"F32","shape":[1],"data_offsets":[8,12])"),
                   zeros(12)),
        "gap between tensors 'a' (ends at 4) and 'b' (begins at 8)"},
       {"overlapping tensors",
-       file_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+       file_bytes(two_tensors(R"("dtype":"F32","shape":[2],"data_offsets":[0,8])",
+                              R"("dtype":"F32","shape":[2],"data_offsets":[4,12])"),
                   zeros(12)),
        "overlap between tensors 'a' (ends at 8) and 'b' (begins at 4)"},
       {"same range twice",
-       file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}})",
+       file_bytes(two_tensors(R"("dtype":"F32","shape":[1],"data_offsets":[0,4])",
+                              R"("dtype":"I32","shape":[1],"data_offsets":[0,4])"),
                   zeros(4)),
        "overlap between tensors"},
-      {"offsets not starting at 0", file_bytes(one_tensor(R"("dtype":"F32","shape":[1],"data_offsets":[4,8])"), zeros(8)),
+      {"offsets not starting at 0",
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[1],"data_offsets":[4,8])"), zeros(8)),
        "data_offsets do not start at 0"},
-      {"bytes after the last tensor", file_bytes(one_tensor(R"("dtype":"F32","shape":[1],"data_offsets":[0,4])"), zeros(8)),
+      {"bytes after the last tensor",
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[1],"data_offsets":[0,4])"), zeros(8)),
        "data_offsets do not cover the byte buffer to its end exactly (tensors end at 4, the buffer has 8 bytes)"},
       {"tensor past the end of the buffer",
        file_bytes(one_tensor(R"("dtype":"F32","shape":[2],"data_offsets":[0,8])"), zeros(4)),
@@ -255,16 +270,19 @@ const std::vector<MalformedFile>& malformed_files() {
        file_bytes(one_tensor(R"("dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0])")),
        "tensor 'a': byte size of dtype x shape [4294967296, 4294967296] overflows 64 bits"},
       {"duplicate tensor names",
-       file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
-                  zeros(8)),
+       file_bytes(
+           R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+           zeros(8)),
        "duplicate tensor name 'a'"},
       {"duplicate key in a tensor entry",
        file_bytes(one_tensor(R"("dtype":"F32","dtype":"F64","shape":[1],"data_offsets":[0,4])"), zeros(4)),
        "duplicate key 'dtype'"},
       {"duplicate metadata key", file_bytes(R"({"__metadata__":{"k":"1","k":"2"}})"), "duplicate key 'k'"},
-      {"duplicate __metadata__", file_bytes(R"({"__metadata__":{},"__metadata__":{}})"), "duplicate tensor name '__metadata__'"},
+      {"duplicate __metadata__", file_bytes(R"({"__metadata__":{},"__metadata__":{}})"),
+       "duplicate tensor name '__metadata__'"},
       {"__metadata__ not an object", file_bytes(R"({"__metadata__":["k"]})"), "__metadata__ is not an object"},
-      {"non-string metadata value", file_bytes(R"({"__metadata__":{"k":1}})"), "__metadata__ value 'k' is not a string"},
+      {"non-string metadata value", file_bytes(R"({"__metadata__":{"k":1}})"),
+       "__metadata__ value 'k' is not a string"},
       {"tensor named __metadata__",
        file_bytes(R"({"__metadata__":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", zeros(4)),
        "a tensor may not be named '__metadata__'"},
@@ -275,6 +293,7 @@ const std::vector<MalformedFile>& malformed_files() {
        "tensor 'a': missing 'data_offsets'"},
       {"tensor entry not an object", file_bytes(R"({"a":[0,4]})"), "tensor 'a': entry is not an object"},
       {"control character in a name", file_bytes(R"({"a\n":[0,4]})"), "tensor 'a\\x0a': entry is not an object"},
+      {"100 kB tensor name", file_bytes("{\"" + std::string(100'000, 'n') + "\":[0,4]}"), "tensor 'nnnnnnnn"},
   };
   return table;
 }
@@ -355,11 +374,16 @@ TEST_CASE("checkpoint: a file that does not match the model is rejected and load
   const std::vector<ModelMismatch> table = {
       {"missing name", {{"wte", wte}}, "missing parameters: 'ln.bias'"},
       {"unexpected name", {{"wte", wte}, {"ln.bias", bias}, {"lm_head", bias}}, "unexpected tensors: 'lm_head'"},
-      {"shape", {{"wte", wte}, {"ln.bias", Array<float>(xt::ones<float>({3}))}},
+      {"shape",
+       {{"wte", wte}, {"ln.bias", Array<float>(xt::ones<float>({3}))}},
        "shape differs from the model's: 'ln.bias' [3] (model [2])"},
-      {"dtype", {{"wte", wte}, {"ln.bias", Array<double>(xt::ones<double>({2}))}}, "dtype is not the model's F32: 'ln.bias' F64"},
-      {"several at once", {{"wte", Array<float>(xt::ones<float>({2, 3}))}, {"other", bias}},
-       "missing parameters: 'ln.bias'; unexpected tensors: 'other'; shape differs from the model's: 'wte' [2, 3] (model [3, 2])"},
+      {"dtype",
+       {{"wte", wte}, {"ln.bias", Array<double>(xt::ones<double>({2}))}},
+       "dtype is not the model's F32: 'ln.bias' F64"},
+      {"several at once",
+       {{"wte", Array<float>(xt::ones<float>({2, 3}))}, {"other", bias}},
+       "missing parameters: 'ln.bias'; unexpected tensors: 'other'; shape differs from the model's: 'wte' [2, 3] "
+       "(model [3, 2])"},
   };
   TempDir dir;
   for (const ModelMismatch& row : table) {
@@ -372,7 +396,8 @@ TEST_CASE("checkpoint: a file that does not match the model is rejected and load
     const auto model = small_model<float>(7.0f);
     const auto before = values_of(model);
     CHECK_THROWS_WITH_AS(load_parameters(path, model),
-                         doctest::Contains((path.string() + ": does not match the model: " + row.reason).c_str()), FormatError);
+                         doctest::Contains((path.string() + ": does not match the model: " + row.reason).c_str()),
+                         FormatError);
     CHECK(values_of(model) == before);
   }
 }
@@ -383,9 +408,10 @@ TEST_CASE("checkpoint: a long list of mismatched names is cut short") {
   for (int i = 0; i < 8; ++i) model.emplace_back("p" + std::to_string(i), Tensor<float>::zeros({1}));
   const Array<float> x = {1.0f};
   write_safetensors(dir / "m", {{"x", x}});
-  CHECK_THROWS_WITH_AS(load_parameters(dir / "m", model),
-                       doctest::Contains("missing parameters: 'p0', 'p1', 'p2', 'p3', 'p4' and 3 more; unexpected tensors: 'x'"),
-                       FormatError);
+  CHECK_THROWS_WITH_AS(
+      load_parameters(dir / "m", model),
+      doctest::Contains("missing parameters: 'p0', 'p1', 'p2', 'p3', 'p4' and 3 more; unexpected tensors: 'x'"),
+      FormatError);
 }
 
 TEST_CASE("checkpoint: checkpoint_dtype needs float tensors of one dtype") {
@@ -396,9 +422,10 @@ TEST_CASE("checkpoint: checkpoint_dtype needs float tensors of one dtype") {
   write_safetensors(dir / "mixed", {{"a", f}, {"b", d}});
   write_safetensors(dir / "ids", {{"a", f}, {"ids", ids}});
   write_safetensors(dir / "empty", {});
-  CHECK_THROWS_WITH_AS(checkpoint_dtype(dir / "mixed"), doctest::Contains("mixes dtypes ('a' is F32, 'b' is F64)"), FormatError);
-  CHECK_THROWS_WITH_AS(checkpoint_dtype(dir / "ids"), doctest::Contains("tensor 'ids' is I64: checkpoint tensors are F32 or F64"),
+  CHECK_THROWS_WITH_AS(checkpoint_dtype(dir / "mixed"), doctest::Contains("mixes dtypes ('a' is F32, 'b' is F64)"),
                        FormatError);
+  CHECK_THROWS_WITH_AS(checkpoint_dtype(dir / "ids"),
+                       doctest::Contains("tensor 'ids' is I64: checkpoint tensors are F32 or F64"), FormatError);
   CHECK_THROWS_WITH_AS(checkpoint_dtype(dir / "empty"), doctest::Contains("checkpoint holds no tensors"), FormatError);
 }
 
