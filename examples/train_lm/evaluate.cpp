@@ -3,8 +3,6 @@
 
 #include "usage_error.hpp"
 
-#include <core/blas.hpp>
-
 #include <cmath>
 
 namespace train_lm {
@@ -50,7 +48,7 @@ TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens,
 
 TextLoss run_eval(const EvalOptions& options) {
   require_positive("--batch", options.batch);
-  require_positive("--threads", options.threads);
+  use_threads(options.threads);
   const ModelFile checkpoint = read_model_file(options.checkpoint);
   const Vocabulary& vocab = checkpoint.require_vocab();
   const std::size_t block = options.block.value_or(checkpoint.config.block_size);
@@ -62,7 +60,6 @@ TextLoss run_eval(const EvalOptions& options) {
   const auto tokens = vocab.encode(split_utf8(text.bytes, text.source), text.source);
   if (tokens.size() < 2) throw DataError(text.source + ": needs at least 2 characters to predict one");
 
-  tapegrad::blas::set_threads(options.threads);
   return with_model(checkpoint, [&](const auto& model) { return text_loss(model, tokens, block, options.batch); });
 }
 

@@ -8,6 +8,7 @@
 //   run_eval             `train_lm eval`: a checkpoint on a text file
 #pragma once
 
+#include "blas_threads.hpp"
 #include "model_file.hpp"
 
 #include <filesystem>
@@ -36,7 +37,7 @@ struct EvalOptions {
   std::filesystem::path data;
   std::optional<std::size_t> block;  // default: the checkpoint's block size
   std::size_t batch = 16;            // windows per forward pass
-  int threads = 1;
+  int threads = default_threads();
 };
 
 // Checks everything first (checkpoint, data, block), then evaluates.

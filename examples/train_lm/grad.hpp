@@ -9,6 +9,7 @@
 //               same shape and dtype as the parameter
 #pragma once
 
+#include "blas_threads.hpp"
 #include "text_data.hpp"
 
 #include <filesystem>
@@ -17,7 +18,7 @@ namespace train_lm {
 
 struct GradOptions {
   std::filesystem::path checkpoint, batch, out;
-  int threads = 1;
+  int threads = default_threads();
 };
 
 // Reads and checks both files, computes, writes `out` atomically; returns the loss.

@@ -47,10 +47,11 @@ CLI::Option* add_threads(CLI::App& cmd, int& threads) {
 void add_train(CLI::App& app, TrainOptions& o) {
   CLI::App* cmd = app.add_subcommand("train", "train a character-level GPT on a text file");
   cmd->footer("Presets:" + preset_list() +
-              "\nThe model is AdamW (betas 0.9, 0.99, weight decay 0.1 on matrices), warm-up min(100, steps/10) steps "
+              "\nThe optimiser is AdamW (betas 0.9, 0.99, weight decay 0.1 on matrices), warm-up min(100, steps/10) steps "
               "then cosine decay to lr/10, gradient norm clipped to 1.\nDIR receives model.safetensors, "
               "state.safetensors (for --resume), log.csv and loss.svg.");
-  cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")");
+  cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")")
+      ->type_name("FILE");
   cmd->add_option("--preset", o.preset, "tiny, small, medium or long")->capture_default_str();
   cmd->add_option("--steps", o.steps, "total optimisation steps (default: the preset's)");
   cmd->add_option("--batch", o.batch, "sequences per step (default: the preset's)");
@@ -66,15 +67,15 @@ void add_train(CLI::App& app, TrainOptions& o) {
   cmd->add_option("--print-every", o.print_every, "progress line every N steps when stderr is not a terminal")
       ->capture_default_str();
   cmd->add_option("--stop-after", o.stop_after, "stop after step N with a checkpoint, as if interrupted (then --resume)");
-  cmd->add_option("--out", o.out, "checkpoint directory DIR")->capture_default_str();
+  cmd->add_option("--out", o.out, "checkpoint directory")->type_name("DIR")->capture_default_str();
   cmd->add_flag("--resume", o.resume, "continue the run in DIR to --steps in total (same options as before)");
-  cmd->add_flag("!--no-sample", o.final_sample, "skip the sample printed at the end");
+  cmd->add_flag("--no-sample", o.no_sample, "skip the sample printed at the end");
 }
 
 void add_eval(CLI::App& app, EvalOptions& o, long long& block, long long& batch) {
   CLI::App* cmd = app.add_subcommand("eval", "loss and perplexity of a checkpoint on a text file");
-  cmd->add_option("--checkpoint", o.checkpoint, "model.safetensors")->required();
-  cmd->add_option("--data", o.data, "UTF-8 text file")->required();
+  cmd->add_option("--checkpoint", o.checkpoint, "model.safetensors of a train run")->type_name("FILE")->required();
+  cmd->add_option("--data", o.data, "UTF-8 text file")->type_name("FILE")->required();
   cmd->add_option("--block", block, "window length (default: the checkpoint's block size)");
   cmd->add_option("--batch", batch, "windows per forward pass")->capture_default_str();
   add_threads(*cmd, o.threads);
@@ -82,7 +83,7 @@ void add_eval(CLI::App& app, EvalOptions& o, long long& block, long long& batch)
 
 void add_sample(CLI::App& app, SampleOptions& o, long long& tokens, long long& top_k) {
   CLI::App* cmd = app.add_subcommand("sample", "generate text from a checkpoint");
-  cmd->add_option("--checkpoint", o.checkpoint, "model.safetensors")->required();
+  cmd->add_option("--checkpoint", o.checkpoint, "model.safetensors of a train run")->type_name("FILE")->required();
   cmd->add_option("--prompt", o.prompt, "text to continue (its last block_size characters are used)");
   cmd->add_option("--tokens", tokens, "characters to generate")->capture_default_str();
   cmd->add_option("--temperature", o.sampling.temperature, "softmax temperature (0 = greedy)")->capture_default_str();
@@ -95,9 +96,9 @@ void add_grad(CLI::App& app, GradOptions& o) {
   CLI::App* cmd = app.add_subcommand("grad", "one forward and backward pass: loss and parameter gradients");
   cmd->footer("BATCH holds integer tensors 'inputs' and 'targets' [B, T] (I64 or I32). An F64 checkpoint runs in double "
               "precision. G receives 'loss' and 'grad.<name>' for every parameter.");
-  cmd->add_option("--checkpoint", o.checkpoint, "model weights W.safetensors (F32 or F64)")->required();
-  cmd->add_option("--batch", o.batch, "BATCH.safetensors")->required();
-  cmd->add_option("--out", o.out, "output G.safetensors")->required();
+  cmd->add_option("--checkpoint", o.checkpoint, "model weights (F32 or F64)")->type_name("W.safetensors")->required();
+  cmd->add_option("--batch", o.batch, "inputs and targets")->type_name("BATCH.safetensors")->required();
+  cmd->add_option("--out", o.out, "where to write loss and gradients")->type_name("G.safetensors")->required();
   add_threads(*cmd, o.threads);
 }
 

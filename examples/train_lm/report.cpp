@@ -2,7 +2,8 @@
 #include "report.hpp"
 
 #include "number_text.hpp"
-#include "tensor_file.hpp"  // write_file_atomically
+
+#include <io/atomic_file.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -160,7 +161,7 @@ TrainLog TrainLog::resume(const std::filesystem::path& path, std::int64_t step) 
 void TrainLog::rewrite() {
   std::string text = kCsvHeader + "\n";
   for (const auto& r : rows_) text += csv_line(r) + "\n";
-  write_file_atomically(path_, text);
+  tapegrad::io::write_file_atomically(path_, text);
 }
 
 void TrainLog::append(const LogRow& row) {
@@ -192,7 +193,7 @@ std::string loss_svg(const std::vector<LogRow>& rows, const std::string& title) 
   s << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
     << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"420\" viewBox=\"0 0 720 420\" font-family=\"sans-serif\">\n"
     << "<rect width=\"720\" height=\"420\" fill=\"#fff\"/>\n"
-    << "<text x=\"360\" y=\"25\" text-anchor=\"middle\" font-size=\"16\">" << xml_escape(title) << "</text>\n"
+    << "<text x=\"360\" y=\"25\" text-anchor=\"middle\" font-size=\"13\">" << xml_escape(title) << "</text>\n"
     << axes(plot, xticks, yticks) << polyline(plot, train, "#1f77b4", 1) << polyline(plot, val, "#ff7f0e", 2.5);
   for (const auto& r : val) s << "<circle cx=\"" << fixed(plot.px(double(r.step)), 1) << "\" cy=\"" << fixed(plot.py(r.loss), 1) << "\" r=\"3\" fill=\"#ff7f0e\"/>\n";
   s << legend(plot) << "</svg>\n";

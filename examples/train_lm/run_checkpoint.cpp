@@ -2,7 +2,10 @@
 #include "run_checkpoint.hpp"
 
 #include "number_text.hpp"
+#include "output_dir.hpp"
 
+#include <set>
+#include <span>
 #include <sstream>
 
 namespace train_lm {
@@ -13,10 +16,10 @@ const std::string kStateFormat = "tapegrad-train-state";
 const std::string kParamPrefix = "param.";
 
 template <class T>
-T metadata_number(const TensorFile& file, const std::string& key, const std::string& source) {
-  const std::string& text = file.meta(key, source);
+T metadata_number(const io::Safetensors& file, const std::string& key) {
+  const std::string& text = metadata_value(file, key);
   const auto value = parse_number<T>(text);
-  if (!value) throw FileError(source + ": __metadata__ '" + key + "' is not a number: '" + text + "'");
+  if (!value) file.fail("__metadata__ '" + key + "' is not a number: '" + text + "'");
   return *value;
 }
 
@@ -41,8 +44,8 @@ void CheckpointDir::prepare_for_writing() const {
   check_writable_directory(dir, "--out " + dir.string());
 }
 
-Metadata RunSettings::to_metadata() const {
-  Metadata m = model.metadata();
+io::Metadata RunSettings::to_metadata() const {
+  io::Metadata m = model.metadata();
   m["format"] = kStateFormat;
   m["batch"] = std::to_string(batch);
   m["lr"] = exact_text(lr);
@@ -54,28 +57,26 @@ Metadata RunSettings::to_metadata() const {
   return m;
 }
 
-RunSettings RunSettings::from_metadata(const TensorFile& file, const std::string& source) {
-  if (file.meta("format", source) != kStateFormat)
-    throw FileError(source + ": not a training state (format is '" + file.meta("format", source) + "')");
-  Metadata model_meta = file.metadata;
+RunSettings RunSettings::from_metadata(const io::Safetensors& file) {
+  if (metadata_value(file, "format") != kStateFormat)
+    file.fail("not a training state (format is '" + metadata_value(file, "format") + "')");
+  io::Metadata model_meta = file.metadata();
   model_meta["format"] = "tapegrad-gpt";
   RunSettings s;
   try {
     s.model = GPTConfig::from_metadata(model_meta);
   } catch (const std::invalid_argument& e) {
-    throw FileError(source + ": " + e.what());
+    file.fail(e.what());
   }
-  s.batch = metadata_number<std::size_t>(file, "batch", source);
-  s.lr = metadata_number<double>(file, "lr", source);
-  s.seed = metadata_number<std::uint64_t>(file, "seed", source);
-  const std::string& fp = file.meta("data_fingerprint", source);
-  std::uint64_t fingerprint_value = 0;
-  const auto r = std::from_chars(fp.data(), fp.data() + fp.size(), fingerprint_value, 16);
-  if (r.ec != std::errc() || r.ptr != fp.data() + fp.size()) throw FileError(source + ": bad data_fingerprint '" + fp + "'");
-  s.data_fingerprint = fingerprint_value;
-  s.data_source = file.meta("data_source", source);
-  s.steps = metadata_number<std::int64_t>(file, "steps", source);
-  s.threads = metadata_number<int>(file, "threads", source);
+  s.batch = metadata_number<std::size_t>(file, "batch");
+  s.lr = metadata_number<double>(file, "lr");
+  s.seed = metadata_number<std::uint64_t>(file, "seed");
+  const std::string& fp = metadata_value(file, "data_fingerprint");
+  const auto r = std::from_chars(fp.data(), fp.data() + fp.size(), s.data_fingerprint, 16);
+  if (r.ec != std::errc() || r.ptr != fp.data() + fp.size()) file.fail("bad data_fingerprint '" + fp + "'");
+  s.data_source = metadata_value(file, "data_source");
+  s.steps = metadata_number<std::int64_t>(file, "steps");
+  s.threads = metadata_number<int>(file, "threads");
   return s;
 }
 
@@ -101,45 +102,56 @@ std::string settings_conflict(const RunSettings& saved, const RunSettings& now) 
 
 void save_checkpoint(const CheckpointDir& dir, const GPT<float>& model, const tapegrad::nn::AdamW<float>& optimizer,
                      const TrainState& state, const Vocabulary& vocab) {
-  TensorFile state_file;
-  state_file.metadata = state.settings.to_metadata();
+  io::Metadata metadata = state.settings.to_metadata();
   std::ostringstream rng;
   rng << state.sampler;
-  state_file.metadata["step"] = std::to_string(state.step);
-  state_file.metadata["rng"] = rng.str();
-  state_file.metadata["elapsed_s"] = exact_text(state.elapsed_s);
-  state_file.metadata["vocab"] = vocab.to_json();
-  for (const auto& [name, p] : model.named_parameters()) state_file.add(kParamPrefix + name, to_raw(p.value()));
-  for (const auto& [name, moment] : optimizer.state()) state_file.add(name, to_raw(moment.value()));
-  write_tensor_file(dir.state(), state_file);
+  metadata["step"] = std::to_string(state.step);
+  metadata["rng"] = rng.str();
+  metadata["elapsed_s"] = exact_text(state.elapsed_s);
+  metadata["vocab"] = vocab.to_json();
+  const auto params = model.named_parameters();
+  const auto moments = optimizer.state();  // copies: must outlive the views
+  std::vector<io::TensorView> tensors;
+  for (const auto& [name, p] : params) tensors.emplace_back(kParamPrefix + name, p.value());
+  for (const auto& [name, m] : moments) tensors.emplace_back(name, m.value());
+  io::write_safetensors(dir.state(), tensors, metadata);
 
-  write_tensor_file(dir.model(), model_to_file(model, {{"vocab", vocab.to_json()}, {"step", std::to_string(state.step)}}));
+  save_model(dir.model(), model, {{"vocab", vocab.to_json()}, {"step", std::to_string(state.step)}});
 }
 
 SavedState read_state_file(const CheckpointDir& dir) {
-  SavedState saved{read_tensor_file(dir.state()), dir.state().string(), {}};
+  SavedState saved{io::Safetensors::read(dir.state()), {}};
   TrainState& s = saved.state;
-  s.settings = RunSettings::from_metadata(saved.file, saved.source);
-  s.step = metadata_number<std::int64_t>(saved.file, "step", saved.source);
-  if (s.step < 0) throw FileError(saved.source + ": negative step");
-  s.elapsed_s = metadata_number<double>(saved.file, "elapsed_s", saved.source);
-  std::istringstream rng(saved.file.meta("rng", saved.source));
+  s.settings = RunSettings::from_metadata(saved.file);
+  s.step = metadata_number<std::int64_t>(saved.file, "step");
+  if (s.step < 0) saved.file.fail("negative step");
+  s.elapsed_s = metadata_number<double>(saved.file, "elapsed_s");
+  std::istringstream rng(metadata_value(saved.file, "rng"));
   rng >> s.sampler;
-  if (rng.fail()) throw FileError(saved.source + ": __metadata__ 'rng' is not a std::mt19937_64 state");
+  if (rng.fail()) saved.file.fail("__metadata__ 'rng' is not a std::mt19937_64 state");
   return saved;
 }
 
 void load_training_tensors(const SavedState& saved, GPT<float>& model, tapegrad::nn::AdamW<float>& optimizer) {
-  load_parameters(model, saved.file, saved.source, kParamPrefix);
+  const io::Safetensors& file = saved.file;
+  // Check the weights first, then let the optimiser check its moments, then copy the weights.
+  std::set<std::string> weights;
+  for (const auto& [name, p] : model.named_parameters()) {
+    const std::string key = kParamPrefix + name;
+    if (file.tensor(key).shape != p.shape())
+      file.fail("tensor '" + key + "' has shape " + tapegrad::shape_str(file.tensor(key).shape) + ", the model needs " +
+                tapegrad::shape_str(p.shape()));
+    weights.insert(key);
+  }
   tapegrad::NamedTensors<float> moments;
-  for (const auto& [name, raw] : saved.file.tensors)
-    if (!name.starts_with(kParamPrefix))
-      moments.emplace_back(name, tapegrad::Tensor<float>(from_raw<float>(raw, saved.source + ": tensor '" + name + "'")));
+  for (const auto& t : file.tensors())
+    if (!weights.contains(t.name)) moments.emplace_back(t.name, tapegrad::Tensor<float>(file.get<float>(t.name)));
   try {
     optimizer.load_state(moments, saved.state.step);
   } catch (const std::invalid_argument& e) {
-    throw FileError(saved.source + ": " + e.what());
+    file.fail(e.what());
   }
+  for (auto& [name, p] : model.named_parameters()) file.copy_to(kParamPrefix + name, std::span<float>(p.data(), p.size()));
 }
 
 }  // namespace train_lm

@@ -7,12 +7,12 @@
 //   DIR/model.safetensors   the latest model (SPEC section 2), for eval / sample / grad
 //   DIR/log.csv, loss.svg   the report (report.hpp)
 //
-// Crash safety. Each file is replaced atomically (write_file_atomically), state
+// Crash safety. Each file is replaced atomically (io::write_file_atomically), state
 // first, then model. Any prefix of a save therefore leaves state.safetensors
 // either the old or the new complete state, and since the state holds its own
 // weights, --resume never depends on model.safetensors being from the same step;
 // model.safetensors is always some complete model, at most one save behind.
-// Leftover ".<name>.tmp-XXXXXX" files from an interrupted write are ignored.
+// Leftover ".<name>.tmp-*" files from an interrupted write are ignored.
 #pragma once
 
 #include "model_file.hpp"
@@ -55,8 +55,8 @@ struct RunSettings {
   std::int64_t steps = 0;
   int threads = 1;
 
-  Metadata to_metadata() const;
-  static RunSettings from_metadata(const TensorFile& file, const std::string& source);
+  io::Metadata to_metadata() const;
+  static RunSettings from_metadata(const io::Safetensors& file);
 };
 
 // The first disagreement between a saved run and the options given now, as a
@@ -79,8 +79,7 @@ void save_checkpoint(const CheckpointDir& dir, const GPT<float>& model, const ta
 // The weights and moments go into `model` and `optimizer` by load_training_tensors,
 // after the caller has checked the settings.
 struct SavedState {
-  TensorFile file;
-  std::string source;
+  io::Safetensors file;
   TrainState state;
 };
 SavedState read_state_file(const CheckpointDir& dir);

@@ -3,8 +3,6 @@
 
 #include "usage_error.hpp"
 
-#include <core/blas.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <ostream>
@@ -72,13 +70,12 @@ void stream_sample(const GPT<T>& model, const Vocabulary& vocab, const std::stri
 
 void run_sample(const SampleOptions& options, std::ostream& out) {
   require_positive("--tokens", options.sampling.tokens);
-  require_positive("--threads", options.threads);
+  use_threads(options.threads);
   if (!(options.sampling.temperature >= 0) || !std::isfinite(options.sampling.temperature))
     throw UsageError("--temperature must be >= 0 (0 = greedy), got " + std::to_string(options.sampling.temperature));
   const ModelFile checkpoint = read_model_file(options.checkpoint);
   const Vocabulary& vocab = checkpoint.require_vocab();
   prompt_ids(vocab, options.prompt);  // an unknown character fails here, before the model is built
-  tapegrad::blas::set_threads(options.threads);
   with_model(checkpoint, [&](const auto& model) { stream_sample(model, vocab, options.prompt, options.sampling, out); });
 }
 

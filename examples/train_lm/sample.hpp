@@ -5,6 +5,7 @@
 // top_k largest (0 = all), softmax, draw. Temperature 0 means greedy (argmax).
 #pragma once
 
+#include "blas_threads.hpp"
 #include "model_file.hpp"
 
 #include <filesystem>
@@ -39,7 +40,7 @@ struct SampleOptions {
   std::filesystem::path checkpoint;
   std::string prompt;
   SamplingOptions sampling;
-  int threads = 1;
+  int threads = default_threads();
 };
 
 // `train_lm sample`: prints the prompt, then the generated text.

@@ -8,7 +8,6 @@
 #include "sample.hpp"
 #include "usage_error.hpp"
 
-#include <core/blas.hpp>
 #include <nn/optim.hpp>
 
 #include <atomic>
@@ -71,7 +70,6 @@ RunSettings settings_from(const TrainOptions& o) {
   s.seed = o.seed;
   s.threads = o.threads;
   if (!(o.lr > 0) || !std::isfinite(o.lr)) throw UsageError("--lr must be a positive number, got " + std::to_string(o.lr));
-  require_positive("--threads", o.threads);
   if (s.model.d_model % s.model.n_head != 0)
     throw UsageError("--dim " + std::to_string(s.model.d_model) + " must be a multiple of --heads " +
                      std::to_string(s.model.n_head));
@@ -92,7 +90,7 @@ Plan make_plan(const TrainOptions& o) {
   plan.save_every = o.save_every;
   plan.print_every = o.print_every;
   plan.stop_after = o.stop_after;
-  plan.final_sample = o.final_sample;
+  plan.final_sample = !o.no_sample;
   plan.warmup = std::min(kWarmupSteps, steps / 10);
 
   plan.dir = CheckpointDir{o.out};
@@ -104,7 +102,6 @@ Plan make_plan(const TrainOptions& o) {
   } else if (plan.dir.holds_checkpoint()) {
     throw UsageError("--out " + o.out.string() + " already holds a checkpoint; continue it with --resume, or choose another --out");
   }
-  plan.dir.prepare_for_writing();
 
   const Text text = o.data.empty() ? read_default_corpus() : read_text_file(o.data);
   plan.corpus = make_corpus(text, plan.settings.model.block_size);
@@ -120,6 +117,7 @@ Plan make_plan(const TrainOptions& o) {
       throw UsageError("--resume: the checkpoint is at step " + std::to_string(plan.resume_from->state.step) +
                        ", past --steps " + std::to_string(steps));
   }
+  plan.dir.prepare_for_writing();  // last: a run that fails its checks leaves no directory behind
   return plan;
 }
 
@@ -229,7 +227,7 @@ class Session {
   }
 
   void write_loss_svg() const {
-    write_file_atomically(plan_.dir.loss_svg(), loss_svg(log_.rows(), "train_lm: " + describe_model()));
+    io::write_file_atomically(plan_.dir.loss_svg(), loss_svg(log_.rows(), "train_lm: " + describe_model()));
   }
 
   std::string describe_model() const {
@@ -291,8 +289,8 @@ std::int64_t default_steps(const std::string& preset) {
 
 TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream& progress, bool progress_is_terminal) {
   stop_requested = false;
+  use_threads(options.threads);
   Plan plan = make_plan(options);
-  tapegrad::blas::set_threads(options.threads);
   return Session(std::move(plan), out, progress, progress_is_terminal).run();
 }
 

@@ -9,6 +9,8 @@
 // for bit.
 #pragma once
 
+#include "blas_threads.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
@@ -32,14 +34,14 @@ struct TrainOptions {
   std::optional<std::int64_t> steps, batch, block, layers, heads, dim;
   double lr = 1e-3;
   std::uint64_t seed = 1337;
-  int threads = 1;
+  int threads = default_threads();
   std::int64_t eval_every = 100;
   std::int64_t save_every = 500;
   std::int64_t print_every = 50;  // progress lines when stderr is not a terminal
   std::optional<std::int64_t> stop_after;  // stop (with a checkpoint) after this step, as if interrupted
   std::filesystem::path out = "train_lm_out";
   bool resume = false;
-  bool final_sample = true;
+  bool no_sample = false;  // skip the sample printed at the end
 };
 
 struct TrainSummary {
@@ -53,7 +55,7 @@ struct TrainSummary {
 };
 
 // Runs `train`. Every option and input is checked before the first step; errors
-// are thrown (UsageError, DataError, FileError, std::runtime_error) with a one-line message.
+// are thrown (UsageError, DataError, io::FormatError, std::runtime_error) with a one-line message.
 // `out` receives the final sample; `progress` the progress line and eval results.
 TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream& progress, bool progress_is_terminal);
 

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# train_lm's command line, end to end: --help of each subcommand, a tiny run,
+# eval, sample, Ctrl-C then --resume, and one-line errors with a non-zero exit.
+# Usage: cli_test.sh path/to/train_lm
+set -uo pipefail
+bin=${1:?usage: cli_test.sh path/to/train_lm}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+
+# expect_error "what" "message part" command...: non-zero exit, one stderr line containing the part.
+expect_error() {
+  local what=$1 part=$2
+  shift 2
+  "$@" >"$work/out" 2>"$work/err" && { fail "$what: exit status 0"; return; }
+  [ "$(wc -l <"$work/err")" -eq 1 ] || fail "$what: stderr is not one line: $(cat "$work/err")"
+  grep -qF -- "$part" "$work/err" || fail "$what: stderr lacks '$part': $(cat "$work/err")"
+}
+
+for sub in train eval sample grad; do
+  "$bin" "$sub" --help >"$work/help" || fail "$sub --help exits non-zero"
+done
+"$bin" train --help | grep -q -- "--eval-every" || fail "train --help lacks --eval-every"
+"$bin" sample --help | grep -q -- "--top-k" || fail "sample --help lacks --top-k"
+
+for i in $(seq 200); do echo "the cat sat on the mat and the dog ran to the big red sun."; done >"$work/text.txt"
+
+"$bin" train --data "$work/text.txt" --preset tiny --steps 30 --eval-every 10 --print-every 10 --out "$work/run" \
+  >"$work/out" 2>"$work/err" || fail "train exits non-zero: $(cat "$work/err")"
+grep -q "step 10/30 | loss" "$work/err" || fail "no plain progress line every 10 steps"
+grep -q "step 30: val loss .*, perplexity" "$work/err" || fail "no val loss line"
+grep -q -- "--- sample ---" "$work/out" || fail "no sample at the end"
+for f in model.safetensors state.safetensors log.csv loss.svg; do [ -s "$work/run/$f" ] || fail "no $f"; done
+[ "$(grep -c '^train,' "$work/run/log.csv")" -eq 30 ] || fail "log.csv lacks 30 train rows"
+
+"$bin" eval --checkpoint "$work/run/model.safetensors" --data "$work/text.txt" | grep -q "^loss .* perplexity" \
+  || fail "eval prints no loss"
+[ "$("$bin" sample --checkpoint "$work/run/model.safetensors" --prompt "the " --tokens 20 --seed 1 | wc -c)" -eq 25 ] \
+  || fail "sample does not print prompt + 20 characters + newline"
+
+# Ctrl-C: the run stops after the current step with a checkpoint and exit 130; --resume continues it.
+"$bin" train --data "$work/text.txt" --preset tiny --steps 1000000 --no-sample --out "$work/long" 2>"$work/err" &
+pid=$!
+sleep 2
+kill -INT "$pid"
+wait "$pid"
+status=$?
+[ "$status" -eq 130 ] || fail "SIGINT: exit status $status, expected 130"
+grep -q "continue with the same options and --resume" "$work/err" || fail "SIGINT: no resume hint"
+"$bin" train --data "$work/text.txt" --preset tiny --steps 1000000 --stop-after 999999 --no-sample --out "$work/long" \
+  --resume >/dev/null 2>"$work/err" &
+pid=$!
+sleep 1
+kill -TERM "$pid"
+wait "$pid"
+grep -q "resuming" "$work/err" || fail "--resume after SIGINT did not resume: $(cat "$work/err")"
+
+expect_error "fresh run into a checkpoint" "already holds a checkpoint" \
+  "$bin" train --data "$work/text.txt" --preset tiny --out "$work/run"
+expect_error "resume with other options" "--batch 5 differs" \
+  "$bin" train --data "$work/text.txt" --preset tiny --batch 5 --out "$work/run" --resume
+expect_error "unknown preset" "unknown preset 'huge'" "$bin" train --data "$work/text.txt" --preset huge --out "$work/x"
+expect_error "zero steps" "--steps must be positive" "$bin" train --data "$work/text.txt" --steps 0 --out "$work/x"
+expect_error "negative batch" "--batch must be positive" "$bin" train --data "$work/text.txt" --batch -4 --out "$work/x"
+expect_error "missing data" "no such file" "$bin" train --data "$work/missing.txt" --out "$work/x"
+expect_error "unwritable --out" "--out" "$bin" train --data "$work/text.txt" --preset tiny --out "$work/text.txt/sub"
+expect_error "--block above the checkpoint's" "above the checkpoint's block size 32" \
+  "$bin" eval --checkpoint "$work/run/model.safetensors" --data "$work/text.txt" --block 64
+expect_error "unknown prompt character" "character 'Z'" \
+  "$bin" sample --checkpoint "$work/run/model.safetensors" --prompt "Zebra"
+head -c 100 "$work/run/model.safetensors" >"$work/cut.safetensors"
+expect_error "corrupt checkpoint" "cut.safetensors" "$bin" sample --checkpoint "$work/cut.safetensors"
+expect_error "unknown option" "--frobnicate" "$bin" train --frobnicate
+[ -e "$work/x" ] && fail "a failed run left --out behind"
+
+if [ "$failures" -ne 0 ]; then
+  echo "cli_test: $failures failure(s)" >&2
+  exit 1
+fi
+echo "cli_test: all passed"
