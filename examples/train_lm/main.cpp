@@ -14,6 +14,7 @@
 #include "usage_error.hpp"
 
 #include <CLI/CLI.hpp>
+#include <core/memory.hpp>
 
 #include <csignal>
 #include <cstdio>
@@ -47,7 +48,7 @@ CLI::Option* add_threads(CLI::App& cmd, int& threads) {
 void add_train(CLI::App& app, TrainOptions& o) {
   CLI::App* cmd = app.add_subcommand("train", "train a character-level GPT on a text file");
   cmd->footer("Presets:" + preset_list() +
-              "\nThe optimiser is AdamW (betas 0.9, 0.99, weight decay 0.1 on matrices), warm-up min(100, steps/10) steps "
+              "\nThe optimiser is AdamW (betas 0.9, 0.99, weight decay 0.1 on matrices), linear warm-up over 100 steps "
               "then cosine decay to lr/10, gradient norm clipped to 1.\nDIR receives model.safetensors, "
               "state.safetensors (for --resume), log.csv and loss.svg.");
   cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")")
@@ -114,6 +115,7 @@ int run_train(const TrainOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  tapegrad::retain_freed_memory();  // core/memory.hpp: no page faults on each step's fresh buffers
   CLI::App app{"train_lm: a character-level GPT on the tapegrad autodiff tape"};
   app.require_subcommand(1);
   TrainOptions train_options;

@@ -91,7 +91,7 @@ Plan make_plan(const TrainOptions& o) {
   plan.print_every = o.print_every;
   plan.stop_after = o.stop_after;
   plan.final_sample = !o.no_sample;
-  plan.warmup = std::min(kWarmupSteps, steps / 10);
+  plan.warmup = std::min(kWarmupSteps, steps);
 
   plan.dir = CheckpointDir{o.out};
   if (o.resume) {
@@ -130,11 +130,9 @@ class Session {
         model_(plan_.settings.model, stream_seed(plan_.settings.seed, Stream::init)),
         optimizer_(model_.named_parameters(), {.lr = plan_.settings.lr}),
         progress_(progress, terminal, plan_.settings.steps, plan_.print_every),
-        log_(plan_.resume_from ? TrainLog::resume(plan_.dir.log(), plan_.resume_from->state.step)
-                               : TrainLog::create(plan_.dir.log())) {
+        log_(restore_then_open_log()) {
     state_.settings = plan_.settings;
     if (plan_.resume_from) {
-      load_training_tensors(*plan_.resume_from, model_, optimizer_);
       const TrainState& saved = plan_.resume_from->state;
       state_.step = saved.step;
       state_.sampler = saved.sampler;
@@ -188,6 +186,14 @@ class Session {
   }
 
  private:
+  // A resumed run's weights and moments are loaded (and so validated) before the
+  // log is cut back to the saved step: a bad state file leaves log.csv untouched.
+  TrainLog restore_then_open_log() {
+    if (!plan_.resume_from) return TrainLog::create(plan_.dir.log());
+    load_training_tensors(*plan_.resume_from, model_, optimizer_);
+    return TrainLog::resume(plan_.dir.log(), plan_.resume_from->state.step);
+  }
+
   std::int64_t tokens_per_step() const { return std::int64_t(plan_.settings.batch * plan_.settings.model.block_size); }
 
   // Forward, backward, clip, AdamW; returns the batch loss.

@@ -20,7 +20,7 @@
 namespace train_lm {
 
 // Defaults not given by the SPEC's preset table.
-inline constexpr std::int64_t kWarmupSteps = 100;   // capped at steps / 10 for short runs
+inline constexpr std::int64_t kWarmupSteps = 100;   // SPEC section 4 (a run shorter than that warms up throughout)
 inline constexpr std::size_t kEvalBatches = 20;     // validation batches per eval
 inline constexpr std::size_t kFinalSampleTokens = 300;
 
