@@ -13,7 +13,7 @@ int main() {
   Rng rng(20261128);
   int failures = 0;
   std::set<std::string> covered;
-  std::printf("%-14s %-50s %-8s %-16s %11s %11s  %s\n", "op", "sample", "input", "shape", "max abs", "max rel", "");
+  std::printf("%-22s %-48s %-16s %-12s %11s %11s  %s\n", "op", "sample", "input", "shape", "max abs", "max rel", "");
   for (const auto& row : gradcheck_rows<double>()) {
     const auto c = row.make(rng);
     const auto report = gradcheck<double>(c.forward, c.inputs);
@@ -22,14 +22,14 @@ int main() {
     for (const auto& e : report.inputs) {
       const bool ok = e.max_rel_error <= tolerance && op_recorded;
       failures += !ok;
-      std::printf("%-14s %-50s %-8s %-16s %11.2e %11.2e  %s\n", row.op.c_str(), row.sample.c_str(), e.name.c_str(),
+      std::printf("%-22s %-48s %-16s %-12s %11.2e %11.2e  %s\n", row.op.c_str(), row.sample.c_str(), e.name.c_str(),
                   shape_str(e.shape).c_str(), e.max_abs_error, e.max_rel_error, ok ? "pass" : "FAIL");
     }
   }
   for (const auto& name : OpName::registry())
     if (!covered.count(name)) {
       ++failures;
-      std::printf("%-14s has no row in the gradcheck table: FAIL\n", name.c_str());
+      std::printf("%-22s has no row in the gradcheck table: FAIL\n", name.c_str());
     }
   std::printf("%s: %d failure(s), tolerance %.0e on the max relative error\n", failures ? "FAILED" : "ok", failures,
               tolerance);
