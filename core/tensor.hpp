@@ -9,6 +9,7 @@
 #include <xtensor/xarray.hpp>
 #include <xtensor/xbuilder.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -134,7 +135,8 @@ class Tensor {
   // that the rule adds (+=) into. `op` names the caller in errors.
   Array<T>& grad_accumulator(const char* op) const {
     if (!d_->grad_allocated) {
-      d_->grad = Array<T>(xt::zeros<T>(d_->value.shape()));
+      d_->grad = Array<T>::from_shape(d_->value.shape());
+      std::fill_n(d_->grad.data(), d_->grad.size(), T(0));  // a memset: xt::zeros assigns element by element
       d_->grad_allocated = true;
     } else if (d_->grad.shape() != d_->value.shape()) {
       throw std::logic_error(std::string(op) + ": gradient buffer " + shape_str(shape_of(d_->grad)) +
