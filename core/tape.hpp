@@ -39,6 +39,15 @@ inline std::invalid_argument op_error(const OpName& op, const std::string& what)
   return std::invalid_argument(std::string(op.name()) + ": " + what);
 }
 
+// Every id in [0, V), else an op_error naming the first bad `what` ("id", "target"),
+// its position and V.
+inline void check_ids(const OpName& op, const char* what, const Ids& ids, std::size_t V) {
+  for (std::size_t k = 0; k < ids.size(); ++k)
+    if (ids.data()[k] < 0 || ids.data()[k] >= static_cast<std::int64_t>(V))
+      throw op_error(op, std::string(what) + " " + std::to_string(ids.data()[k]) + " at position " + std::to_string(k) +
+                             " is outside [0, V) with V = " + std::to_string(V));
+}
+
 enum class KeepTape { no, yes };
 
 class Tape {

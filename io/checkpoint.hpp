@@ -6,13 +6,15 @@
 //
 // load_parameters checks the whole file against the model before it copies
 // anything: the same names (missing and unexpected ones are listed), the same
-// shapes, and the model's dtype. A mismatch is a FormatError and leaves every
-// parameter as it was.
+// shapes, the model's dtype, and finite values (a NaN or inf weight is a corrupt
+// checkpoint). A mismatch is a FormatError and leaves every parameter as it was.
 #pragma once
 
 #include "../core/gradcheck.hpp"  // NamedTensors
 #include "safetensors.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <set>
 #include <span>
@@ -82,9 +84,20 @@ void load_parameters(const Safetensors& file, const NamedTensors<T>& into) {
     for (std::size_t i = 0; i < mismatches.size(); ++i) reason += (i ? "; " : "") + mismatches[i];
     file.fail(reason);
   }
+  // Stage every tensor and check its values before any parameter changes.
+  std::vector<Array<T>> staged;
+  staged.reserve(into.size());
   for (const auto& [name, handle] : into) {
-    Tensor<T> p = handle;
-    file.copy_to(name, std::span<T>(p.data(), p.size()));
+    staged.push_back(file.get<T>(name));
+    const Array<T>& values = staged.back();
+    for (std::size_t i = 0; i < values.size(); ++i)
+      if (!std::isfinite(values.data()[i]))
+        file.fail("tensor '" + name + "' holds a non-finite value (" + std::to_string(values.data()[i]) +
+                  ") at flat index " + std::to_string(i));
+  }
+  for (std::size_t k = 0; k < into.size(); ++k) {
+    Tensor<T> p = into[k].second;
+    std::copy_n(staged[k].data(), p.size(), p.data());
   }
 }
 template <FloatElement T>

@@ -25,10 +25,7 @@ Tensor<T> cross_entropy(Tape& tape, const Tensor<T>& logits, const Ids& targets)
                                       ", targets " + shape_str(shape_of(targets)));
   const std::size_t V = ls.back(), N = logits.size() / V;
   if (N == 0) throw op_error(kCrossEntropy, "no positions to average over: logits " + shape_str(ls));
-  for (std::size_t n = 0; n < N; ++n)
-    if (targets.data()[n] < 0 || targets.data()[n] >= static_cast<std::int64_t>(V))
-      throw op_error(kCrossEntropy, "target " + std::to_string(targets.data()[n]) + " at position " + std::to_string(n) +
-                                        " is outside [0, V) with V = " + std::to_string(V));
+  check_ids(kCrossEntropy, "target", targets, V);
 
   std::vector<T> lse(N);
   double total = 0;  // a double accumulator: N can be large in float training

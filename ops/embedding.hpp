@@ -18,11 +18,7 @@ Tensor<T> embedding(Tape& tape, const Tensor<T>& table, const Ids& ids) {
   const Shape ts = table.shape();
   if (ts.size() != 2 || ts[1] == 0) throw op_error(kEmbedding, "table needs shape (V, d) with d > 0, got " + shape_str(ts));
   const std::size_t d = ts[1];
-  const auto V = static_cast<std::int64_t>(ts[0]);
-  for (std::size_t k = 0; k < ids.size(); ++k)
-    if (ids.data()[k] < 0 || ids.data()[k] >= V)
-      throw op_error(kEmbedding, "id " + std::to_string(ids.data()[k]) + " at position " + std::to_string(k) +
-                                     " is outside [0, V) with V = " + std::to_string(V));
+  check_ids(kEmbedding, "id", ids, ts[0]);
 
   Shape ys = shape_of(ids);
   ys.push_back(d);

@@ -14,6 +14,7 @@
 #include "../core/tape.hpp"
 
 #include <algorithm>
+#include <limits>
 
 namespace tapegrad::ops {
 
@@ -41,6 +42,8 @@ Tensor<T> matmul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b, MatmulOptio
     throw op_error(kMatmul, "inner dimensions differ: a " + shape_str(as) + (opt.transpose_a ? "^T" : "") +
                                 ", b " + shape_str(bs) + (opt.transpose_b ? "^T" : ""));
   if (M == 0 || N == 0 || K == 0) throw op_error(kMatmul, "empty dimension in a " + shape_str(as) + ", b " + shape_str(bs));
+  if (std::max({a.size() / K, N, K}) > std::size_t(std::numeric_limits<int>::max()))
+    throw op_error(kMatmul, "a dimension exceeds BLAS's int range: a " + shape_str(as) + ", b " + shape_str(bs));
 
   const std::size_t batch = a.size() / (M * K);
   const bool fold = shared_b && !opt.transpose_a;

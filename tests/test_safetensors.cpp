@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include <limits>
+
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -400,6 +402,21 @@ TEST_CASE("checkpoint: a file that does not match the model is rejected and load
                          FormatError);
     CHECK(values_of(model) == before);
   }
+}
+
+TEST_CASE("checkpoint: a non-finite weight is a corrupt checkpoint and loads nothing") {
+  TempDir dir;
+  const fs::path path = dir / "model.safetensors";
+  const Array<float> wte = xt::ones<float>({3, 2});
+  Array<float> bias = xt::ones<float>({2});
+  bias(1) = std::numeric_limits<float>::quiet_NaN();
+  write_safetensors(path, {TensorView("wte", wte), TensorView("ln.bias", bias)});
+  const auto model = small_model<float>(7.0f);
+  const auto before = values_of(model);
+  CHECK_THROWS_WITH_AS(load_parameters(path, model),
+                       doctest::Contains((path.string() + ": tensor 'ln.bias' holds a non-finite value").c_str()),
+                       FormatError);
+  CHECK(values_of(model) == before);
 }
 
 TEST_CASE("checkpoint: a long list of mismatched names is cut short") {
