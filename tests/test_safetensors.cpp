@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include "test_files.hpp"
+
 #include <limits>
 
 #include <signal.h>
@@ -23,45 +25,10 @@
 
 using namespace tapegrad;
 using namespace tapegrad::io;
+using namespace tapegrad::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory for one test, removed with everything in it at the end.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("tapegrad-safetensors-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ignored);
-    fs::remove_all(path_, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(path_)) names.push_back(entry.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
- private:
-  fs::path path_;
-};
-
-void write_bytes(const fs::path& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 std::string le64(std::uint64_t n) {
   std::string out;
@@ -135,7 +102,7 @@ TEST_CASE("safetensors: F32, F64, I32 and I64 tensors and metadata round-trip") 
   CHECK(values_of(widened) == std::vector<std::int64_t>{-1, 2, 2147483647, -2147483648LL});
   CHECK(shape_of(widened) == Shape{2, 2});
 
-  const std::string bytes = read_bytes(dir / "t.safetensors");
+  const std::string bytes = read_file(dir / "t.safetensors");
   CHECK(bytes.size() % 8 == 0);  // header padded to 8; all data here is a multiple of 8 bytes too
 }
 
@@ -148,17 +115,17 @@ TEST_CASE("safetensors: the file is laid out byte for byte as the format says") 
   const std::string header = R"({"__metadata__":{"k":"v"},"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}} )";
   const std::string expected =
       std::string("\x50\0\0\0\0\0\0\0", 8) + header + std::string("\x00\x00\x80\x3f\x00\x00\x00\xc0", 8);
-  CHECK(read_bytes(dir / "x.safetensors") == expected);
+  CHECK(read_file(dir / "x.safetensors") == expected);
 }
 
 TEST_CASE("safetensors: files other writers may produce are accepted") {
   TempDir dir;
   const std::string f32 = R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})";
-  write_bytes(dir / "plain", file_bytes("{" + f32 + "}", zeros(4)));
-  write_bytes(dir / "padded", file_bytes("{" + f32 + "}   \n", zeros(4)));
-  write_bytes(dir / "reordered", file_bytes(R"({"a":{"data_offsets":[0,4],"shape":[1],"dtype":"F32"}})", zeros(4)));
-  write_bytes(dir / "no tensors", file_bytes("{}"));
-  write_bytes(dir / "zero-size tensor",
+  write_file(dir / "plain", file_bytes("{" + f32 + "}", zeros(4)));
+  write_file(dir / "padded", file_bytes("{" + f32 + "}   \n", zeros(4)));
+  write_file(dir / "reordered", file_bytes(R"({"a":{"data_offsets":[0,4],"shape":[1],"dtype":"F32"}})", zeros(4)));
+  write_file(dir / "no tensors", file_bytes("{}"));
+  write_file(dir / "zero-size tensor",
               file_bytes(R"({"z":{"dtype":"F64","shape":[0],"data_offsets":[0,0]},)" + f32 + "}", zeros(4)));
   for (const std::string name : {"plain", "padded", "reordered", "no tensors", "zero-size tensor"}) {
     INFO(name);
@@ -307,7 +274,7 @@ TEST_CASE("safetensors: every malformed file is rejected with the rule it breaks
   for (std::size_t i = 0; i < table.size(); ++i) {
     INFO("rule: ", table[i].rule);
     const fs::path path = dir / ("malformed-" + std::to_string(i) + ".safetensors");
-    write_bytes(path, table[i].bytes);
+    write_file(path, table[i].bytes);
     check_rejected(path, table[i].reason);
   }
 }
@@ -318,7 +285,7 @@ TEST_CASE("safetensors: a path that is not a readable file is rejected") {
   fs::create_directory(dir / "a-directory");
   check_rejected(dir / "a-directory", "cannot read: not a regular file");
   if (::geteuid() != 0) {  // root reads files whatever their mode
-    write_bytes(dir / "unreadable", file_bytes("{}"));
+    write_file(dir / "unreadable", file_bytes("{}"));
     fs::permissions(dir / "unreadable", fs::perms::none);
     check_rejected(dir / "unreadable", "cannot read: the file cannot be opened");
   }
@@ -450,26 +417,6 @@ TEST_CASE("checkpoint: checkpoint_dtype needs float tensors of one dtype") {
 
 namespace {
 // Lowers this process's file-size limit, so a write past `bytes` fails with EFBIG
-// (SIGXFSZ, which would kill the process, is ignored meanwhile).
-class FileSizeLimit {
- public:
-  explicit FileSizeLimit(rlim_t bytes) {
-    ::getrlimit(RLIMIT_FSIZE, &saved_limit_);
-    saved_handler_ = ::signal(SIGXFSZ, SIG_IGN);
-    const rlimit lowered{bytes, saved_limit_.rlim_max};
-    REQUIRE(::setrlimit(RLIMIT_FSIZE, &lowered) == 0);
-  }
-  FileSizeLimit(const FileSizeLimit&) = delete;
-  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
-  ~FileSizeLimit() {
-    ::setrlimit(RLIMIT_FSIZE, &saved_limit_);
-    ::signal(SIGXFSZ, saved_handler_);
-  }
-
- private:
-  rlimit saved_limit_{};
-  sighandler_t saved_handler_{};
-};
 
 void check_write_fails(const fs::path& target, const std::string& bytes, const std::string& reason) {
   try {
@@ -488,13 +435,13 @@ TEST_CASE("safetensors: write_file_atomically replaces the target and leaves no 
   TempDir dir;
   write_file_atomically(dir / "target", "old");
   write_file_atomically(dir / "target", "new contents");
-  CHECK(read_bytes(dir / "target") == "new contents");
+  CHECK(read_file(dir / "target") == "new contents");
   CHECK(dir.entries() == std::vector<std::string>{"target"});
 }
 
 TEST_CASE("safetensors: a failed atomic write keeps the old target and removes its temporary file") {
   TempDir dir;
-  write_bytes(dir / "target", "old");
+  write_file(dir / "target", "old");
 
   SUBCASE("the disk fills up part-way") {
     const FileSizeLimit limit(4096);
@@ -502,9 +449,9 @@ TEST_CASE("safetensors: a failed atomic write keeps the old target and removes i
   }
   SUBCASE("the rename fails (the target is a directory)") {
     fs::create_directory(dir / "target-dir");
-    write_bytes(dir / "target-dir" / "inside", "kept");
+    write_file(dir / "target-dir" / "inside", "kept");
     check_write_fails(dir / "target-dir", "new", "renaming the temporary file over it failed");
-    CHECK(read_bytes(dir / "target-dir" / "inside") == "kept");
+    CHECK(read_file(dir / "target-dir" / "inside") == "kept");
     fs::remove_all(dir / "target-dir");
   }
   SUBCASE("the temporary file cannot be created") {
@@ -515,7 +462,7 @@ TEST_CASE("safetensors: a failed atomic write keeps the old target and removes i
       fs::permissions(dir.path(), fs::perms::owner_all);
     }
   }
-  CHECK(read_bytes(dir / "target") == "old");
+  CHECK(read_file(dir / "target") == "old");
   CHECK(dir.entries() == std::vector<std::string>{"target"});
 }
 

@@ -11,38 +11,25 @@
 
 #include <doctest/doctest.h>
 
+#include "test_files.hpp"
+
+#include <sys/resource.h>
+
+#include <cfloat>
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <unistd.h>
 
 using namespace train_lm;
+using namespace tapegrad::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory, removed with everything in it at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("train_lm_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-void write_file(const fs::path& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // ~6 KB of simple English-like sentences: easy enough that a few dozen steps learn something.
 std::string small_text() {
@@ -73,6 +60,48 @@ TrainSummary run_quietly(const TrainOptions& options) {
   std::ostringstream out, progress;
   return train(options, out, progress, false);
 }
+
+// The training run's progress output (notes, eval lines).
+std::string run_progress(const TrainOptions& options) {
+  std::ostringstream out, progress;
+  train(options, out, progress, false);
+  return progress.str();
+}
+
+// The message of what `f` throws, or "no error".
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+// A float safetensors file read into memory, to change and write back.
+struct EditableFile {
+  std::vector<std::pair<std::string, tapegrad::Array<float>>> tensors;  // in file order
+  io::Metadata metadata;
+
+  static EditableFile read(const fs::path& path) {
+    const auto file = io::Safetensors::read(path);
+    EditableFile e{{}, file.metadata()};
+    for (const auto& t : file.tensors()) e.tensors.emplace_back(t.name, file.get<float>(t.name));
+    return e;
+  }
+  tapegrad::Array<float>& operator[](const std::string& name) {
+    for (auto& [n, values] : tensors)
+      if (n == name) return values;
+    throw std::invalid_argument("no tensor " + name);
+  }
+  void write(const fs::path& path) const {
+    std::vector<io::TensorView> views;
+    for (const auto& [name, values] : tensors) views.emplace_back(name, values);
+    io::write_safetensors(path, views, metadata);
+  }
+};
+
 
 // The columns of log.csv that must be reproducible: kind, step, loss, perplexity, lr.
 std::vector<std::string> reproducible_log(const fs::path& path) {
@@ -291,7 +320,7 @@ TEST_CASE("train_lm: bad input gives one clear error before any work, and overwr
   CHECK_FALSE(fs::exists(dir / "new"));  // no check left a directory behind
 
   TempDir empty_corpus;
-  CHECK_THROWS_WITH_AS(read_default_corpus(empty_corpus.path), doctest::Contains("no plain-text fortune files"), DataError);
+  CHECK_THROWS_WITH_AS(read_default_corpus(empty_corpus.path()), doctest::Contains("no plain-text fortune files"), DataError);
 
   // An existing checkpoint: a fresh run into it is refused, a resume must agree with it.
   run_quietly(tiny_run(dir / "text.txt", dir / "run", 5));
@@ -340,4 +369,230 @@ TEST_CASE("train_lm: bad input gives one clear error before any work, and overwr
   CHECK_THROWS_WITH(run_grad({.checkpoint = ckpt, .batch = dir / "batch.safetensors", .out = dir / "nodir/g.safetensors"}),
                     doctest::Contains("--out"));
   CHECK_FALSE(fs::exists(dir / "g.safetensors"));
+}
+
+TEST_CASE("train_lm: a vocabulary from a checkpoint is one UTF-8 character per token, strictly increasing") {
+  CHECK(Vocabulary::from_json(R"([" ", "a", "\u00e9", "\u20ac"])", "m").size() == 4);
+  const auto vocab_error = [](const std::string& json) {
+    return error_of([&] { Vocabulary::from_json(json, "m.safetensors"); });
+  };
+  CHECK(vocab_error(R"(["a", "ab"])").find("m.safetensors: metadata 'vocab'") != std::string::npos);
+  CHECK(vocab_error(R"(["a", "ab"])").find("token 1 \"ab\" is not exactly one UTF-8 character") != std::string::npos);
+  CHECK(vocab_error(R"(["", "a"])").find("token 0 \"\" is not exactly one UTF-8 character") != std::string::npos);
+  CHECK(vocab_error(R"(["b", "a"])").find("token 1 \"a\" does not come after token 0 \"b\"") != std::string::npos);
+  CHECK(vocab_error(R"(["a", "a"])").find("token 1 \"a\" does not come after token 0 \"a\"") != std::string::npos);
+  CHECK(vocab_error(R"(["\u00e9", "a"])").find("token 1 \"a\" does not come after") != std::string::npos);
+}
+
+TEST_CASE("train_lm: loss.svg and a resumed log.csv skip non-finite numbers") {
+  const std::vector<LogRow> rows = {{"val", 0, 3.0, 0, 0, 0},
+                                    {"train", 1, 2.5, 1e-3, 100, 1},
+                                    {"train", 2, INFINITY, 1e-3, 100, 2},
+                                    {"val", 2, std::nan(""), 1e-3, 100, 2},
+                                    {"train", 3, 2.0, 1e-3, 100, 3}};
+  const std::string svg = loss_svg(rows, "t");
+  CHECK(svg.find("<polyline") != std::string::npos);
+  CHECK(svg.find("inf") == std::string::npos);
+  CHECK(svg.find("nan") == std::string::npos);
+  // Only non-finite losses, or no rows at all: still a picture.
+  CHECK(loss_svg({{"train", 1, INFINITY, 0, 0, 0}}, "t").find("</svg>") != std::string::npos);
+  CHECK(loss_svg({}, "t").find("</svg>") != std::string::npos);
+  CHECK(loss_svg({{"train", 1, 1e30, 0, 0, 0}, {"train", 2, 1e30, 0, 0, 0}}, "t").find("</svg>") != std::string::npos);
+
+  TempDir dir;
+  write_file(dir / "log.csv", "kind,step,loss,perplexity,lr,tokens_per_s,elapsed_s\n"
+                              "val,0,3,20,0,0,0\n"
+                              "train,1,inf,inf,0.001,10,1\n"
+                              "train,2,nan,nan,0.001,10,1\n"
+                              "train,3,2.5,12,nan,10,1\n"
+                              "train,4,2.5,12,0.001,10,1\n");
+  const TrainLog log = TrainLog::resume(dir / "log.csv", 10);
+  REQUIRE(log.rows().size() == 2);
+  CHECK(log.rows()[1].step == 4);
+}
+
+TEST_CASE("train_lm: expected_parameter_shapes lists GPT::named_parameters") {
+  for (const GPTConfig config : {GPTConfig{.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 2, .d_model = 16},
+                                 GPTConfig{.vocab_size = 5, .block_size = 3, .n_layer = 3, .n_head = 3, .d_model = 12}}) {
+    const GPT<double> model(config, 0);
+    ParameterShapes built;
+    for (const auto& [name, p] : model.named_parameters()) built.emplace_back(name, p.shape());
+    CHECK(expected_parameter_shapes(config) == built);
+  }
+}
+
+TEST_CASE("train_lm: a model file whose tensors do not fit its metadata is refused before a model is built") {
+  TempDir dir;
+  const GPTConfig config{.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 2, .d_model = 16};
+  save_model(dir / "good.safetensors", GPT<float>(config, 1), {{"vocab", R"(["a","b","c","d","e","f","g","h","i","j","k"])"}});
+  REQUIRE(read_model_file(dir / "good.safetensors").config.n_layer == 2);
+  const auto refused = [&](const std::function<void(EditableFile&)>& change) {
+    EditableFile file = EditableFile::read(dir / "good.safetensors");
+    change(file);
+    file.write(dir / "bad.safetensors");
+    const auto start = std::chrono::steady_clock::now();
+    const std::string message = error_of([&] { read_model_file(dir / "bad.safetensors"); });
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));  // nothing sized by the metadata alone
+    CHECK(message.find((dir / "bad.safetensors").string() + ": ") == 0);
+    CHECK(message.find('\n') == std::string::npos);
+    return message;
+  };
+  CHECK(refused([](auto& f) { f.metadata["block_size"] = "999999999"; })
+            .find("tensor 'wpe' has shape [8, 16], the metadata (vocab_size 11, block_size 999999999") != std::string::npos);
+  CHECK(refused([](auto& f) { f.metadata["n_layer"] = "999999999"; }).find("needs more tensors than the 28") != std::string::npos);
+  CHECK(refused([](auto& f) { f.metadata["n_layer"] = "3"; }).find("no tensor 'h.2.ln_1.weight'") != std::string::npos);
+  CHECK(refused([](auto& f) { f.metadata["n_layer"] = "1"; }).find("unexpected tensor 'h.1.ln_1.weight'") != std::string::npos);
+  CHECK(refused([](auto& f) { f.metadata["d_model"] = "32"; }).find("tensor 'wte' has shape [11, 16]") != std::string::npos);
+  CHECK(refused([](auto& f) { f.tensors.pop_back(); }).find("no tensor 'ln_f.bias'") != std::string::npos);
+  CHECK(refused([](auto& f) { f.tensors.emplace_back("extra", tapegrad::Array<float>::from_shape({2})); })
+            .find("unexpected tensor 'extra'") != std::string::npos);
+}
+
+TEST_CASE("train_lm: a non-finite gradient norm or validation loss stops the run before anything is saved") {
+  TempDir dir;
+  // 'z' only in the last 10% of the text: in validation windows, never in training ones.
+  std::string tail;
+  while (tail.size() < 600) tail += "zz zz.\n";
+  write_file(dir / "text.txt", small_text() + tail);
+  TrainOptions options = tiny_run(dir / "text.txt", dir / "run", 40);
+  options.stop_after = 20;
+  run_quietly(options);
+  const std::string good_state = read_file(dir / "run/state.safetensors");
+  const std::string good_model = read_file(dir / "run/model.safetensors");
+  options.stop_after = 21;  // would save right after the next step
+  options.resume = true;
+
+  SUBCASE("gradient") {
+    // A finite forward pass whose backward pass is NaN: GELU of 1e38 is 1e38 (multiplied by
+    // w_2 = 0), but its derivative there is 0 * inf.
+    EditableFile state = EditableFile::read(dir / "run/state.safetensors");
+    state["param.h.0.mlp.b_1"].fill(1e38f);
+    state["param.h.0.mlp.w_2"].fill(0.0f);
+    state.write(dir / "run/state.safetensors");
+    const std::string crafted = read_file(dir / "run/state.safetensors");
+    CHECK(error_of([&] { run_quietly(options); }).find("the gradient norm became NaN at step 21") != std::string::npos);
+    CHECK(read_file(dir / "run/state.safetensors") == crafted);
+    CHECK(read_file(dir / "run/model.safetensors") == good_model);
+  }
+  SUBCASE("validation loss") {
+    // Position embeddings of -FLT_MAX/2 in coordinate 0 leave every training window finite
+    // (the LayerNorms see an infinite variance and output their bias), but 'z', whose
+    // embedding is -FLT_MAX there, overflows to -inf: NaN in every validation window with a 'z'.
+    EditableFile state = EditableFile::read(dir / "run/state.safetensors");
+    const std::size_t z = state["param.wte"].shape()[0] - 1;  // the last token in code point order
+    auto& wte = state["param.wte"];
+    for (std::size_t j = 0; j < wte.shape()[1]; ++j) wte(z, j) = j == 0 ? -FLT_MAX : 0.0f;
+    auto& wpe = state["param.wpe"];
+    for (std::size_t t = 0; t < wpe.shape()[0]; ++t) wpe(t, 0) = -FLT_MAX / 2;
+    state["param.ln_f.bias"](0) = 0.0f;  // so the logit of 'z' is 0 * -FLT_MAX
+    state.write(dir / "run/state.safetensors");
+    const std::string crafted = read_file(dir / "run/state.safetensors");
+    options.eval_every = 1;
+    CHECK(error_of([&] { run_quietly(options); }).find("the validation loss became NaN at step 21") != std::string::npos);
+    CHECK(read_file(dir / "run/state.safetensors") == crafted);
+    CHECK(read_file(dir / "run/model.safetensors") == good_model);
+  }
+}
+
+TEST_CASE("train_lm: eval and sample refuse a model whose finite weights give a non-finite loss") {
+  TempDir dir;
+  write_file(dir / "text.txt", small_text());
+  const Vocabulary vocab = Vocabulary::of(split_utf8(small_text(), "text"));
+  const GPTConfig config{.vocab_size = vocab.size(), .block_size = 8, .n_layer = 1, .n_head = 2, .d_model = 16};
+  GPT<float> model(config, 1);
+  // ln_f outputs its bias, 1e38 everywhere; each logit sums 16 such terms: inf.
+  model.ln_f.weight.value().fill(0.0f);
+  model.ln_f.bias.value().fill(1e38f);
+  model.wte.value().fill(1.0f);
+  save_model(dir / "m.safetensors", model, {{"vocab", vocab.to_json()}});
+  CHECK(error_of([&] { run_eval({.checkpoint = dir / "m.safetensors", .data = dir / "text.txt"}); })
+            .find("m.safetensors: the loss on " + (dir / "text.txt").string() + " is NaN") != std::string::npos);
+  std::ostringstream sampled;
+  CHECK(error_of([&] { run_sample({.checkpoint = dir / "m.safetensors", .sampling = {.tokens = 3}}, sampled); })
+            .find("logits are not finite") != std::string::npos);
+}
+
+TEST_CASE("train_lm: out-of-range counts, a bad elapsed time and a bad grad --out are refused up front") {
+  TempDir dir;
+  write_file(dir / "text.txt", small_text());
+  CHECK_THROWS_WITH_AS(use_threads(kMaxThreads + 1), "--threads must be at most 256, got 257", UsageError);
+  TrainOptions o = tiny_run(dir / "text.txt", dir / "new", 5);
+  o.steps = kMaxSteps + 1;
+  CHECK(error_of([&] { run_quietly(o); }).find("--steps must be at most 1000000000") != std::string::npos);
+  o.steps = 5;
+  o.layers = kMaxCount + 1;
+  CHECK(error_of([&] { run_quietly(o); }).find("--layers must be at most 999999999") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "new"));
+
+  run_quietly(tiny_run(dir / "text.txt", dir / "run", 5));
+  std::ostringstream ignored;
+  CHECK_THROWS_WITH_AS(run_sample({.checkpoint = dir / "run/model.safetensors", .sampling = {.tokens = 1'000'001}}, ignored),
+                       "--tokens must be at most 1000000, got 1000001", UsageError);
+
+  // grad --out: a directory, or no file name, is refused before the other files are even read.
+  const auto grad_error = [&](const fs::path& out) {
+    return error_of([&] { run_grad({.checkpoint = dir / "run/model.safetensors", .batch = dir / "missing", .out = out}); });
+  };
+  CHECK(grad_error(dir / "run") == "--out: " + (dir / "run").string() + " is a directory");
+  CHECK(grad_error(dir.path().string() + "/") == "--out: " + dir.path().string() + "/ does not name a file");
+  CHECK(grad_error(dir / "missing-dir" / "g.safetensors").find("--out: ") == 0);
+
+  // state.safetensors: elapsed_s must be a finite number >= 0.
+  for (const std::string bad : {"nan", "inf", "-1"}) {
+    EditableFile state = EditableFile::read(dir / "run/state.safetensors");
+    state.metadata["elapsed_s"] = bad;
+    state.write(dir / "run/state.safetensors");
+    CHECK(error_of([&] { read_state_file(CheckpointDir{dir / "run"}); })
+              .find("state.safetensors: __metadata__ 'elapsed_s' must be a finite number >= 0, got '" + bad + "'") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("train_lm: resuming: no eval means a NaN final val loss; a --steps change notes the warm-up") {
+  TempDir dir;
+  write_file(dir / "text.txt", small_text());
+  run_quietly(tiny_run(dir / "text.txt", dir / "run", 30));
+  TrainOptions again = tiny_run(dir / "text.txt", dir / "run", 30);
+  again.resume = true;
+  const TrainSummary finished = run_quietly(again);  // nothing left to do: no step, no eval
+  CHECK(finished.last_step == 30);
+  CHECK(std::isnan(finished.final_val_loss));
+
+  again.steps = 40;  // both runs shorter than the 100 warm-up steps: the warm-up changes too
+  const std::string progress = run_progress(again);
+  CHECK(progress.find("note: --steps 40 differs from the original 30: the learning-rate schedule changes from here on, "
+                      "and so may the warm-up, which lasts min(100, --steps) steps") != std::string::npos);
+}
+
+TEST_CASE("train_lm: a save interrupted for real (the disk fills up) leaves the previous checkpoint to resume") {
+  TempDir dir;
+  write_file(dir / "text.txt", small_text());
+  run_quietly(tiny_run(dir / "text.txt", dir / "straight", 40));
+  TrainOptions options = tiny_run(dir / "text.txt", dir / "run", 40);
+  options.stop_after = 20;
+  run_quietly(options);
+  const std::string state = read_file(dir / "run/state.safetensors");
+  const std::string model = read_file(dir / "run/model.safetensors");
+  options.stop_after.reset();
+  options.resume = true;
+
+  // The next save (step 30) writes the state (weights and both moments: about 3x the model)
+  // first: a limit between the model's size and the state's lets the log and the picture be
+  // written but cuts the state file part-way.
+  REQUIRE(model.size() < state.size() / 2);
+  {
+    const FileSizeLimit limit(state.size() / 2);
+    CHECK(error_of([&] { run_quietly(options); }).find("state.safetensors") != std::string::npos);
+  }
+  // Nothing of the interrupted save is left, the step-20 checkpoint is intact and loads.
+  CHECK(read_file(dir / "run/state.safetensors") == state);
+  CHECK(read_file(dir / "run/model.safetensors") == model);
+  for (const auto& entry : fs::directory_iterator(dir.path() / "run"))
+    CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);
+  CHECK(read_state_file(CheckpointDir{dir / "run"}).state.step == 20);
+  CHECK(read_model_file(dir / "run/model.safetensors").file.metadata().at("step") == "20");
+  // The run resumes from step 20 as if the failed session never happened.
+  CHECK(run_quietly(options).last_step == 40);
+  CHECK(read_file(dir / "straight/model.safetensors") == read_file(dir / "run/model.safetensors"));
+  CHECK(reproducible_log(dir / "straight/log.csv") == reproducible_log(dir / "run/log.csv"));
 }

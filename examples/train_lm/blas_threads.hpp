@@ -16,9 +16,9 @@ namespace train_lm {
 // The machine's cores, at most 8.
 inline int default_threads() { return int(std::clamp(std::thread::hardware_concurrency(), 1u, 8u)); }
 
-// Checks --threads and hands it to BLAS.
+// Checks --threads (1 to kMaxThreads) and hands it to BLAS.
 inline void use_threads(int threads) {
-  require_positive("--threads", threads);
+  require_count("--threads", threads, kMaxThreads);
   tapegrad::blas::set_threads(threads);
 }
 

@@ -23,6 +23,9 @@ for sub in train eval sample grad; do
 done
 "$bin" train --help | grep -q -- "--eval-every" || fail "train --help lacks --eval-every"
 "$bin" sample --help | grep -q -- "--top-k" || fail "sample --help lacks --top-k"
+"$bin" train --help | grep -q -- "--steps INT:1 to 1000000000" || fail "train --help does not state the --steps maximum"
+"$bin" train --help | grep -q -- "--threads INT:1 to 256" || fail "train --help does not state the --threads maximum"
+"$bin" sample --help | grep -q -- "--tokens UINT:1 to 1000000" || fail "sample --help does not state the --tokens maximum"
 
 for i in $(seq 200); do echo "the cat sat on the mat and the dog ran to the big red sun."; done >"$work/text.txt"
 
@@ -38,6 +41,16 @@ for f in model.safetensors state.safetensors log.csv loss.svg; do [ -s "$work/ru
   || fail "eval prints no loss"
 [ "$("$bin" sample --checkpoint "$work/run/model.safetensors" --prompt "the " --tokens 20 --seed 1 | wc -c)" -eq 25 ] \
   || fail "sample does not print prompt + 20 characters + newline"
+
+# A log.csv row with a non-finite loss (a hand-edited or foreign log) is dropped on --resume,
+# and the loss curve is still drawn.
+cp -r "$work/run" "$work/run_inf"
+echo "val,5,inf,inf,0.001,0.0,0.000" >>"$work/run_inf/log.csv"
+echo "train,6,nan,nan,0.001,0.0,0.000" >>"$work/run_inf/log.csv"
+"$bin" train --data "$work/text.txt" --preset tiny --steps 32 --eval-every 10 --print-every 10 --no-sample \
+  --out "$work/run_inf" --resume >/dev/null 2>"$work/err" || fail "--resume with inf in log.csv: $(cat "$work/err")"
+grep -qE "inf|nan" "$work/run_inf/log.csv" && fail "--resume kept a non-finite row of log.csv"
+grep -q "<polyline" "$work/run_inf/loss.svg" || fail "--resume with inf in log.csv drew no loss curve"
 
 # Ctrl-C: the run stops after the current step with a checkpoint and exit 130; --resume continues it.
 "$bin" train --data "$work/text.txt" --preset tiny --steps 1000000 --no-sample --out "$work/long" 2>"$work/err" &
@@ -56,13 +69,47 @@ kill -TERM "$pid"
 wait "$pid"
 grep -q "resuming" "$work/err" || fail "--resume after SIGINT did not resume: $(cat "$work/err")"
 
+# A second Ctrl-C kills a run that is still finishing after the first one (here: slow evals
+# after every step), instead of waiting for it to stop and save.
+"$bin" train --data "$work/text.txt" --preset tiny --dim 128 --block 256 --batch 8 --threads 1 --steps 1000 \
+  --eval-every 1 --no-sample --out "$work/slow" >/dev/null 2>"$work/err" &
+pid=$!
+sleep 1.5
+kill -INT "$pid"
+sleep 0.1
+kill -INT "$pid"
+wait "$pid"
+status=$?
+[ "$status" -eq 130 ] || fail "second SIGINT: exit status $status, expected 130"
+grep -q "stopped after step" "$work/err" && fail "second SIGINT did not kill the run: it finished its step and saved"
+
 expect_error "fresh run into a checkpoint" "already holds a checkpoint" \
   "$bin" train --data "$work/text.txt" --preset tiny --out "$work/run"
 expect_error "resume with other options" "--batch 5 differs" \
   "$bin" train --data "$work/text.txt" --preset tiny --batch 5 --out "$work/run" --resume
 expect_error "unknown preset" "unknown preset 'huge'" "$bin" train --data "$work/text.txt" --preset huge --out "$work/x"
-expect_error "zero steps" "--steps must be positive" "$bin" train --data "$work/text.txt" --steps 0 --out "$work/x"
-expect_error "negative batch" "--batch must be positive" "$bin" train --data "$work/text.txt" --batch -4 --out "$work/x"
+expect_error "zero steps" "--steps: must be a whole number from 1 to" "$bin" train --data "$work/text.txt" --steps 0 --out "$work/x"
+expect_error "negative batch" "--batch: must be a whole number from 1 to" "$bin" train --data "$work/text.txt" --batch -4 --out "$work/x"
+# Out-of-range numbers: refused on the text, not wrapped (-1 -> 2^64-1) or saturated (-> INT64_MAX).
+expect_error "negative seed" "--seed: must be a whole number from 0 to 2^64-1, got '-1'" \
+  "$bin" train --data "$work/text.txt" --seed -1 --out "$work/x"
+expect_error "huge steps" "--steps: must be a whole number from 1 to 1000000000, got '99999999999999999999'" \
+  "$bin" train --data "$work/text.txt" --steps 99999999999999999999 --out "$work/x"
+expect_error "too many threads" "--threads: must be a whole number from 1 to 256, got '100000'" \
+  "$bin" train --data "$work/text.txt" --threads 100000 --out "$work/x"
+expect_error "huge sample" "--tokens: must be a whole number from 1 to 1000000" \
+  "$bin" sample --checkpoint "$work/run/model.safetensors" --tokens 99999999999999999999999
+expect_error "negative top-k" "--top-k: must be a whole number from 0 to" \
+  "$bin" sample --checkpoint "$work/run/model.safetensors" --top-k -1
+expect_error "sample seed overflow" "--seed: must be a whole number" \
+  "$bin" sample --checkpoint "$work/run/model.safetensors" --seed 18446744073709551616
+expect_error "eval --block 0" "--block: must be a whole number" \
+  "$bin" eval --checkpoint "$work/run/model.safetensors" --data "$work/text.txt" --block 0
+# grad --out: checked before the files are read and the pass runs (the batch file here does not even exist).
+expect_error "grad --out a directory" "--out: $work/run is a directory" \
+  "$bin" grad --checkpoint "$work/run/model.safetensors" --batch "$work/missing.safetensors" --out "$work/run"
+expect_error "grad --out without a file name" "does not name a file" \
+  "$bin" grad --checkpoint "$work/run/model.safetensors" --batch "$work/missing.safetensors" --out "$work/run/"
 expect_error "missing data" "no such file" "$bin" train --data "$work/missing.txt" --out "$work/x"
 expect_error "unwritable --out" "--out" "$bin" train --data "$work/text.txt" --preset tiny --out "$work/text.txt/sub"
 expect_error "--block above the checkpoint's" "above the checkpoint's block size 32" \

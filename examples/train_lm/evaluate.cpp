@@ -1,6 +1,7 @@
 // train_lm/evaluate.cpp — loss measurement and the `eval` subcommand.
 #include "evaluate.hpp"
 
+#include "number_text.hpp"
 #include "usage_error.hpp"
 
 #include <cmath>
@@ -60,7 +61,12 @@ TextLoss run_eval(const EvalOptions& options) {
   const auto tokens = vocab.encode(split_utf8(text.bytes, text.source), text.source);
   if (tokens.size() < 2) throw DataError(text.source + ": needs at least 2 characters to predict one");
 
-  return with_model(checkpoint, [&](const auto& model) { return text_loss(model, tokens, block, options.batch); });
+  const TextLoss result =
+      with_model(checkpoint, [&](const auto& model) { return text_loss(model, tokens, block, options.batch); });
+  if (!std::isfinite(result.loss))
+    throw std::runtime_error(options.checkpoint.string() + ": the loss on " + text.source + " is " +
+                             readable_number(result.loss) + ": the model is diverged or corrupt");
+  return result;
 }
 
 template double batch_loss(const GPT<float>&, const Batch&);

@@ -40,7 +40,8 @@ struct EvalOptions {
   int threads = default_threads();
 };
 
-// Checks everything first (checkpoint, data, block), then evaluates.
+// Checks everything first (checkpoint, data, block), then evaluates; a loss that is
+// not finite (a model whose finite weights overflow) is an error, not a result.
 TextLoss run_eval(const EvalOptions& options);
 
 }  // namespace train_lm

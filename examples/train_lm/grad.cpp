@@ -47,7 +47,7 @@ Batch read_batch_file(const std::filesystem::path& path, std::size_t vocab_size,
 
 double run_grad(const GradOptions& options) {
   use_threads(options.threads);
-  check_writable_directory(options.out.parent_path(), "--out " + options.out.string());
+  check_writable_file(options.out, "--out");
   const ModelFile checkpoint = read_model_file(options.checkpoint);
   const Batch batch = read_batch_file(options.batch, checkpoint.config.vocab_size, checkpoint.config.block_size);
   return with_model(checkpoint, [&](const auto& model) { return write_loss_and_gradients(model, batch, options.out); });

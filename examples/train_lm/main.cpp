@@ -9,6 +9,7 @@
 // sample.hpp, grad.hpp); every error reaches main as one line on stderr and exit 1.
 #include "evaluate.hpp"
 #include "grad.hpp"
+#include "number_text.hpp"
 #include "sample.hpp"
 #include "train.hpp"
 #include "usage_error.hpp"
@@ -17,8 +18,10 @@
 #include <core/memory.hpp>
 
 #include <csignal>
+#include <signal.h>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <unistd.h>
 
 using namespace train_lm;
@@ -34,15 +37,30 @@ std::string preset_list() {
   return text;
 }
 
-// A count given on the command line, checked to be positive here (CLI11 would
-// wrap a negative number into a huge unsigned one).
-std::size_t positive(const std::string& option, long long value) {
-  require_positive(option, value);
-  return std::size_t(value);
+// A whole number from `min` to `max`, checked on the text before CLI11 converts it
+// (CLI11 would wrap "-1" into a huge unsigned number and saturate "99999999999999999999").
+// `range` describes [min, max] in --help and in the error.
+template <class N>
+CLI::Validator whole_number(N min, N max, std::string range = "") {
+  if (range.empty()) range = std::to_string(min) + " to " + std::to_string(max);
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        const auto value = parse_number<N>(text);
+        if (value && *value >= min && *value <= max) return "";
+        return "must be a whole number from " + range + ", got '" + text + "'";
+      },
+      range);
 }
 
+// A count: 1 to max (kMaxCount when not given).
+CLI::Validator positive_count(std::int64_t max = kMaxCount) { return whole_number<std::int64_t>(1, max); }
+
+const CLI::Validator kSeed = whole_number<std::uint64_t>(0, std::numeric_limits<std::uint64_t>::max(), "0 to 2^64-1");
+
 CLI::Option* add_threads(CLI::App& cmd, int& threads) {
-  return cmd.add_option("--threads", threads, "BLAS threads")->capture_default_str();
+  return cmd.add_option("--threads", threads, "BLAS threads")
+      ->check(whole_number(1, kMaxThreads))
+      ->capture_default_str();
 }
 
 void add_train(CLI::App& app, TrainOptions& o) {
@@ -54,42 +72,55 @@ void add_train(CLI::App& app, TrainOptions& o) {
   cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")")
       ->type_name("FILE");
   cmd->add_option("--preset", o.preset, "tiny, small, medium or long")->capture_default_str();
-  cmd->add_option("--steps", o.steps, "total optimisation steps (default: the preset's)");
-  cmd->add_option("--batch", o.batch, "sequences per step (default: the preset's)");
-  cmd->add_option("--block", o.block, "context length T (default: the preset's)");
-  cmd->add_option("--layers", o.layers, "transformer blocks (default: the preset's)");
-  cmd->add_option("--heads", o.heads, "attention heads (default: the preset's)");
-  cmd->add_option("--dim", o.dim, "d_model (default: the preset's)");
+  cmd->add_option("--steps", o.steps, "total optimisation steps (default: the preset's)")
+      ->check(positive_count(kMaxSteps));
+  cmd->add_option("--batch", o.batch, "sequences per step (default: the preset's)")->check(positive_count());
+  cmd->add_option("--block", o.block, "context length T (default: the preset's)")->check(positive_count());
+  cmd->add_option("--layers", o.layers, "transformer blocks (default: the preset's)")->check(positive_count());
+  cmd->add_option("--heads", o.heads, "attention heads (default: the preset's)")->check(positive_count());
+  cmd->add_option("--dim", o.dim, "d_model (default: the preset's)")->check(positive_count());
   cmd->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
-  cmd->add_option("--seed", o.seed, "seed for initialisation, batches and the final sample")->capture_default_str();
-  add_threads(*cmd, o.threads);
-  cmd->add_option("--eval-every", o.eval_every, "validation loss every N steps (and at the end)")->capture_default_str();
-  cmd->add_option("--save-every", o.save_every, "checkpoint every N steps (and at the end)")->capture_default_str();
-  cmd->add_option("--print-every", o.print_every, "progress line every N steps when stderr is not a terminal")
+  cmd->add_option("--seed", o.seed, "seed for initialisation, batches and the final sample")
+      ->check(kSeed)
       ->capture_default_str();
-  cmd->add_option("--stop-after", o.stop_after, "stop after step N with a checkpoint, as if interrupted (then --resume)");
+  add_threads(*cmd, o.threads);
+  cmd->add_option("--eval-every", o.eval_every, "validation loss every N steps (and at the end)")
+      ->check(positive_count())
+      ->capture_default_str();
+  cmd->add_option("--save-every", o.save_every, "checkpoint every N steps (and at the end)")
+      ->check(positive_count())
+      ->capture_default_str();
+  cmd->add_option("--print-every", o.print_every, "progress line every N steps when stderr is not a terminal")
+      ->check(positive_count())
+      ->capture_default_str();
+  cmd->add_option("--stop-after", o.stop_after, "stop after step N with a checkpoint, as if interrupted (then --resume)")
+      ->check(positive_count(kMaxSteps));
   cmd->add_option("--out", o.out, "checkpoint directory")->type_name("DIR")->capture_default_str();
   cmd->add_flag("--resume", o.resume, "continue the run in DIR to --steps in total (same options as before)");
   cmd->add_flag("--no-sample", o.no_sample, "skip the sample printed at the end");
 }
 
-void add_eval(CLI::App& app, EvalOptions& o, long long& block, long long& batch) {
+void add_eval(CLI::App& app, EvalOptions& o) {
   CLI::App* cmd = app.add_subcommand("eval", "loss and perplexity of a checkpoint on a text file");
   cmd->add_option("--checkpoint", o.checkpoint, "model.safetensors of a train run")->type_name("FILE")->required();
   cmd->add_option("--data", o.data, "UTF-8 text file")->type_name("FILE")->required();
-  cmd->add_option("--block", block, "window length (default: the checkpoint's block size)");
-  cmd->add_option("--batch", batch, "windows per forward pass")->capture_default_str();
+  cmd->add_option("--block", o.block, "window length (default: the checkpoint's block size)")->check(positive_count());
+  cmd->add_option("--batch", o.batch, "windows per forward pass")->check(positive_count())->capture_default_str();
   add_threads(*cmd, o.threads);
 }
 
-void add_sample(CLI::App& app, SampleOptions& o, long long& tokens, long long& top_k) {
+void add_sample(CLI::App& app, SampleOptions& o) {
   CLI::App* cmd = app.add_subcommand("sample", "generate text from a checkpoint");
   cmd->add_option("--checkpoint", o.checkpoint, "model.safetensors of a train run")->type_name("FILE")->required();
   cmd->add_option("--prompt", o.prompt, "text to continue (its last block_size characters are used)");
-  cmd->add_option("--tokens", tokens, "characters to generate")->capture_default_str();
+  cmd->add_option("--tokens", o.sampling.tokens, "characters to generate")
+      ->check(positive_count(kMaxSampleTokens))
+      ->capture_default_str();
   cmd->add_option("--temperature", o.sampling.temperature, "softmax temperature (0 = greedy)")->capture_default_str();
-  cmd->add_option("--top-k", top_k, "sample among the k most likely characters (0 = all)")->capture_default_str();
-  cmd->add_option("--seed", o.sampling.seed, "random seed")->capture_default_str();
+  cmd->add_option("--top-k", o.sampling.top_k, "sample among the k most likely characters (0 = all)")
+      ->check(whole_number<std::int64_t>(0, kMaxCount))
+      ->capture_default_str();
+  cmd->add_option("--seed", o.sampling.seed, "random seed")->check(kSeed)->capture_default_str();
   add_threads(*cmd, o.threads);
 }
 
@@ -105,9 +136,20 @@ void add_grad(CLI::App& app, GradOptions& o) {
 
 extern "C" void on_stop_signal(int) { request_stop(); }
 
+// The first SIGINT / SIGTERM asks the run to stop after the current step with a
+// checkpoint. SA_RESETHAND restores the default action as the handler is entered
+// (atomically, in the kernel), so a second Ctrl-C kills a run stuck in a long eval or save.
+void stop_on_first_signal(int signal) {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESETHAND;
+  ::sigaction(signal, &action, nullptr);
+}
+
 int run_train(const TrainOptions& options) {
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
+  stop_on_first_signal(SIGINT);
+  stop_on_first_signal(SIGTERM);
   const TrainSummary summary = train(options, std::cout, std::cerr, ::isatty(STDERR_FILENO) != 0);
   return summary.stopped_early && !options.stop_after ? 130 : 0;
 }
@@ -122,11 +164,9 @@ int main(int argc, char** argv) {
   EvalOptions eval_options;
   SampleOptions sample_options;
   GradOptions grad_options;
-  long long eval_block = 0, eval_batch = static_cast<long long>(eval_options.batch);
-  long long sample_tokens = static_cast<long long>(sample_options.sampling.tokens), top_k = 0;
   add_train(app, train_options);
-  add_eval(app, eval_options, eval_block, eval_batch);
-  add_sample(app, sample_options, sample_tokens, top_k);
+  add_eval(app, eval_options);
+  add_sample(app, sample_options);
   add_grad(app, grad_options);
 
   try {
@@ -142,16 +182,11 @@ int main(int argc, char** argv) {
   try {
     if (command == "train") return run_train(train_options);
     if (command == "eval") {
-      if (app.get_subcommand("eval")->count("--block")) eval_options.block = positive("--block", eval_block);
-      eval_options.batch = positive("--batch", eval_batch);
       const TextLoss result = run_eval(eval_options);
       std::printf("loss %.6f perplexity %.4f (%zu tokens predicted)\n", result.loss, result.perplexity(), result.predicted);
       return 0;
     }
     if (command == "sample") {
-      sample_options.sampling.tokens = positive("--tokens", sample_tokens);
-      if (top_k < 0) throw UsageError("--top-k must be >= 0, got " + std::to_string(top_k));
-      sample_options.sampling.top_k = std::size_t(top_k);
       run_sample(sample_options, std::cout);
       return 0;
     }

@@ -1,7 +1,63 @@
-// train_lm/model_file.cpp — reading a model file's metadata.
+// train_lm/model_file.cpp — reading a model file: metadata, then tensors, then vocabulary.
 #include "model_file.hpp"
 
+#include <set>
+
 namespace train_lm {
+
+namespace {
+
+// The config in words, for messages: "vocab_size 65, block_size 64, n_layer 4, n_head 4, d_model 128".
+std::string describe(const GPTConfig& c) {
+  return "vocab_size " + std::to_string(c.vocab_size) + ", block_size " + std::to_string(c.block_size) + ", n_layer " +
+         std::to_string(c.n_layer) + ", n_head " + std::to_string(c.n_head) + ", d_model " + std::to_string(c.d_model);
+}
+
+// The file's tensors are exactly the config's parameters (names and shapes; the dtype
+// is one of F32, F64 throughout, checked by io::checkpoint_dtype). Fails on the first
+// mismatch. The expected list is only built once n_layer is bounded by the file's
+// tensor count, so its size, like every shape it is compared with, is bounded by the file.
+void check_parameter_tensors(const io::Safetensors& file, const GPTConfig& config) {
+  const std::string needs = "the metadata (" + describe(config) + ") needs ";
+  if (config.n_layer > file.tensors().size())
+    file.fail(needs + "more tensors than the " + std::to_string(file.tensors().size()) + " the file holds");
+  const ParameterShapes expected = expected_parameter_shapes(config);
+  for (const auto& [name, shape] : expected) {
+    if (!file.contains(name)) file.fail("no tensor '" + name + "': " + needs + "it");
+    const tapegrad::Shape& stored = file.tensor(name).shape;
+    if (stored != shape)
+      file.fail("tensor '" + name + "' has shape " + tapegrad::shape_str(stored) + ", " + needs +
+                tapegrad::shape_str(shape));
+  }
+  if (file.tensors().size() == expected.size()) return;  // names are unique, so the two sets are equal
+  std::set<std::string> names;
+  for (const auto& entry : expected) names.insert(entry.first);
+  for (const auto& t : file.tensors())
+    if (!names.contains(t.name)) file.fail("unexpected tensor '" + t.name + "': not a parameter of a GPT");
+}
+
+}  // namespace
+
+ParameterShapes expected_parameter_shapes(const GPTConfig& c) {
+  const std::size_t d = c.d_model;
+  ParameterShapes shapes{{"wte", {c.vocab_size, d}}, {"wpe", {c.block_size, d}}};
+  const auto layer_norm = [&](const std::string& name) {
+    shapes.push_back({name + ".weight", {d}});
+    shapes.push_back({name + ".bias", {d}});
+  };
+  for (std::size_t i = 0; i < c.n_layer; ++i) {
+    const std::string h = "h." + std::to_string(i) + ".";
+    layer_norm(h + "ln_1");
+    for (const char* w : {"w_q", "w_k", "w_v", "w_o"}) shapes.push_back({h + "attn." + w, {d, d}});
+    layer_norm(h + "ln_2");
+    shapes.push_back({h + "mlp.w_1", {d, 4 * d}});
+    shapes.push_back({h + "mlp.b_1", {4 * d}});
+    shapes.push_back({h + "mlp.w_2", {4 * d, d}});
+    shapes.push_back({h + "mlp.b_2", {d}});
+  }
+  layer_norm("ln_f");
+  return shapes;
+}
 
 const std::string& metadata_value(const io::Safetensors& file, const std::string& key) {
   const auto it = file.metadata().find(key);
@@ -22,6 +78,7 @@ ModelFile read_model_file(const std::filesystem::path& path) {
     m.file.fail(e.what());
   }
   m.dtype = io::checkpoint_dtype(m.file);
+  check_parameter_tensors(m.file, m.config);
   if (const auto it = m.file.metadata().find("vocab"); it != m.file.metadata().end()) {
     m.vocab = Vocabulary::from_json(it->second, path.string());
     if (m.vocab->size() != m.config.vocab_size)

@@ -3,7 +3,10 @@
 //
 //   save_model(path, model, extra)   the parameters by SPEC name, metadata = config + extra (vocab, step)
 //   read_model_file(path)            the file, checked: metadata -> GPTConfig, one float dtype
-//                                    throughout, a vocab that fits (names and shapes: when built)
+//                                    throughout, the tensors the config needs (names, shapes)
+//                                    and a vocab that fits; nothing is allocated by the config
+//                                    alone, so a forged block_size or n_layer cannot exhaust memory
+//   expected_parameter_shapes(c)     the (name, shape) list of GPT(c).named_parameters()
 //   with_model(checkpoint, f)        builds GPT<float> (F32) or GPT<double> (F64) and calls f(model)
 #pragma once
 
@@ -16,6 +19,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace train_lm {
 
@@ -25,6 +30,11 @@ using tapegrad::nn::GPTConfig;
 
 // The metadata value for `key`; io::FormatError naming the file when it is absent.
 const std::string& metadata_value(const io::Safetensors& file, const std::string& key);
+
+// The parameters of a GPT with `config`, by SPEC name (section 1) and shape, in the
+// order of GPT<T>::named_parameters() (nn/gpt.hpp), without building the model.
+using ParameterShapes = std::vector<std::pair<std::string, tapegrad::Shape>>;
+ParameterShapes expected_parameter_shapes(const GPTConfig& config);
 
 // A model file that passed every check, not yet turned into a model.
 struct ModelFile {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,6 +20,9 @@ inline std::string exact_text(double x) {
   const auto r = std::to_chars(buf, buf + sizeof buf, x);
   return std::string(buf, r.ptr);
 }
+
+// A number in a message: "NaN" for every NaN (whose sign means nothing), else as above ("inf", "2.5").
+inline std::string readable_number(double x) { return std::isnan(x) ? "NaN" : exact_text(x); }
 
 // The whole of `s` as a T, or nothing.
 template <class T>

@@ -20,4 +20,11 @@ void check_writable_directory(const std::filesystem::path& dir_or_empty, const s
   ::unlink(probe.c_str());
 }
 
+void check_writable_file(const std::filesystem::path& file, const std::string& what) {
+  if (!file.has_filename()) throw std::runtime_error(what + ": " + file.string() + " does not name a file");
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec)) throw std::runtime_error(what + ": " + file.string() + " is a directory");
+  check_writable_directory(file.parent_path(), what);
+}
+
 }  // namespace train_lm

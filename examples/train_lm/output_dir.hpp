@@ -10,4 +10,9 @@ namespace train_lm {
 // creating and removing a probe file; std::runtime_error "<what>: <reason>" otherwise.
 void check_writable_directory(const std::filesystem::path& dir, const std::string& what);
 
+// Checks that `file` can be written as a file: it names a file (not "dir/" or ""), is
+// not an existing directory, and its directory is writable; std::runtime_error
+// "<what>: <reason>" otherwise.
+void check_writable_file(const std::filesystem::path& file, const std::string& what);
+
 }  // namespace train_lm

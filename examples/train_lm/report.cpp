@@ -32,7 +32,8 @@ std::vector<std::string> split_csv(const std::string& line) {
   return fields;
 }
 
-// A row of log.csv, or false for a header or a torn line.
+// A row of log.csv, or false for a header, a torn line or a non-finite number
+// (a hand-edited or foreign log: the plot and the resumed log keep finite rows only).
 bool parse_row(const std::string& line, LogRow& row) {
   const auto f = split_csv(line);
   if (f.size() != 7 || (f[0] != "train" && f[0] != "val")) return false;
@@ -42,15 +43,19 @@ bool parse_row(const std::string& line, LogRow& row) {
   const auto tps = parse_number<double>(f[5]);
   const auto elapsed = parse_number<double>(f[6]);
   if (!step || !loss || !lr || !tps || !elapsed) return false;
+  for (const double x : {*loss, *lr, *tps, *elapsed})
+    if (!std::isfinite(x)) return false;
   row = {f[0], *step, *loss, *lr, *tps, *elapsed};
   return true;
 }
 
 // ---- the SVG ----------------------------------------------------------------
 
-// Round tick positions covering [lo, hi]: steps of 1, 2 or 5 x 10^k, about `target` of them.
+// Round tick positions covering [lo, hi]: steps of 1, 2 or 5 x 10^k, about `target` of
+// them. Never empty, always increasing: a range it cannot divide gets its two ends.
 std::vector<double> nice_ticks(double lo, double hi, int target) {
-  if (!(hi > lo)) hi = lo + 1;
+  if (!std::isfinite(lo) || !std::isfinite(hi)) lo = 0, hi = 1;
+  if (!(hi > lo)) hi = lo + std::max(1.0, std::abs(lo) * 1e-3);  // one value: a range around it
   const double raw = (hi - lo) / target;
   const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
   double step = magnitude;
@@ -60,9 +65,16 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
       break;
     }
   std::vector<double> ticks;
-  for (double t = std::floor(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push_back(std::abs(t) < step * 1e-9 ? 0 : t);
+  const double first = std::floor(lo / step) * step;
+  for (int i = 0; i <= 2 * target + 2; ++i) {  // a bounded count: no endless loop if `step` is lost in rounding
+    const double t = first + i * step;
+    if (t > hi + step * 1e-9) break;
+    ticks.push_back(std::abs(t) < step * 1e-9 ? 0 : t);
+  }
+  if (ticks.empty()) return {lo, hi};
   if (ticks.front() > lo) ticks.insert(ticks.begin(), ticks.front() - step);
   if (ticks.back() < hi) ticks.push_back(ticks.back() + step);
+  if (!(ticks.back() > ticks.front())) return {lo, hi};
   return ticks;
 }
 
@@ -177,12 +189,13 @@ std::string loss_svg(const std::vector<LogRow>& rows, const std::string& title) 
   std::vector<LogRow> train, val;
   for (const auto& r : rows)
     if (std::isfinite(r.loss)) (r.kind == "val" ? val : train).push_back(r);
-  double max_step = 1, lo = INFINITY, hi = -INFINITY;
-  for (const auto& r : rows) {
-    max_step = std::max(max_step, double(r.step));
-    lo = std::min(lo, r.loss);
-    hi = std::max(hi, r.loss);
-  }
+  double max_step = 1, lo = INFINITY, hi = -INFINITY;  // over the rows plotted
+  for (const auto* plotted : {&train, &val})
+    for (const auto& r : *plotted) {
+      max_step = std::max(max_step, double(r.step));
+      lo = std::min(lo, r.loss);
+      hi = std::max(hi, r.loss);
+    }
   if (!(lo <= hi)) lo = 0, hi = 1;
   const auto xticks = nice_ticks(0, max_step, 8);
   const auto yticks = nice_ticks(lo, hi, 6);

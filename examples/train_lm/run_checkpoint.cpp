@@ -4,6 +4,7 @@
 #include "number_text.hpp"
 #include "output_dir.hpp"
 
+#include <cmath>
 #include <set>
 #include <span>
 #include <sstream>
@@ -126,6 +127,8 @@ SavedState read_state_file(const CheckpointDir& dir) {
   s.step = metadata_number<std::int64_t>(saved.file, "step");
   if (s.step < 0) saved.file.fail("negative step");
   s.elapsed_s = metadata_number<double>(saved.file, "elapsed_s");
+  if (!std::isfinite(s.elapsed_s) || s.elapsed_s < 0)
+    saved.file.fail("__metadata__ 'elapsed_s' must be a finite number >= 0, got '" + metadata_value(saved.file, "elapsed_s") + "'");
   std::istringstream rng(metadata_value(saved.file, "rng"));
   rng >> s.sampler;
   if (rng.fail()) saved.file.fail("__metadata__ 'rng' is not a std::mt19937_64 state");

@@ -22,7 +22,10 @@ std::vector<double> next_logits(const GPT<T>& model, const std::vector<std::int6
   const auto logits = model.forward(tape, idx);  // (1, T, V)
   const std::size_t V = model.config.vocab_size;
   const T* last = logits.data() + (T_len - 1) * V;
-  return std::vector<double>(last, last + V);
+  std::vector<double> next(last, last + V);
+  if (!std::all_of(next.begin(), next.end(), [](double x) { return std::isfinite(x); }))
+    throw std::runtime_error("the model's next-token logits are not finite: the model is diverged or corrupt");
+  return next;
 }
 
 std::int64_t draw(std::vector<double> logits, const SamplingOptions& options, std::mt19937_64& rng) {
@@ -69,7 +72,7 @@ void stream_sample(const GPT<T>& model, const Vocabulary& vocab, const std::stri
 }
 
 void run_sample(const SampleOptions& options, std::ostream& out) {
-  require_positive("--tokens", options.sampling.tokens);
+  require_count("--tokens", options.sampling.tokens, kMaxSampleTokens);
   use_threads(options.threads);
   if (!(options.sampling.temperature >= 0) || !std::isfinite(options.sampling.temperature))
     throw UsageError("--temperature must be >= 0 (0 = greedy), got " + std::to_string(options.sampling.temperature));

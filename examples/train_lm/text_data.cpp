@@ -70,11 +70,20 @@ Vocabulary Vocabulary::of(const std::vector<std::string>& characters) {
 }
 
 Vocabulary Vocabulary::from_tokens(std::vector<std::string> tokens) {
+  // A token as JSON ("ab", "\u00e9"): readable whatever bytes it holds.
+  const auto quoted = [](const std::string& t) {
+    return nlohmann::json(t).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
   Vocabulary v;
   for (std::size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i].empty()) throw DataError("vocabulary token " + std::to_string(i) + " is empty");
-    if (!v.ids_.emplace(tokens[i], std::int64_t(i)).second)
-      throw DataError("vocabulary token " + describe_character(tokens[i]) + " appears twice");
+    const std::string& t = tokens[i];
+    if (t.empty() || utf8_sequence_length(t) != t.size())
+      throw DataError("token " + std::to_string(i) + " " + quoted(t) + " is not exactly one UTF-8 character");
+    if (i > 0 && !(tokens[i - 1] < t))
+      throw DataError("token " + std::to_string(i) + " " + quoted(t) + " does not come after token " +
+                      std::to_string(i - 1) + " " + quoted(tokens[i - 1]) +
+                      " (the tokens must be sorted, without repeats)");
+    v.ids_.emplace(t, std::int64_t(i));
   }
   v.tokens_ = std::move(tokens);
   return v;

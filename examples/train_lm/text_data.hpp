@@ -39,7 +39,8 @@ class Vocabulary {
   Vocabulary() = default;
   // The sorted set of `characters` (byte-wise order of the UTF-8 strings, which is code point order).
   static Vocabulary of(const std::vector<std::string>& characters);
-  // The tokens in id order, as saved in a checkpoint; throws DataError on repeats or empty tokens.
+  // The tokens in id order, as saved in a checkpoint; DataError naming the token unless
+  // each is exactly one UTF-8 character and they are strictly increasing (sorted, no repeats).
   static Vocabulary from_tokens(std::vector<std::string> tokens);
 
   std::size_t size() const { return tokens_.size(); }

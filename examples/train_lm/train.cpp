@@ -43,10 +43,19 @@ struct Plan {
   std::optional<SavedState> resume_from;
 };
 
-std::size_t count_option(const std::string& name, const std::optional<std::int64_t>& given, std::size_t preset_value) {
+std::size_t count_option(const std::string& name, const std::optional<std::int64_t>& given, std::size_t preset_value,
+                         std::int64_t max = kMaxCount) {
   if (!given) return preset_value;
-  require_positive(name, *given);
+  require_count(name, *given, max);
   return std::size_t(*given);
+}
+
+// A loss or gradient norm that is NaN or infinite ends the run before the optimiser
+// step and before any save, so a checkpoint never holds a diverged model.
+void require_finite(const std::string& what, double value, std::int64_t step) {
+  if (!std::isfinite(value))
+    throw std::runtime_error(what + " became " + readable_number(value) + " at step " + std::to_string(step) +
+                             "; stopping without saving (try a smaller --lr)");
 }
 
 const tapegrad::nn::Preset& preset_named(const std::string& name) {
@@ -65,7 +74,7 @@ RunSettings settings_from(const TrainOptions& o) {
   s.model.d_model = count_option("--dim", o.dim, preset.d_model);
   s.model.block_size = count_option("--block", o.block, preset.block_size);
   s.batch = count_option("--batch", o.batch, preset.batch);
-  s.steps = std::int64_t(count_option("--steps", o.steps, std::size_t(default_steps(o.preset))));
+  s.steps = std::int64_t(count_option("--steps", o.steps, std::size_t(default_steps(o.preset)), kMaxSteps));
   s.lr = o.lr;
   s.seed = o.seed;
   s.threads = o.threads;
@@ -203,11 +212,9 @@ class Session {
     tapegrad::Tape tape;
     const auto loss = model_.loss(tape, batch.inputs, batch.targets);
     const double value = loss.item();
-    if (!std::isfinite(value))
-      throw std::runtime_error("the training loss became " + std::to_string(value) + " at step " +
-                               std::to_string(state_.step + 1) + "; stopping without saving (try a smaller --lr)");
+    require_finite("the training loss", value, state_.step + 1);
     tape.backward(loss);
-    tapegrad::nn::clip_grad_norm(optimizer_.parameters(), 1.0f);
+    require_finite("the gradient norm", tapegrad::nn::clip_grad_norm(optimizer_.parameters(), 1.0f), state_.step + 1);
     current_lr_ = tapegrad::nn::warmup_cosine_lr(state_.step, plan_.settings.lr, plan_.warmup, plan_.settings.steps,
                                                  plan_.settings.lr / 10);
     optimizer_.step(current_lr_);
@@ -218,6 +225,7 @@ class Session {
   double evaluate(double tokens_per_s = 0, double wall = 0) {
     const double loss = validation_loss(model_, plan_.corpus.val, plan_.settings.batch, plan_.settings.model.block_size,
                                         kEvalBatches, stream_seed(plan_.settings.seed, Stream::validation));
+    require_finite("the validation loss", loss, state_.step);  // before it is logged, and so before any save
     char line[128];
     std::snprintf(line, sizeof line, "step %lld: val loss %.4f, perplexity %.2f", (long long)state_.step, loss, std::exp(loss));
     progress_.message(line);
@@ -248,7 +256,11 @@ class Session {
     progress_.message("train_lm: resuming " + plan_.dir.dir.string() + " at step " + std::to_string(state_.step));
     if (saved.steps != plan_.settings.steps)
       progress_.message("note: --steps " + std::to_string(plan_.settings.steps) + " differs from the original " +
-                        std::to_string(saved.steps) + ": the learning-rate schedule changes from here on");
+                        std::to_string(saved.steps) + ": the learning-rate schedule changes from here on" +
+                        (std::min(saved.steps, plan_.settings.steps) < kWarmupSteps
+                             ? ", and so may the warm-up, which lasts min(" + std::to_string(kWarmupSteps) +
+                                   ", --steps) steps"
+                             : std::string()));
     if (saved.threads != plan_.settings.threads)
       progress_.message("note: --threads " + std::to_string(plan_.settings.threads) + " differs from the original " +
                         std::to_string(saved.threads) + ": results may differ in the last bits from an uninterrupted run");

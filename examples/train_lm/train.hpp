@@ -1,7 +1,9 @@
 // train_lm/train.hpp — `train_lm train`: a character-level GPT on a text file.
 //
 // One step: draw B random windows of T+1 tokens from the training split, forward,
-// backward, clip the gradient norm to 1, AdamW with the warm-up + cosine learning
+// backward, clip the gradient norm to 1 (a non-finite loss, gradient norm or
+// validation loss ends the run with an error, before the weights change or a
+// checkpoint is written), AdamW with the warm-up + cosine learning
 // rate (SPEC section 4). Every --eval-every steps (and at the end) the mean loss
 // of a fixed set of validation windows; every --save-every steps (and at the end)
 // a checkpoint (run_checkpoint.hpp). The run is a pure function of the options,
@@ -14,6 +16,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -48,7 +51,7 @@ struct TrainSummary {
   std::int64_t first_step = 0;  // steps already done when this session started
   std::int64_t last_step = 0;   // steps done when it ended
   double final_train_loss = 0;
-  double final_val_loss = 0;    // NaN if no eval ran
+  double final_val_loss = std::numeric_limits<double>::quiet_NaN();  // NaN if no eval ran
   double seconds = 0;           // this session's training time (without evals and saves)
   double tokens_per_s = 0;
   bool stopped_early = false;   // by --stop-after or a signal
