@@ -256,13 +256,22 @@ TEST_CASE("train_lm: a resumed run is bit-identical to an uninterrupted one") {
   CHECK(a.metadata().at("rng") == b.metadata().at("rng"));
 }
 
-TEST_CASE("train_lm: an interrupted checkpoint write leaves the previous checkpoint loadable") {
-  TempDir dir;
+// A 40-step run straight through into dir/straight, and the same run stopped after
+// step 20 in dir/run; returns the options that resume dir/run to step 40.
+TrainOptions straight_and_stopped_runs(const TempDir& dir) {
   write_file(dir / "text.txt", small_text());
   run_quietly(tiny_run(dir / "text.txt", dir / "straight", 40));
   TrainOptions options = tiny_run(dir / "text.txt", dir / "run", 40);
   options.stop_after = 20;
   run_quietly(options);
+  options.stop_after.reset();
+  options.resume = true;
+  return options;
+}
+
+TEST_CASE("train_lm: an interrupted checkpoint write leaves the previous checkpoint loadable") {
+  TempDir dir;
+  TrainOptions options = straight_and_stopped_runs(dir);
 
   // A crash part-way through the next save: half-written temporaries beside the checkpoint.
   const std::string state = read_file(dir / "run/state.safetensors");
@@ -272,8 +281,6 @@ TEST_CASE("train_lm: an interrupted checkpoint write leaves the previous checkpo
 
   // The checkpoint still loads, and the run resumes from it as if nothing happened.
   CHECK(read_model_file(dir / "run/model.safetensors").config.n_layer == 2);
-  options.stop_after.reset();
-  options.resume = true;
   CHECK(run_quietly(options).last_step == 40);
   CHECK(read_file(dir / "straight/model.safetensors") == read_file(dir / "run/model.safetensors"));
 
@@ -566,15 +573,9 @@ TEST_CASE("train_lm: resuming: no eval means a NaN final val loss; a --steps cha
 
 TEST_CASE("train_lm: a save interrupted for real (the disk fills up) leaves the previous checkpoint to resume") {
   TempDir dir;
-  write_file(dir / "text.txt", small_text());
-  run_quietly(tiny_run(dir / "text.txt", dir / "straight", 40));
-  TrainOptions options = tiny_run(dir / "text.txt", dir / "run", 40);
-  options.stop_after = 20;
-  run_quietly(options);
+  const TrainOptions options = straight_and_stopped_runs(dir);
   const std::string state = read_file(dir / "run/state.safetensors");
   const std::string model = read_file(dir / "run/model.safetensors");
-  options.stop_after.reset();
-  options.resume = true;
 
   // The next save (step 30) writes the state (weights and both moments: about 3x the model)
   // first: a limit between the model's size and the state's lets the log and the picture be
