@@ -7,6 +7,7 @@
 #include "../ops/matmul.hpp"
 #include "module.hpp"
 
+#include <algorithm>
 #include <random>
 
 namespace tapegrad::nn {
@@ -24,7 +25,9 @@ Tensor<T> normal_init(const Shape& shape, double stddev, Rng& rng) {
 
 template <class T>
 Tensor<T> constant_init(const Shape& shape, T value) {
-  return Tensor<T>(Array<T>(xt::zeros<T>(shape) + value));
+  Array<T> a = Array<T>::from_shape(shape);
+  std::fill(a.begin(), a.end(), value);
+  return Tensor<T>(std::move(a));
 }
 
 // y = x W (+ b):  x (..., d_in), W (d_in, d_out), b (d_out), y (..., d_out).

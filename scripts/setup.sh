@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  cmake g++ make pkg-config
+  cmake g++ make
   libxtensor-dev        # tensor containers (0.24.3)
   libopenblas-dev       # cblas_sgemm / cblas_dgemm
   nlohmann-json3-dev    # safetensors headers
