@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian 12 / Ubuntu machine for tapegrad (run as root) and builds
-# it in Release mode into ./build. Safe to run again.
+# Sets up a fresh Debian 12 / Ubuntu machine for tapegrad and builds it in Release
+# mode into ./build. Installing the packages needs root: run it as root, or as a
+# user with sudo (then only apt-get runs through sudo and ./build stays yours).
+# Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,13 +16,19 @@ packages=(
   fortunes              # default training text for train_lm
 )
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "setup.sh: run as root (sudo scripts/setup.sh): it installs Debian packages" >&2
-  exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${packages[@]}"
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "setup.sh: installing packages needs root: run it as root, or install sudo" >&2
+    exit 1
+  fi
+}
+
+as_root apt-get update -qq
+as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$(nproc)"

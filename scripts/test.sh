@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 for header in xtensor/xarray.hpp cblas.h nlohmann/json.hpp CLI/CLI.hpp doctest/doctest.h; do
   if ! echo "#include <$header>" | g++ -std=c++20 -x c++ -fsyntax-only - 2>/dev/null; then
-    echo "test.sh: <$header> is missing: run 'sudo scripts/setup.sh' first" >&2
+    echo "test.sh: <$header> is missing: run scripts/setup.sh first" >&2
     exit 1
   fi
 done
