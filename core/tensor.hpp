@@ -59,7 +59,7 @@ struct TensorMeta {
 
 template <class T>
 struct TensorData final : TensorMeta {
-  Array<T> value;
+  Shape shape;  // of the value, fixed when the tensor is made
   Array<T> grad;
   bool grad_allocated = false;
   bool has_grad() const override { return grad_allocated; }
@@ -70,18 +70,77 @@ struct TensorData final : TensorMeta {
   }
 };
 
+// The gradient side of a tensor: all a backward rule needs of a tensor whose value
+// it does not read. Tensor<T> adds the value. A rule that captures a GradRef rather
+// than a Tensor lets the value be freed once no Tensor handle holds it (attention's
+// scaled and masked scores, for one). Copying a Tensor into a GradRef keeps only this part.
+// A handle: const-ness does not reach the gradient, which backward rules write.
 template <class T>
-class Tensor {
+class GradRef {
+ public:
+  Shape shape() const { return d_->shape; }
+  std::size_t dim() const { return d_->shape.size(); }
+  std::size_t size() const { return numel(d_->shape); }
+  bool requires_grad() const { return d_->requires_grad; }
+  bool is_leaf() const { return d_->stamp.tape == 0; }
+  bool has_grad() const { return d_->grad_allocated; }
+  const Array<T>& grad() const {
+    if (!d_->grad_allocated)
+      throw std::logic_error("Tensor::grad: tensor of shape " + shape_str(d_->shape) +
+                             " has no gradient (no backward reached it, or it is a non-leaf without retain_grad)");
+    return d_->grad;
+  }
+  // Zero the gradient in place (keeps the buffer), as at the start of a training step.
+  void zero_grad() const {
+    if (d_->grad_allocated) std::fill(d_->grad.begin(), d_->grad.end(), T(0));
+  }
+
+  // For backward rules: the zero-initialised gradient buffer, shaped like the value,
+  // that the rule adds (+=) into. `op` names the caller in errors.
+  Array<T>& grad_accumulator(const char* op) const {
+    if (!d_->grad_allocated) {
+      d_->grad = Array<T>::from_shape(d_->shape);
+      std::fill_n(d_->grad.data(), d_->grad.size(), T(0));  // a memset: xt::zeros assigns element by element
+      d_->grad_allocated = true;
+    } else if (shape_of(d_->grad) != d_->shape) {
+      throw std::logic_error(std::string(op) + ": gradient buffer " + shape_str(shape_of(d_->grad)) +
+                             " does not match value " + shape_str(d_->shape));
+    }
+    return d_->grad;
+  }
+  // Add `g` into the gradient; throws, naming `op`, when the shapes differ.
+  void accumulate_grad(const char* op, const Array<T>& g) const {
+    if (shape_of(g) != d_->shape)
+      throw std::invalid_argument(std::string(op) + ": gradient of shape " + shape_str(shape_of(g)) +
+                                  " cannot accumulate into a tensor of shape " + shape_str(d_->shape));
+    Array<T>& acc = grad_accumulator(op);
+    T* dst = acc.data();
+    const T* src = g.data();
+    for (std::size_t i = 0, n = acc.size(); i < n; ++i) dst[i] += src[i];
+  }
+
+  TensorMeta& meta() const { return *d_; }
+  std::shared_ptr<TensorMeta> meta_ptr() const { return d_; }
+
+ protected:
+  std::shared_ptr<TensorData<T>> d_;
+};
+
+template <class T>
+class Tensor : public GradRef<T> {
  public:
   using value_type = T;
 
   Tensor() = default;  // an undefined handle
-  explicit Tensor(Array<T> value, bool requires_grad = false) : d_(std::make_shared<TensorData<T>>()) {
-    d_->value = std::move(value);
-    d_->requires_grad = requires_grad;
+  explicit Tensor(Array<T> value, bool requires_grad = false) : value_(std::make_shared<Array<T>>(std::move(value))) {
+    this->d_ = std::make_shared<TensorData<T>>();
+    this->d_->shape = shape_of(*value_);
+    this->d_->requires_grad = requires_grad;
   }
   static Tensor zeros(const Shape& shape, bool requires_grad = false) {
-    return Tensor(Array<T>(xt::zeros<T>(shape)), requires_grad);
+    Array<T> a = Array<T>::from_shape(shape);
+    std::fill(a.begin(), a.end(), T(0));
+    return Tensor(std::move(a), requires_grad);
   }
   // A tensor of `shape` holding `values` in row-major order.
   static Tensor from(const Shape& shape, const std::vector<T>& values, bool requires_grad = false) {
@@ -93,74 +152,31 @@ class Tensor {
     return Tensor(std::move(a), requires_grad);
   }
 
-  bool defined() const { return d_ != nullptr; }
-  const Array<T>& value() const { return d_->value; }
-  Array<T>& value() { return d_->value; }
-  const T* data() const { return d_->value.data(); }
-  T* data() { return d_->value.data(); }
-  Shape shape() const { return shape_of(d_->value); }
-  std::size_t dim() const { return d_->value.dimension(); }
-  std::size_t size() const { return d_->value.size(); }
+  bool defined() const { return value_ != nullptr; }
+  // The value's elements may change in place (optimisers, gradient checks); its shape may not.
+  const Array<T>& value() const { return *value_; }
+  Array<T>& value() { return *value_; }
+  const T* data() const { return value_->data(); }
+  T* data() { return value_->data(); }
   T item() const {
-    if (size() != 1) throw std::invalid_argument("Tensor::item: tensor of shape " + shape_str(shape()) + " is not a scalar");
+    if (this->size() != 1)
+      throw std::invalid_argument("Tensor::item: tensor of shape " + shape_str(this->shape()) + " is not a scalar");
     return *data();
   }
 
-  bool requires_grad() const { return d_->requires_grad; }
   Tensor& set_requires_grad(bool on) {
-    if (!is_leaf()) throw std::logic_error("set_requires_grad: only a leaf tensor's flag can be set");
-    d_->requires_grad = on;
+    if (!this->is_leaf()) throw std::logic_error("set_requires_grad: only a leaf tensor's flag can be set");
+    this->d_->requires_grad = on;
     return *this;
   }
-  bool is_leaf() const { return d_->stamp.tape == 0; }
   Tensor& retain_grad() {
-    d_->retain_grad = true;
+    this->d_->retain_grad = true;
     return *this;
   }
-
-  bool has_grad() const { return d_->grad_allocated; }
-  const Array<T>& grad() const {
-    if (!d_->grad_allocated)
-      throw std::logic_error("Tensor::grad: tensor of shape " + shape_str(shape()) +
-                             " has no gradient (no backward reached it, or it is a non-leaf without retain_grad)");
-    return d_->grad;
-  }
-  // Zero the gradient in place (keeps the buffer), as at the start of a training step.
-  void zero_grad() const {
-    if (d_->grad_allocated) std::fill(d_->grad.begin(), d_->grad.end(), T(0));
-  }
-
-  // A handle: const-ness does not reach the gradient, which backward rules write.
-  // For backward rules: the zero-initialised gradient buffer, shaped like the value,
-  // that the rule adds (+=) into. `op` names the caller in errors.
-  Array<T>& grad_accumulator(const char* op) const {
-    if (!d_->grad_allocated) {
-      d_->grad = Array<T>::from_shape(d_->value.shape());
-      std::fill_n(d_->grad.data(), d_->grad.size(), T(0));  // a memset: xt::zeros assigns element by element
-      d_->grad_allocated = true;
-    } else if (d_->grad.shape() != d_->value.shape()) {
-      throw std::logic_error(std::string(op) + ": gradient buffer " + shape_str(shape_of(d_->grad)) +
-                             " does not match value " + shape_str(shape()));
-    }
-    return d_->grad;
-  }
-  // Add `g` into the gradient; throws, naming `op`, when the shapes differ.
-  void accumulate_grad(const char* op, const Array<T>& g) const {
-    if (g.shape() != d_->value.shape())
-      throw std::invalid_argument(std::string(op) + ": gradient of shape " + shape_str(shape_of(g)) +
-                                  " cannot accumulate into a tensor of shape " + shape_str(shape()));
-    Array<T>& acc = grad_accumulator(op);
-    T* dst = acc.data();
-    const T* src = g.data();
-    for (std::size_t i = 0, n = acc.size(); i < n; ++i) dst[i] += src[i];
-  }
-
-  TensorMeta& meta() const { return *d_; }
-  std::shared_ptr<TensorMeta> meta_ptr() const { return d_; }
-  bool same_as(const Tensor& other) const { return d_ == other.d_; }
+  bool same_as(const Tensor& other) const { return this->d_ == other.d_; }
 
  private:
-  std::shared_ptr<TensorData<T>> d_;
+  std::shared_ptr<Array<T>> value_;
 };
 
 }  // namespace tapegrad

@@ -27,7 +27,7 @@ Tensor<T> causal_mask(Tape& tape, const Tensor<T>& x) {
     for (std::size_t u = 0, t = i % n; u < n; ++u)
       yv[i * n + u] = u <= t ? xv[i * n + u] : -std::numeric_limits<T>::infinity();
 
-  return tape.record(kCausalMask, y, [x, y, mats, n] {
+  return tape.record(kCausalMask, y, [x = GradRef<T>(x), y = GradRef<T>(y), mats, n] {
     const T* dy = y.grad().data();
     T* dx = x.grad_accumulator(kCausalMask.name()).data();
     for (std::size_t i = 0; i < mats * n; ++i)

@@ -38,7 +38,7 @@ Tensor<T> cross_entropy(Tape& tape, const Tensor<T>& logits, const Ids& targets)
   Tensor<T> loss(Array<T>::from_shape(Shape{}));
   *loss.data() = T(total / double(N));
 
-  return tape.record(kCrossEntropy, loss, [logits, loss, targets = Ids(targets), lse = std::move(lse), N, V] {
+  return tape.record(kCrossEntropy, loss, [logits, loss = GradRef<T>(loss), targets = Ids(targets), lse = std::move(lse), N, V] {
     const T g = *loss.grad().data() / T(N);
     const T* x = logits.data();
     T* dx = logits.grad_accumulator(kCrossEntropy.name()).data();

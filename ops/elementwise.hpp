@@ -129,7 +129,7 @@ Tensor<T> add(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
   const detail::Broadcast p = detail::broadcast(kAdd, a.shape(), b.shape());
   Tensor<T> y = detail::broadcast_apply(p, a, b, std::plus<T>());
 
-  return tape.record(kAdd, y, [a, b, y, p] {
+  return tape.record(kAdd, y, [a = GradRef<T>(a), b = GradRef<T>(b), y = GradRef<T>(y), p] {
     const T* dy = y.grad().data();
     if (a.requires_grad())
       detail::unbroadcast_accumulate<T>(p, Side::a, dy, nullptr, a.grad_accumulator(kAdd.name()).data());
@@ -144,7 +144,7 @@ Tensor<T> mul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
   const detail::Broadcast p = detail::broadcast(kMul, a.shape(), b.shape());
   Tensor<T> y = detail::broadcast_apply(p, a, b, std::multiplies<T>());
 
-  return tape.record(kMul, y, [a, b, y, p] {
+  return tape.record(kMul, y, [a, b, y = GradRef<T>(y), p] {
     const T* dy = y.grad().data();
     if (a.requires_grad())
       detail::unbroadcast_accumulate<T>(p, Side::a, dy, b.data(), a.grad_accumulator(kMul.name()).data());

@@ -26,7 +26,7 @@ Tensor<T> embedding(Tape& tape, const Tensor<T>& table, const Ids& ids) {
   for (std::size_t k = 0; k < ids.size(); ++k)
     std::copy_n(table.data() + ids.data()[k] * d, d, y.data() + k * d);
 
-  return tape.record(kEmbedding, y, [table, y, ids = Ids(ids), d] {
+  return tape.record(kEmbedding, y, [table = GradRef<T>(table), y = GradRef<T>(y), ids = Ids(ids), d] {
     const T* dy = y.grad().data();
     T* dt = table.grad_accumulator(kEmbedding.name()).data();
     for (std::size_t k = 0; k < ids.size(); ++k) {

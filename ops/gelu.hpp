@@ -43,7 +43,7 @@ Tensor<T> gelu(Tape& tape, const Tensor<T>& x) {
     ys[i] = T(0.5) * v * (T(1) + t[i]);
   }
 
-  return tape.record(kGelu, y, [x, y, t = std::move(t)] {
+  return tape.record(kGelu, y, [x, y = GradRef<T>(y), t = std::move(t)] {
     const T* dy = y.grad().data();
     const T* xin = x.data();
     T* dx = x.grad_accumulator(kGelu.name()).data();

@@ -28,7 +28,7 @@ Tensor<T> swap_heads(Tape& tape, const OpName& op, const Tensor<T>& x, const Sha
   permute_copy<false>(in, swap12, x.data(), y.data());
   const Shape swapped{in[0], in[2], in[1], in[3]};  // dy viewed as rank 4
 
-  return tape.record(op, y, [x, y, swapped, name = op.name()] {
+  return tape.record(op, y, [x = GradRef<T>(x), y = GradRef<T>(y), swapped, name = op.name()] {
     permute_copy<true>(swapped, swap12, y.grad().data(), x.grad_accumulator(name).data());
   }, x);
 }

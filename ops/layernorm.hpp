@@ -41,7 +41,7 @@ Tensor<T> layernorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, con
     rstd[r] = s;
   }
 
-  return tape.record(kLayernorm, y, [x, weight, bias, y, mean = std::move(mean), rstd = std::move(rstd), rows, C] {
+  return tape.record(kLayernorm, y, [x, weight, bias = GradRef<T>(bias), y = GradRef<T>(y), mean = std::move(mean), rstd = std::move(rstd), rows, C] {
     const T* dy = y.grad().data();
     const T* wt = weight.data();
     T* dx = x.requires_grad() ? x.grad_accumulator(kLayernorm.name()).data() : nullptr;

@@ -58,7 +58,7 @@ Tensor<T> matmul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b, MatmulOptio
   for (std::size_t i = 0; i < loops; ++i)
     blas::gemm(ta, tb, rows, N, K, T(1), a.data() + i * sa, b.data() + i * sb, T(0), c.data() + i * sc);
 
-  return tape.record(kMatmul, c, [a, b, c, ta, tb, rows, loops, N, K, sa, sb, sc] {
+  return tape.record(kMatmul, c, [a, b, c = GradRef<T>(c), ta, tb, rows, loops, N, K, sa, sb, sc] {
     const T* dC = c.grad().data();
     if (a.requires_grad()) {
       T* dA = a.grad_accumulator(kMatmul.name()).data();

@@ -64,7 +64,7 @@ Tensor<T> permute(Tape& tape, const Tensor<T>& x, std::vector<std::size_t> axes)
   Tensor<T> y(Array<T>::from_shape(ys));
   detail::permute_copy<false>(xs, axes, x.data(), y.data());
 
-  return tape.record(kPermute, y, [x, y, ys, inverse] {
+  return tape.record(kPermute, y, [x = GradRef<T>(x), y = GradRef<T>(y), ys, inverse] {
     detail::permute_copy<true>(ys, inverse, y.grad().data(), x.grad_accumulator(kPermute.name()).data());
   }, x);
 }

@@ -22,7 +22,7 @@ Tensor<T> scaled_total(Tape& tape, const OpName& op, const Tensor<T>& x, T c) {
   Tensor<T> y(Array<T>::from_shape(Shape{}));
   *y.data() = T(s) * c;
 
-  return tape.record(op, y, [x, y, c, name = op.name()] {
+  return tape.record(op, y, [x = GradRef<T>(x), y = GradRef<T>(y), c, name = op.name()] {
     const T g = c * *y.grad().data();
     T* dx = x.grad_accumulator(name).data();
     for (std::size_t i = 0, n = x.size(); i < n; ++i) dx[i] += g;

@@ -22,7 +22,7 @@ Tensor<T> reshape(Tape& tape, const Tensor<T>& x, const Shape& shape) {
   Tensor<T> y(Array<T>::from_shape(shape));
   std::copy_n(x.data(), x.size(), y.data());
 
-  return tape.record(kReshape, y, [x, y] {
+  return tape.record(kReshape, y, [x = GradRef<T>(x), y = GradRef<T>(y)] {
     const T* dy = y.grad().data();
     T* dx = x.grad_accumulator(kReshape.name()).data();
     for (std::size_t i = 0, n = x.size(); i < n; ++i) dx[i] += dy[i];

@@ -16,7 +16,7 @@ Tensor<T> scale(Tape& tape, const Tensor<T>& x, T c) {
   T* ys = y.data();
   for (std::size_t i = 0, n = x.size(); i < n; ++i) ys[i] = c * xs[i];
 
-  return tape.record(kScale, y, [x, y, c] {
+  return tape.record(kScale, y, [x = GradRef<T>(x), y = GradRef<T>(y), c] {
     const T* dy = y.grad().data();
     T* dx = x.grad_accumulator(kScale.name()).data();
     for (std::size_t i = 0, n = x.size(); i < n; ++i) dx[i] += c * dy[i];

@@ -70,7 +70,7 @@ Tensor<T> softmax(Tape& tape, const Tensor<T>& x) {
     for (std::size_t i = 0; i < C; ++i) yr[i] *= inv;
   }
 
-  return tape.record(kSoftmax, y, [x, y, rows, C] {
+  return tape.record(kSoftmax, y, [x = GradRef<T>(x), y, rows, C] {
     const T* dy = y.grad().data();
     const T* yv = y.data();
     T* dx = x.grad_accumulator(kSoftmax.name()).data();
@@ -95,7 +95,7 @@ Tensor<T> log_softmax(Tape& tape, const Tensor<T>& x) {
     for (std::size_t i = 0; i < C; ++i) yr[i] = s.sum > T(0) ? (xr[i] - s.max) - log_sum : ninf;
   }
 
-  return tape.record(kLogSoftmax, y, [x, y, rows, C] {
+  return tape.record(kLogSoftmax, y, [x = GradRef<T>(x), y, rows, C] {
     const T* dy = y.grad().data();
     const T* yv = y.data();
     T* dx = x.grad_accumulator(kLogSoftmax.name()).data();
