@@ -1,5 +1,5 @@
 // tapegrad/ops/scale.hpp — y = c * x for a constant c (e.g. attention's 1/sqrt(head_dim)).
-//   x (...), y (...)        Saved: nothing but c.
+//   x (...), y (...)        Saved: nothing but c (x and y are held for their gradients only).
 //   Backward: dx += c * dy
 #pragma once
 
