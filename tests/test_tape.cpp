@@ -196,3 +196,18 @@ TEST_CASE("tape: a recorded result that the loss does not use is skipped by back
   CHECK(x.grad()(0, 1) == doctest::Approx(-4.0));
   CHECK_FALSE(unused.has_grad());
 }
+
+TEST_CASE("tape: a GradRef shares the tensor's gradient but not its value") {
+  auto x = row_vector();
+  const GradRef<double> ref = x;  // what a backward rule keeps of an input it does not read
+  CHECK(ref.shape() == Shape{1, 3});
+  CHECK(ref.requires_grad());
+  ref.accumulate_grad("test", Array<double>(xt::ones<double>({1, 3})));
+  REQUIRE(x.has_grad());
+  CHECK(x.grad()(0, 2) == 1.0);
+  x.zero_grad();
+  CHECK(ref.grad()(0, 2) == 0.0);
+  CHECK_THROWS_WITH_AS(ref.accumulate_grad("test", Array<double>(xt::ones<double>({3}))),
+                       doctest::Contains("test: gradient of shape [3] cannot accumulate into a tensor of shape [1, 3]"),
+                       std::invalid_argument);
+}
