@@ -56,6 +56,22 @@ inline Ids random_ids(const Shape& shape, std::int64_t vocab, Rng& rng) {
   return ids;
 }
 
+// The common rows: inputs a, b (or x) drawn from N(0, 1), checked through `f`.
+template <class T, class F>
+GradRow<T> binary(std::string op, std::string sample, Shape a_shape, Shape b_shape, F f) {
+  return {std::move(op), std::move(sample), [=](Rng& g) {
+            auto a = randn<T>(a_shape, g), b = randn<T>(b_shape, g);
+            return GradCase<T>{{{"a", a}, {"b", b}}, [=](Tape& t) { return f(t, a, b); }};
+          }};
+}
+template <class T, class F>
+GradRow<T> unary(std::string op, std::string sample, Shape x_shape, F f) {
+  return {std::move(op), std::move(sample), [=](Rng& g) {
+            auto x = randn<T>(x_shape, g);
+            return GradCase<T>{{{"x", x}}, [=](Tape& t) { return f(t, x); }};
+          }};
+}
+
 // Module rows: move every parameter away from its init (LayerNorm weights 1 +- 0.3,
 // matrices ~N(0, 0.3^2)) so no path is degenerate, and check them all with the inputs.
 template <class T>
@@ -77,105 +93,33 @@ std::vector<GradRow<T>> gradcheck_rows() {
   using C = GradCase<T>;
   return {
       // ---- matmul
-      {"matmul", "2-D (3,5) x (5,4)", [](Rng& g) {
-         auto a = randn<T>({3, 5}, g), b = randn<T>({5, 4}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return matmul(t, a, b); }};
-       }},
-      {"matmul", "2-D transposes (5,3)^T x (4,5)^T", [](Rng& g) {
-         auto a = randn<T>({5, 3}, g), b = randn<T>({4, 5}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return matmul(t, a, b, {.transpose_a = true, .transpose_b = true}); }};
-       }},
-      {"matmul", "batched (2,3,5) x shared weight (5,4)", [](Rng& g) {
-         auto a = randn<T>({2, 3, 5}, g), b = randn<T>({5, 4}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return matmul(t, a, b); }};
-       }},
-      {"matmul", "batched^T (2,5,3)^T x shared weight (4,5)^T", [](Rng& g) {
-         auto a = randn<T>({2, 5, 3}, g), b = randn<T>({4, 5}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return matmul(t, a, b, {.transpose_a = true, .transpose_b = true}); }};
-       }},
-      {"matmul", "batch*heads (2,3,4,5) x (2,3,6,5)^T, like Q K^T", [](Rng& g) {
-         auto a = randn<T>({2, 3, 4, 5}, g), b = randn<T>({2, 3, 6, 5}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return matmul(t, a, b, {.transpose_b = true}); }};
-       }},
-      {"matmul", "batch*heads T=1 (2,3,1,1) x (2,3,1,5), like P V", [](Rng& g) {
-         auto a = randn<T>({2, 3, 1, 1}, g), b = randn<T>({2, 3, 1, 5}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return matmul(t, a, b); }};
-       }},
+      binary<T>("matmul", "2-D (3,5) x (5,4)", {3, 5}, {5, 4}, [](Tape& t, auto a, auto b) { return matmul(t, a, b); }),
+      binary<T>("matmul", "2-D transposes (5,3)^T x (4,5)^T", {5, 3}, {4, 5}, [](Tape& t, auto a, auto b) { return matmul(t, a, b, {.transpose_a = true, .transpose_b = true}); }),
+      binary<T>("matmul", "batched (2,3,5) x shared weight (5,4)", {2, 3, 5}, {5, 4}, [](Tape& t, auto a, auto b) { return matmul(t, a, b); }),
+      binary<T>("matmul", "batched^T (2,5,3)^T x shared weight (4,5)^T", {2, 5, 3}, {4, 5}, [](Tape& t, auto a, auto b) { return matmul(t, a, b, {.transpose_a = true, .transpose_b = true}); }),
+      binary<T>("matmul", "batch*heads (2,3,4,5) x (2,3,6,5)^T, like Q K^T", {2, 3, 4, 5}, {2, 3, 6, 5}, [](Tape& t, auto a, auto b) { return matmul(t, a, b, {.transpose_b = true}); }),
+      binary<T>("matmul", "batch*heads T=1 (2,3,1,1) x (2,3,1,5), like P V", {2, 3, 1, 1}, {2, 3, 1, 5}, [](Tape& t, auto a, auto b) { return matmul(t, a, b); }),
       // ---- scale
-      {"scale", "(2,3,5) by 1/sqrt(5)", [](Rng& g) {
-         auto x = randn<T>({2, 3, 5}, g);
-         return C{{{"x", x}}, [=](Tape& t) { return scale(t, x, T(1 / std::sqrt(5.0))); }};
-       }},
-      // ROWS: elementwise, reduce, reshape, permute, heads (helper A)
-      {"add", "same shape (3,5)", [](Rng& g) {
-         auto a = randn<T>({3, 5}, g), b = randn<T>({3, 5}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return add(t, a, b); }};
-       }},
-      {"add", "bias (2,3,5) + (5)", [](Rng& g) {
-         auto a = randn<T>({2, 3, 5}, g), b = randn<T>({5}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return add(t, a, b); }};
-       }},
-      {"add", "positional (3,5) + (2,3,5), a broadcasts", [](Rng& g) {
-         auto a = randn<T>({3, 5}, g), b = randn<T>({2, 3, 5}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return add(t, a, b); }};
-       }},
-      {"add", "both broadcast (2,1,3) + (4,1)", [](Rng& g) {
-         auto a = randn<T>({2, 1, 3}, g), b = randn<T>({4, 1}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return add(t, a, b); }};
-       }},
-      {"mul", "same shape (3,5)", [](Rng& g) {
-         auto a = randn<T>({3, 5}, g), b = randn<T>({3, 5}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return mul(t, a, b); }};
-       }},
-      {"mul", "suffix (2,3,5) * (3,5)", [](Rng& g) {
-         auto a = randn<T>({2, 3, 5}, g), b = randn<T>({3, 5}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return mul(t, a, b); }};
-       }},
-      {"mul", "(3,1) * (2,3,5), a broadcasts", [](Rng& g) {
-         auto a = randn<T>({3, 1}, g), b = randn<T>({2, 3, 5}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return mul(t, a, b); }};
-       }},
-      {"mul", "both broadcast (2,1,3) * (4,1)", [](Rng& g) {
-         auto a = randn<T>({2, 1, 3}, g), b = randn<T>({4, 1}, g);
-         return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return mul(t, a, b); }};
-       }},
-      {"sum", "(2,3,5) -> ()", [](Rng& g) {
-         auto x = randn<T>({2, 3, 5}, g);
-         return C{{{"x", x}}, [=](Tape& t) { return sum(t, x); }};
-       }},
-      {"mean", "(3,7) -> ()", [](Rng& g) {
-         auto x = randn<T>({3, 7}, g);
-         return C{{{"x", x}}, [=](Tape& t) { return mean(t, x); }};
-       }},
-      {"reshape", "(2,3,5) -> (6,5)", [](Rng& g) {
-         auto x = randn<T>({2, 3, 5}, g);
-         return C{{{"x", x}}, [=](Tape& t) { return reshape(t, x, {6, 5}); }};
-       }},
-      {"permute", "(2,3,4,5) axes (2,0,3,1)", [](Rng& g) {
-         auto x = randn<T>({2, 3, 4, 5}, g);
-         return C{{{"x", x}}, [=](Tape& t) { return permute(t, x, {2, 0, 3, 1}); }};
-       }},
-      {"permute", "transpose (3,5) axes 0, 1", [](Rng& g) {
-         auto x = randn<T>({3, 5}, g);
-         return C{{{"x", x}}, [=](Tape& t) { return transpose(t, x, 0, 1); }};
-       }},
-      {"split_heads", "(2,3,6) h=3 -> (2,3,3,2)", [](Rng& g) {
-         auto x = randn<T>({2, 3, 6}, g);
-         return C{{{"x", x}}, [=](Tape& t) { return split_heads(t, x, 3); }};
-       }},
-      {"split_heads", "T=1 (2,1,10) h=2 -> (2,2,1,5)", [](Rng& g) {
-         auto x = randn<T>({2, 1, 10}, g);
-         return C{{{"x", x}}, [=](Tape& t) { return split_heads(t, x, 2); }};
-       }},
-      {"merge_heads", "(2,3,5,2) -> (2,5,6)", [](Rng& g) {
-         auto x = randn<T>({2, 3, 5, 2}, g);
-         return C{{{"x", x}}, [=](Tape& t) { return merge_heads(t, x); }};
-       }},
-      {"merge_heads", "T=1 (3,2,1,5) -> (3,1,10)", [](Rng& g) {
-         auto x = randn<T>({3, 2, 1, 5}, g);
-         return C{{{"x", x}}, [=](Tape& t) { return merge_heads(t, x); }};
-       }},
-      // ROWS: causal_mask, softmax, layernorm, gelu, embedding, cross_entropy (helper B)
+      unary<T>("scale", "(2,3,5) by 1/sqrt(5)", {2, 3, 5}, [](Tape& t, auto x) { return scale(t, x, T(1 / std::sqrt(5.0))); }),
+      // ---- elementwise, reduce, reshape, permute, heads
+      binary<T>("add", "same shape (3,5)", {3, 5}, {3, 5}, [](Tape& t, auto a, auto b) { return add(t, a, b); }),
+      binary<T>("add", "bias (2,3,5) + (5)", {2, 3, 5}, {5}, [](Tape& t, auto a, auto b) { return add(t, a, b); }),
+      binary<T>("add", "positional (3,5) + (2,3,5), a broadcasts", {3, 5}, {2, 3, 5}, [](Tape& t, auto a, auto b) { return add(t, a, b); }),
+      binary<T>("add", "both broadcast (2,1,3) + (4,1)", {2, 1, 3}, {4, 1}, [](Tape& t, auto a, auto b) { return add(t, a, b); }),
+      binary<T>("mul", "same shape (3,5)", {3, 5}, {3, 5}, [](Tape& t, auto a, auto b) { return mul(t, a, b); }),
+      binary<T>("mul", "suffix (2,3,5) * (3,5)", {2, 3, 5}, {3, 5}, [](Tape& t, auto a, auto b) { return mul(t, a, b); }),
+      binary<T>("mul", "(3,1) * (2,3,5), a broadcasts", {3, 1}, {2, 3, 5}, [](Tape& t, auto a, auto b) { return mul(t, a, b); }),
+      binary<T>("mul", "both broadcast (2,1,3) * (4,1)", {2, 1, 3}, {4, 1}, [](Tape& t, auto a, auto b) { return mul(t, a, b); }),
+      unary<T>("sum", "(2,3,5) -> ()", {2, 3, 5}, [](Tape& t, auto x) { return sum(t, x); }),
+      unary<T>("mean", "(3,7) -> ()", {3, 7}, [](Tape& t, auto x) { return mean(t, x); }),
+      unary<T>("reshape", "(2,3,5) -> (6,5)", {2, 3, 5}, [](Tape& t, auto x) { return reshape(t, x, {6, 5}); }),
+      unary<T>("permute", "(2,3,4,5) axes (2,0,3,1)", {2, 3, 4, 5}, [](Tape& t, auto x) { return permute(t, x, {2, 0, 3, 1}); }),
+      unary<T>("permute", "transpose (3,5) axes 0, 1", {3, 5}, [](Tape& t, auto x) { return transpose(t, x, 0, 1); }),
+      unary<T>("split_heads", "(2,3,6) h=3 -> (2,3,3,2)", {2, 3, 6}, [](Tape& t, auto x) { return split_heads(t, x, 3); }),
+      unary<T>("split_heads", "T=1 (2,1,10) h=2 -> (2,2,1,5)", {2, 1, 10}, [](Tape& t, auto x) { return split_heads(t, x, 2); }),
+      unary<T>("merge_heads", "(2,3,5,2) -> (2,5,6)", {2, 3, 5, 2}, [](Tape& t, auto x) { return merge_heads(t, x); }),
+      unary<T>("merge_heads", "T=1 (3,2,1,5) -> (3,1,10)", {3, 2, 1, 5}, [](Tape& t, auto x) { return merge_heads(t, x); }),
+      // ---- causal_mask, softmax, layernorm, gelu, embedding, cross_entropy
       // ---- causal_mask (through softmax: a projection of -inf would not be finite)
       {"causal_mask", "softmax(mask(S)), batch*heads (2,3,5,5)", [](Rng& g) {
          auto s = randn<T>({2, 3, 5, 5}, g);
@@ -197,19 +141,13 @@ std::vector<GradRow<T>> gradcheck_rows() {
          for (std::size_t j = 0; j < 5; ++j) x.value()(2, j) = ninf;
          return C{{{"x", x}}, [=](Tape& t) { return softmax(t, x); }};
        }},
-      {"softmax", "T=1 one query, batch*heads (2,3,1,5)", [](Rng& g) {
-         auto x = randn<T>({2, 3, 1, 5}, g);
-         return C{{{"x", x}}, [=](Tape& t) { return softmax(t, x); }};
-       }},
+      unary<T>("softmax", "T=1 one query, batch*heads (2,3,1,5)", {2, 3, 1, 5}, [](Tape& t, auto x) { return softmax(t, x); }),
       // ---- log_softmax
       {"log_softmax", "(2,3,7), logits sd 2", [](Rng& g) {
          auto x = randn<T>({2, 3, 7}, g, 2.0);
          return C{{{"x", x}}, [=](Tape& t) { return log_softmax(t, x); }};
        }},
-      {"log_softmax", "T=1 (3,1,5)", [](Rng& g) {
-         auto x = randn<T>({3, 1, 5}, g);
-         return C{{{"x", x}}, [=](Tape& t) { return log_softmax(t, x); }};
-       }},
+      unary<T>("log_softmax", "T=1 (3,1,5)", {3, 1, 5}, [](Tape& t, auto x) { return log_softmax(t, x); }),
       // ---- layernorm
       {"layernorm", "(2,3,7), weight ~U(0.5,1.5), bias ~N(0,1)", [](Rng& g) {
          auto x = randn<T>({2, 3, 7}, g, 2.0), w = uniform<T>({7}, g, 0.5, 1.5), b = randn<T>({7}, g);
@@ -246,7 +184,7 @@ std::vector<GradRow<T>> gradcheck_rows() {
          const Ids targets = random_ids({3, 1}, 5, g);
          return C{{{"logits", logits}}, [=](Tape& t) { return cross_entropy(t, logits, targets); }};
        }},
-      // ROWS: nn modules — every parameter and the input, through the composed ops' rules.
+      // ---- nn modules: every parameter and the input, through the composed ops' rules.
       {"nn.CausalSelfAttention", "B=2 T=5 d=6 h=3", [](Rng& g) {
          auto attn = std::make_shared<nn::CausalSelfAttention<T>>(6, 3, g);
          perturb_parameters(*attn, g);
