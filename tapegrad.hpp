@@ -8,6 +8,7 @@
 #include "core/tape.hpp"
 #include "core/tensor.hpp"
 
+#include "ops/causal_attention.hpp"
 #include "ops/causal_mask.hpp"
 #include "ops/cross_entropy.hpp"
 #include "ops/elementwise.hpp"

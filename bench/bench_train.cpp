@@ -6,6 +6,8 @@
 //   bench_train [--presets tiny,small,medium,long] [--threads 1,2] [--steps 10] [--warmup 2]
 #include <tapegrad.hpp>
 
+#include "bench_args.hpp"
+
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,7 +18,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -25,24 +26,6 @@ using namespace tapegrad;
 namespace {
 
 constexpr std::size_t kVocab = 65;  // tinyshakespeare's character count
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-int positive_int(const char* flag, const char* text) {
-  char* end = nullptr;
-  const long v = std::strtol(text, &end, 10);
-  if (*text == '\0' || *end != '\0' || v <= 0 || v > 1000000) {
-    std::fprintf(stderr, "bench_train: %s needs a positive integer, got '%s'\n", flag, text);
-    std::exit(2);
-  }
-  return int(v);
-}
 
 void run(const nn::Preset& preset, int threads, int steps, int warmup) {
   retain_freed_memory();
@@ -68,8 +51,7 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
     const auto stop = std::chrono::steady_clock::now();
     if (step >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
   }
-  std::sort(ms.begin(), ms.end());
-  const double median = ms.size() % 2 ? ms[ms.size() / 2] : (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]) / 2;
+  const double median = bench::median(ms);
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   std::printf(
@@ -83,27 +65,9 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> presets{"tiny", "small", "medium", "long"};
-  std::vector<int> threads{1, 2};
-  int steps = 10, warmup = 2;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "bench_train: %s needs a value\n", flag.c_str());
-      return 2;
-    }
-    const char* value = argv[++i];
-    if (flag == "--presets") presets = split_list(value);
-    else if (flag == "--threads") {
-      threads.clear();
-      for (const auto& t : split_list(value)) threads.push_back(positive_int("--threads", t.c_str()));
-    } else if (flag == "--steps") steps = positive_int("--steps", value);
-    else if (flag == "--warmup") warmup = std::max(0, std::atoi(value));
-    else {
-      std::fprintf(stderr, "bench_train: unknown flag %s (known: --presets --threads --steps --warmup)\n", flag.c_str());
-      return 2;
-    }
-  }
+  const auto opt = bench::parse_options("bench_train", "--presets", "--steps",
+                                        {{"tiny", "small", "medium", "long"}, {1, 2}, 10, 2}, argc, argv);
+  const std::vector<std::string>& presets = opt.names;
   for (const auto& name : presets) {
     try {
       nn::find_preset(name);
@@ -113,10 +77,10 @@ int main(int argc, char** argv) {
     }
   }
   for (const auto& name : presets)
-    for (int t : threads) {
+    for (int t : opt.threads) {
       const pid_t child = fork();
       if (child == 0) {
-        run(nn::find_preset(name), t, steps, warmup);
+        run(nn::find_preset(name), t, opt.runs, opt.warmup);
         std::_Exit(0);
       }
       int status = 0;

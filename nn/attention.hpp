@@ -1,8 +1,11 @@
-// tapegrad/nn/attention.hpp — multi-head causal self-attention, one tape op per step.
-// Every backward is the composition of the ops' hand-written rules; the derivation
-// of each step is in docs/derivations.md.
+// tapegrad/nn/attention.hpp — multi-head causal self-attention.
+// By default the heads' softmax(mask(Q K^T / sqrt(dh))) V is one fused op
+// (ops/causal_attention.hpp: no T x T tensor is saved); with `fused = false` it is
+// one tape op per step, and every backward is the composition of the ops'
+// hand-written rules. Both paths are derived in docs/derivations.md (5.3-5.7, 5.10).
 #pragma once
 
+#include "../ops/causal_attention.hpp"
 #include "../ops/causal_mask.hpp"
 #include "../ops/heads.hpp"
 #include "../ops/matmul.hpp"
@@ -33,20 +36,27 @@ class CausalSelfAttention : public Module<T> {
   // x (B, T, d) -> (B, T, d)
   Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
     using namespace ops;
-    const std::size_t head_dim = x.shape().back() / heads;
     Tensor<T> q = split_heads(tape, matmul(tape, x, w_q), heads);  // (B, h, T, dh)
     Tensor<T> k = split_heads(tape, matmul(tape, x, w_k), heads);  // (B, h, T, dh)
     Tensor<T> v = split_heads(tape, matmul(tape, x, w_v), heads);  // (B, h, T, dh)
-    Tensor<T> s = matmul(tape, q, k, {.transpose_b = true});       // (B, h, T, T)  Q K^T
-    s = scale(tape, s, T(1 / std::sqrt(double(head_dim))));        // (B, h, T, T)  / sqrt(dh)
-    s = causal_mask(tape, s);                                      // (B, h, T, T)  -inf above the diagonal
-    Tensor<T> p = softmax(tape, s);                                // (B, h, T, T)  rows sum to 1
-    Tensor<T> o = merge_heads(tape, matmul(tape, p, v));           // (B, h, T, dh) -> (B, T, d)
-    return matmul(tape, o, w_o);                                   // (B, T, d)
+    Tensor<T> o = fused ? causal_attention(tape, q, k, v) : attend_composed(tape, q, k, v);  // (B, h, T, dh)
+    return matmul(tape, merge_heads(tape, o), w_o);                // (B, h, T, dh) -> (B, T, d) -> (B, T, d)
+  }
+
+  // The same softmax(mask(Q K^T / sqrt(dh))) V one op per step; saves P (B, h, T, T).
+  static Tensor<T> attend_composed(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v) {
+    using namespace ops;
+    const std::size_t head_dim = q.shape().back();
+    Tensor<T> s = matmul(tape, q, k, {.transpose_b = true});  // (B, h, T, T)  Q K^T
+    s = scale(tape, s, T(1 / std::sqrt(double(head_dim))));   // (B, h, T, T)  / sqrt(dh)
+    s = causal_mask(tape, s);                                 // (B, h, T, T)  -inf above the diagonal
+    Tensor<T> p = softmax(tape, s);                           // (B, h, T, T)  rows sum to 1
+    return matmul(tape, p, v);                                // (B, h, T, dh)
   }
 
   Tensor<T> w_q, w_k, w_v, w_o;
   std::size_t heads;
+  bool fused = true;  // false: the step-by-step ops (attend_composed); same parameters, same values up to rounding
 };
 
 }  // namespace tapegrad::nn

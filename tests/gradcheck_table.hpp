@@ -64,6 +64,14 @@ GradRow<T> binary(std::string op, std::string sample, Shape a_shape, Shape b_sha
             return GradCase<T>{{{"a", a}, {"b", b}}, [=](Tape& t) { return f(t, a, b); }};
           }};
 }
+// Attention rows: q, k, v of one shape, each drawn from N(0, 1), all checked through `f`.
+template <class T, class F>
+GradRow<T> qkv(std::string op, std::string sample, Shape shape, F f) {
+  return {std::move(op), std::move(sample), [=](Rng& g) {
+            auto q = randn<T>(shape, g), k = randn<T>(shape, g), v = randn<T>(shape, g);
+            return GradCase<T>{{{"q", q}, {"k", k}, {"v", v}}, [=](Tape& t) { return f(t, q, k, v); }};
+          }};
+}
 template <class T, class F>
 GradRow<T> unary(std::string op, std::string sample, Shape x_shape, F f) {
   return {std::move(op), std::move(sample), [=](Rng& g) {
@@ -87,10 +95,24 @@ NamedTensors<T> with_parameters(NamedTensors<T> inputs, const nn::Module<T>& mod
   return inputs;
 }
 
+// A CausalSelfAttention row: parameters perturbed, input x ~ N(0, 1), all checked;
+// `fused = false` runs the step-by-step ops instead of causal_attention.
+template <class T>
+GradRow<T> attention_module(std::string sample, std::size_t d, std::size_t heads, Shape x_shape, bool fused = true) {
+  return {"nn.CausalSelfAttention", std::move(sample), [=](Rng& g) {
+            auto attn = std::make_shared<nn::CausalSelfAttention<T>>(d, heads, g);
+            attn->fused = fused;
+            perturb_parameters(*attn, g);
+            auto x = randn<T>(x_shape, g);
+            return GradCase<T>{with_parameters({{"x", x}}, *attn), [=](Tape& t) { return attn->forward(t, x); }};
+          }};
+}
+
 template <class T>
 std::vector<GradRow<T>> gradcheck_rows() {
   using namespace ops;
   using C = GradCase<T>;
+  const auto fused_attention = [](Tape& t, auto q, auto k, auto v) { return causal_attention(t, q, k, v); };
   return {
       // ---- matmul
       binary<T>("matmul", "2-D (3,5) x (5,4)", {3, 5}, {5, 4}, [](Tape& t, auto a, auto b) { return matmul(t, a, b); }),
@@ -184,19 +206,17 @@ std::vector<GradRow<T>> gradcheck_rows() {
          const Ids targets = random_ids({3, 1}, 5, g);
          return C{{{"logits", logits}}, [=](Tape& t) { return cross_entropy(t, logits, targets); }};
        }},
-      // ---- nn modules: every parameter and the input, through the composed ops' rules.
-      {"nn.CausalSelfAttention", "B=2 T=5 d=6 h=3", [](Rng& g) {
-         auto attn = std::make_shared<nn::CausalSelfAttention<T>>(6, 3, g);
-         perturb_parameters(*attn, g);
-         auto x = randn<T>({2, 5, 6}, g);
-         return C{with_parameters({{"x", x}}, *attn), [=](Tape& t) { return attn->forward(t, x); }};
-       }},
-      {"nn.CausalSelfAttention", "T=1 (one token attends to itself)", [](Rng& g) {
-         auto attn = std::make_shared<nn::CausalSelfAttention<T>>(4, 2, g);
-         perturb_parameters(*attn, g);
-         auto x = randn<T>({3, 1, 4}, g);
-         return C{with_parameters({{"x", x}}, *attn), [=](Tape& t) { return attn->forward(t, x); }};
-       }},
+      // ---- causal_attention (fused softmax(mask(Q K^T / sqrt(dh))) V)
+      qkv<T>("causal_attention", "batch*heads (2,3,5,4), dh < T", {2, 3, 5, 4}, fused_attention),
+      qkv<T>("causal_attention", "T=1 (3,2,1,4) (one query attends to itself)", {3, 2, 1, 4}, fused_attention),
+      qkv<T>("causal_attention", "dh > T (2,2,3,7)", {2, 2, 3, 7}, fused_attention),
+      qkv<T>("causal_attention", "rank 2 (6,3), one matrix", {6, 3}, fused_attention),
+      // ---- nn modules: every parameter and the input. Attention runs fused by default;
+      // the composed rows check the step-by-step path through the separate ops' rules.
+      attention_module<T>("B=2 T=5 d=6 h=3", 6, 3, {2, 5, 6}),
+      attention_module<T>("T=1 (one token attends to itself)", 4, 2, {3, 1, 4}),
+      attention_module<T>("composed (fused = false) B=2 T=5 d=6 h=3", 6, 3, {2, 5, 6}, false),
+      attention_module<T>("composed (fused = false) T=1", 4, 2, {3, 1, 4}, false),
       {"nn.TransformerBlock", "B=2 T=4 d=6 h=2", [](Rng& g) {
          auto block = std::make_shared<nn::TransformerBlock<T>>(6, 2, 2, g);
          perturb_parameters(*block, g);

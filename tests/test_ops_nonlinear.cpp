@@ -1,11 +1,14 @@
-// causal_mask, softmax, log_softmax, layernorm, gelu, embedding, cross_entropy:
-// forward values against direct computation, extreme inputs, masking, and errors.
+// causal_mask, softmax, log_softmax, causal_attention, layernorm, gelu, embedding,
+// cross_entropy: forward values against direct computation, extreme inputs, masking,
+// and errors.
 #include <tapegrad.hpp>
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 using namespace tapegrad;
@@ -21,6 +24,20 @@ std::vector<double> direct_softmax(const std::vector<double>& x) {
   std::vector<double> p;
   for (double v : x) p.push_back(std::exp(v) / s);
   return p;
+}
+
+// A tensor with distinct smooth entries sin(f i + phase).
+Tensor<double> smooth(const Shape& shape, double f, double phase, bool requires_grad = true) {
+  Array<double> a = Array<double>::from_shape(shape);
+  for (std::size_t i = 0; i < a.size(); ++i) a.data()[i] = std::sin(f * double(i) + phase);
+  return Tensor<double>(std::move(a), requires_grad);
+}
+
+double max_abs_diff(const Array<double>& a, const Array<double>& b) {
+  REQUIRE(a.shape() == b.shape());
+  double m = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a.data()[i] - b.data()[i]));
+  return m;
 }
 }  // namespace
 
@@ -60,6 +77,78 @@ TEST_CASE("causal_mask -> softmax: masked positions get exactly zero gradient") 
       CHECK(row == doctest::Approx(1.0));
       if (t > 0) CHECK(s.grad()(0, h, t, 0) != 0.0);  // the unmasked part does get a gradient
     }
+}
+
+TEST_CASE("causal_attention: output and q, k, v gradients equal matmul -> scale -> causal_mask -> softmax -> matmul") {
+  const Shape shape{2, 3, 5, 4};  // (B, h, T, dh)
+  auto q = smooth(shape, 1.3, 0.1), k = smooth(shape, 0.7, 0.5), v = smooth(shape, 2.1, 0.9);
+  const Array<double> seed = smooth(shape, 0.9, 0.3, false).value();
+
+  Tape fused;
+  auto o = causal_attention(fused, q, k, v);
+  CHECK(fused.op_names() == std::vector<std::string>{"causal_attention"});
+  fused.backward(o, seed);
+  const Array<double> dq = q.grad(), dk = k.grad(), dv = v.grad();
+
+  q.zero_grad();
+  k.zero_grad();
+  v.zero_grad();
+  Tape composed;
+  auto s = scale(composed, matmul(composed, q, k, {.transpose_b = true}), 1 / std::sqrt(4.0));
+  auto oc = matmul(composed, softmax(composed, causal_mask(composed, s)), v);
+  CHECK(composed.op_names() == std::vector<std::string>{"matmul", "scale", "causal_mask", "softmax", "matmul"});
+  composed.backward(oc, seed);
+
+  CHECK(max_abs_diff(o.value(), oc.value()) < 1e-12);
+  CHECK(max_abs_diff(dq, q.grad()) < 1e-12);
+  CHECK(max_abs_diff(dk, k.grad()) < 1e-12);
+  CHECK(max_abs_diff(dv, v.grad()) < 1e-12);
+  CHECK(max_abs_diff(dq, xt::zeros<double>(shape)) > 0.1);  // not all zero
+}
+
+TEST_CASE("causal_attention: outputs at positions <= t depend on no key or value after t") {
+  const Shape shape{2, 3, 6, 4};
+  const std::size_t T = 6, t = 2, dh = 4, mats = 6;
+  auto q = smooth(shape, 1.1, 0.2, false), k = smooth(shape, 0.6, 0.4), v = smooth(shape, 1.9, 0.8);
+  auto k2 = smooth(shape, 0.6, 0.4), v2 = smooth(shape, 1.9, 0.8);
+  for (std::size_t i = t + 1; i < mats * T; ++i)  // row i is position i % T
+    if (i % T > t)
+      for (std::size_t e = 0; e < dh; ++e) {
+        k2.data()[i * dh + e] += 0.7;
+        v2.data()[i * dh + e] -= 1.3;
+      }
+  Array<double> a, b;
+  {
+    Tape tape;
+    NoGradGuard no_grad(tape);
+    a = causal_attention(tape, q, k, v).value();
+    b = causal_attention(tape, q, k2, v2).value();
+  }
+  bool later_differs = false;
+  for (std::size_t i = 0; i < mats * T * dh; ++i) {
+    if (i / dh % T <= t) CHECK(a.data()[i] == b.data()[i]);  // bit for bit
+    else later_differs |= a.data()[i] != b.data()[i];
+  }
+  CHECK(later_differs);
+
+  // Seeding only position t: keys and values after t get exactly 0; q requires no grad and gets none.
+  Tape tape;
+  auto o = causal_attention(tape, q, k, v);
+  Array<double> seed = xt::zeros<double>(shape);
+  for (std::size_t i = 0; i < mats; ++i)
+    for (std::size_t e = 0; e < dh; ++e) seed.data()[(i * T + t) * dh + e] = std::cos(double(i + e));
+  tape.backward(o, seed);
+  CHECK_FALSE(q.has_grad());
+  double earlier = 0;
+  for (std::size_t i = 0; i < mats * T * dh; ++i) {
+    if (i / dh % T > t) {
+      CHECK(k.grad().data()[i] == 0.0);
+      CHECK(v.grad().data()[i] == 0.0);
+    } else {
+      earlier += std::abs(k.grad().data()[i]) + std::abs(v.grad().data()[i]);
+    }
+  }
+  CHECK(earlier > 0);
 }
 
 TEST_CASE("softmax / log_softmax: forward values against a direct computation") {
@@ -218,6 +307,14 @@ TEST_CASE("nonlinear ops: bad arguments throw naming the op") {
   auto x = Tensor<double>::zeros({2, 3, 4}, true);
   CHECK_THROWS_WITH_AS(causal_mask(tape, x), doctest::Contains("causal_mask: needs (..., T, T)"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(causal_mask(tape, Tensor<double>::zeros({3})), doctest::Contains("causal_mask"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(causal_attention(tape, x, x, Tensor<double>::zeros({2, 3, 5})),
+                       doctest::Contains("causal_attention: needs q, k, v of one shape (..., T, dh), got q [2, 3, 4], k [2, 3, 4], v [2, 3, 5]"),
+                       std::invalid_argument);
+  auto row = Tensor<double>::zeros({4}, true);
+  CHECK_THROWS_WITH_AS(causal_attention(tape, row, row, row), doctest::Contains("causal_attention: needs q, k, v of one shape"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(causal_attention(tape, Tensor<double>::zeros({2, 0, 4}), Tensor<double>::zeros({2, 0, 4}), Tensor<double>::zeros({2, 0, 4})),
+                       doctest::Contains("causal_attention: empty dimension in q [2, 0, 4]"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(softmax(tape, Tensor<double>(Array<double>(3.0))), doctest::Contains("softmax: needs rank >= 1"),
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(log_softmax(tape, Tensor<double>::zeros({2, 0})), doctest::Contains("log_softmax"), std::invalid_argument);
