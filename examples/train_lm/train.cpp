@@ -25,10 +25,6 @@ using Clock = std::chrono::steady_clock;
 std::atomic<bool> stop_requested{false};
 static_assert(std::atomic<bool>::is_always_lock_free, "request_stop must be async-signal-safe");
 
-// Independent random streams of one run, all from --seed.
-enum class Stream : std::uint64_t { init = 0, sampler = 1, validation = 2, final_sample = 3 };
-std::uint64_t stream_seed(std::uint64_t seed, Stream s) { return seed + std::uint64_t(s); }
-
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // Everything a run needs, resolved from the options and checked before any work.

@@ -27,6 +27,11 @@ inline constexpr std::int64_t kWarmupSteps = 100;   // SPEC section 4 (a run sho
 inline constexpr std::size_t kEvalBatches = 20;     // validation batches per eval
 inline constexpr std::size_t kFinalSampleTokens = 300;
 
+// The independent random streams of one run, all from --seed. Public so that
+// tests/reference/run_inputs.cpp can re-create a run's first weights and batches.
+enum class Stream : std::uint64_t { init = 0, sampler = 1, validation = 2, final_sample = 3 };
+inline std::uint64_t stream_seed(std::uint64_t seed, Stream s) { return seed + std::uint64_t(s); }
+
 // --steps default per preset.
 std::int64_t default_steps(const std::string& preset);
 

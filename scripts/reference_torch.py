@@ -1,0 +1,345 @@
+#!/usr/bin/python3
+"""An independent PyTorch implementation of SPEC.md's GPT and train_lm's recipe.
+
+PyTorch is not a dependency of tapegrad; this script is a second implementation to
+check tapegrad against (`apt-get install python3-torch`, then run it with Debian's
+/usr/bin/python3). The model follows SPEC section 1 to the letter (biases in
+LayerNorm and the MLP only, tanh GELU, tied wte). Two subcommands:
+
+  crosscheck --train-lm BIN
+      Writes a random F64 checkpoint and batch, runs `BIN grad` on them and
+      compares its loss and every gradient with PyTorch's float64 autograd.
+      Exits 1 if any relative error is above 1e-10.
+
+  replay --train-lm BIN --run-inputs BIN [--data FILE] [--preset P] [--steps N]
+      Runs `BIN train` for N steps (one thread), re-creates its first weights
+      and batches with tests' run_inputs, trains PyTorch from them with the same
+      recipe and compares the per-step training losses of the two (float32).
+      Without --data it makes its own text. Exits 1 above --limit.
+
+  train --data FILE [--seed N] [--nanogpt]
+      The train_lm recipe as nanoGPT's train.py runs it on CPU (random windows,
+      AdamW with the SPEC's defaults, warm-up + cosine to lr/10, clip 1.0).
+      Prints the 20-batch validation estimate every --eval-every steps and, at
+      the end, the loss on the whole validation split in consecutive windows
+      (as `train_lm eval`). --nanogpt: nanoGPT's own model (no biases, erf GELU).
+"""
+import argparse
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+try:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+except ImportError as e:  # 77: ctest's "skipped"
+    print(f"reference_torch.py: skipped: {e} (apt-get install python3-torch)")
+    sys.exit(77)
+
+PRESETS = {  # SPEC section 4: layers, heads, d_model, block, batch
+    "tiny": (2, 4, 32, 32, 4),
+    "small": (4, 4, 128, 64, 12),
+    "medium": (6, 6, 384, 256, 8),
+    "long": (4, 4, 128, 1024, 4),
+}
+
+
+class LayerNorm(torch.nn.Module):
+    def __init__(self, d, bias):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(d))
+        self.bias = torch.nn.Parameter(torch.zeros(d)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class Block(torch.nn.Module):
+    def __init__(self, d, h, L, bias, gelu):
+        super().__init__()
+        self.h, self.gelu = h, gelu
+        self.ln_1, self.ln_2 = LayerNorm(d, bias), LayerNorm(d, bias)
+        std, proj_std = 0.02, 0.02 / math.sqrt(2 * L)
+        p = lambda *shape, s: torch.nn.Parameter(torch.randn(*shape) * s)
+        self.w_q, self.w_k, self.w_v = p(d, d, s=std), p(d, d, s=std), p(d, d, s=std)
+        self.w_o = p(d, d, s=proj_std)
+        self.w_1, self.w_2 = p(d, 4 * d, s=std), p(4 * d, d, s=proj_std)
+        self.b_1 = torch.nn.Parameter(torch.zeros(4 * d)) if bias else None
+        self.b_2 = torch.nn.Parameter(torch.zeros(d)) if bias else None
+
+    def forward(self, x):
+        B, T, d = x.shape
+        a = self.ln_1(x)
+        heads = lambda m: (a @ m).view(B, T, self.h, d // self.h).transpose(1, 2)
+        q, k, v = heads(self.w_q), heads(self.w_k), heads(self.w_v)
+        s = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.h)
+        mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+        p = F.softmax(s.masked_fill(mask, float("-inf")), dim=-1)
+        o = (p @ v).transpose(1, 2).reshape(B, T, d)
+        x = x + o @ self.w_o
+        m = self.ln_2(x) @ self.w_1
+        if self.b_1 is not None:
+            m = m + self.b_1
+        m = F.gelu(m, approximate=self.gelu) @ self.w_2
+        if self.b_2 is not None:
+            m = m + self.b_2
+        return x + m
+
+
+class GPT(torch.nn.Module):
+    def __init__(self, V, T_max, L, h, d, bias=True, gelu="tanh"):
+        super().__init__()
+        self.wte = torch.nn.Parameter(torch.randn(V, d) * 0.02)
+        self.wpe = torch.nn.Parameter(torch.randn(T_max, d) * 0.02)
+        self.h = torch.nn.ModuleList(Block(d, h, L, bias, gelu) for _ in range(L))
+        self.ln_f = LayerNorm(d, bias)
+
+    def named(self):  # SPEC section 1's checkpoint names
+        return {name.replace(".b_", ".mlp.b_").replace(".w_1", ".mlp.w_1").replace(".w_2", ".mlp.w_2")
+                .replace(".w_q", ".attn.w_q").replace(".w_k", ".attn.w_k").replace(".w_v", ".attn.w_v")
+                .replace(".w_o", ".attn.w_o"): p for name, p in self.named_parameters()}
+
+    def forward(self, idx, targets):
+        x = self.wte[idx] + self.wpe[: idx.shape[1]]
+        for block in self.h:
+            x = block(x)
+        logits = self.ln_f(x) @ self.wte.t()
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def adamw(model, lr):
+    """SPEC section 4's optimiser: decay 0.1 on the 2-D parameters only."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                             lr=lr, betas=(0.9, 0.99), eps=1e-8)
+
+
+def lr_at(step, base_lr, steps):
+    """nanoGPT's get_lr: warm-up over min(100, steps) steps, cosine to base_lr / 10 at `steps`."""
+    warmup, min_lr = min(100, steps), base_lr / 10
+    if step < warmup:
+        return base_lr * (step + 1) / (warmup + 1)
+    if step >= steps:
+        return min_lr
+    ratio = (step - warmup) / (steps - warmup)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * ratio)) * (base_lr - min_lr)
+
+
+def train_step(model, opt, inputs, targets, lr):
+    """Forward, backward, clip to 1, AdamW at `lr`; returns the batch loss."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss = model(inputs, targets)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+
+def write_safetensors(path, tensors, metadata):
+    """tensors: name -> numpy array (float64 or int64)."""
+    header, offset, blobs = {"__metadata__": metadata}, 0, []
+    for name, a in tensors.items():
+        blob = np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()
+        dtype = {"float64": "F64", "int64": "I64"}[a.dtype.name]
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    text = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    header.pop("__metadata__", None)
+    dtypes = {"F64": "<f8", "F32": "<f4", "I64": "<i8", "I32": "<i4"}
+    return {name: np.frombuffer(data[8 + n + e["data_offsets"][0]:8 + n + e["data_offsets"][1]],
+                                dtype=dtypes[e["dtype"]]).reshape(e["shape"])
+            for name, e in header.items()}
+
+
+def crosscheck(args):
+    """train_lm grad against PyTorch on one random F64 model and batch."""
+    torch.manual_seed(args.seed)
+    V, T_max, L, h, d, B, T = 11, 9, 2, 2, 8, 3, 7
+    model = GPT(V, T_max, L, h, d).double()
+    with torch.no_grad():  # weights well away from init so every term matters
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    idx, targets = torch.randint(V, (B, T)), torch.randint(V, (B, T))
+    meta = {"format": "tapegrad-gpt", "version": "1", "vocab_size": str(V), "block_size": str(T_max),
+            "n_layer": str(L), "n_head": str(h), "d_model": str(d)}
+    with tempfile.TemporaryDirectory() as tmp:
+        w, b, g = (os.path.join(tmp, f) for f in ("w.safetensors", "b.safetensors", "g.safetensors"))
+        write_safetensors(w, {n: p.detach().numpy() for n, p in model.named().items()}, meta)
+        write_safetensors(b, {"inputs": idx.numpy(), "targets": targets.numpy()}, {})
+        run = subprocess.run([args.train_lm, "grad", "--checkpoint", w, "--batch", b, "--out", g],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            sys.exit(f"crosscheck: train_lm grad failed: {run.stderr.strip()}")
+        theirs = read_safetensors(g)
+    loss = model(idx, targets)
+    loss.backward()
+    ours = {"loss": loss.detach().numpy()} | {"grad." + n: p.grad.numpy() for n, p in model.named().items()}
+    if set(ours) != set(theirs):
+        sys.exit(f"crosscheck: tensor names differ: {sorted(set(ours) ^ set(theirs))}")
+    worst = 0.0
+    for name in ours:
+        a, b = ours[name], theirs[name]
+        if a.shape != b.shape:
+            sys.exit(f"crosscheck: {name} has shape {b.shape}, PyTorch {a.shape}")
+        rel = float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-300))
+        worst = max(worst, rel)
+        print(f"{name:24s} max rel. error {rel:.1e}")
+    print(f"worst {worst:.1e} over {len(ours)} tensors (limit 1e-10)")
+    return 0 if worst <= 1e-10 else 1
+
+
+def made_up_text(n_chars=20000, seed=0):
+    """Word salad from a small vocabulary: enough structure for the loss to fall."""
+    words = ("the of and to a in is it you that he was for on are with as his they be at one have this from "
+             "or had by hot word but what some we can out other were all there when up use your how said an "
+             "each she which do their time if will way about many then them write would like so these").split()
+    rng = torch.Generator().manual_seed(seed)
+    out, size = [], 0
+    while size < n_chars:
+        line = " ".join(words[i] for i in torch.randint(len(words), (12,), generator=rng).tolist()) + ".\n"
+        out.append(line.capitalize())
+        size += len(line)
+    return "".join(out)
+
+
+def replay(args):
+    """train_lm train against PyTorch from the same first weights and batches."""
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            data = os.path.join(tmp, "text.txt")
+            with open(data, "w", encoding="utf-8") as f:
+                f.write(made_up_text())
+        for command in ([args.run_inputs, data, args.preset, str(args.seed), str(args.steps), tmp],
+                        [args.train_lm, "train", "--data", data, "--preset", args.preset, "--seed", str(args.seed),
+                         "--steps", str(args.steps), "--threads", "1", "--no-sample", "--out", os.path.join(tmp, "run")]):
+            run = subprocess.run(command, capture_output=True, text=True)
+            if run.returncode != 0:
+                sys.exit(f"replay: {os.path.basename(command[0])} failed: {run.stderr.strip()}")
+        with open(os.path.join(tmp, "run", "log.csv")) as f:
+            rows = [line.split(",") for line in f.read().splitlines()[1:]]
+        theirs = [float(r[2]) for r in rows if r[0] == "train"]
+        init = read_safetensors(os.path.join(tmp, "init.safetensors"))
+        batches = read_safetensors(os.path.join(tmp, "batches.safetensors"))
+    L, h, d, T, B = PRESETS[args.preset]
+    model = GPT(init["wte"].shape[0], T, L, h, d)
+    with torch.no_grad():
+        for name, p in model.named().items():
+            p.copy_(torch.from_numpy(init[name].copy()))
+    opt = adamw(model, 1e-3)
+    inputs, targets = (torch.from_numpy(batches[k].copy()) for k in ("inputs", "targets"))
+    worst, worst_step = 0.0, 0
+    for step in range(args.steps):
+        loss = train_step(model, opt, inputs[step], targets[step], lr_at(step, 1e-3, args.steps))
+        diff = abs(loss - theirs[step])
+        if diff > worst:
+            worst, worst_step = diff, step + 1
+        if (step + 1) % args.print_every == 0 or step + 1 == args.steps:
+            print(f"step {step + 1}: train_lm {theirs[step]:.6f} PyTorch {loss:.6f}", flush=True)
+    print(f"largest loss difference {worst:.1e} at step {worst_step} of {args.steps} (limit {args.limit:.0e})")
+    return 0 if worst <= args.limit else 1
+
+
+def train(args):
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    L, h, d, T, B = PRESETS[args.preset]
+    text = open(args.data, encoding="utf-8").read()
+    chars = sorted(set(text))
+    lookup = {c: i for i, c in enumerate(chars)}
+    ids = torch.tensor([lookup[c] for c in text], dtype=torch.long)
+    n_train = int(0.9 * len(ids))
+    split = {"train": ids[:n_train], "val": ids[n_train:]}
+
+    def batch(name):
+        data = split[name]
+        start = torch.randint(len(data) - T, (B,))
+        x = torch.stack([data[i : i + T] for i in start])
+        y = torch.stack([data[i + 1 : i + 1 + T] for i in start])
+        return x, y
+
+    model = GPT(len(chars), T, L, h, d, bias=not args.nanogpt, gelu="none" if args.nanogpt else "tanh")
+    opt = adamw(model, args.lr)
+
+    @torch.no_grad()
+    def estimate(name, batches=20):
+        return sum(model(*batch(name)).item() for _ in range(batches)) / batches
+
+    @torch.no_grad()
+    def full_split_loss():  # consecutive windows of T predictions; the last may be shorter
+        data, total = split["val"], 0.0
+        starts = list(range(0, len(data) - 1, T))
+        for first in range(0, len(starts), 16):
+            for group in ([i for i in starts[first:first + 16] if i + T < len(data)],
+                          [i for i in starts[first:first + 16] if i + T >= len(data)]):
+                for rows in ([group] if group and group[0] + T < len(data) else [[i] for i in group]):
+                    t = min(T, len(data) - 1 - rows[0])
+                    x = torch.stack([data[i:i + t] for i in rows])
+                    y = torch.stack([data[i + 1:i + 1 + t] for i in rows])
+                    total += model(x, y).item() * len(rows) * t
+        return total / (len(data) - 1)
+
+    t0 = time.time()
+    for step in range(args.steps + 1):
+        if step % args.eval_every == 0 or step == args.steps:
+            print(f"step {step}: train {estimate('train'):.4f} val {estimate('val'):.4f} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+        if step == args.steps:
+            break
+        train_step(model, opt, *batch("train"), lr_at(step, args.lr, args.steps))
+    val = full_split_loss()
+    print(f"full validation split: loss {val:.4f} perplexity {math.exp(val):.2f} "
+          f"({time.time() - t0:.0f} s)")
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("crosscheck", help="train_lm grad against PyTorch")
+    c.add_argument("--train-lm", required=True, help="path of the train_lm binary")
+    c.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("replay", help="train_lm train against PyTorch, step by step")
+    r.add_argument("--train-lm", required=True, help="path of the train_lm binary")
+    r.add_argument("--run-inputs", required=True, help="path of tests' run_inputs binary")
+    r.add_argument("--data", help="text file (default: made-up text)")
+    r.add_argument("--preset", default="tiny", choices=PRESETS)
+    r.add_argument("--steps", type=int, default=100)
+    r.add_argument("--seed", type=int, default=1337)
+    r.add_argument("--limit", type=float, default=1e-4, help="largest allowed per-step loss difference")
+    r.add_argument("--print-every", type=int, default=25)
+    t = sub.add_parser("train", help="the train_lm recipe in PyTorch")
+    t.add_argument("--data", required=True)
+    t.add_argument("--preset", default="small", choices=PRESETS)
+    t.add_argument("--steps", type=int, default=2000)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=1337)
+    t.add_argument("--eval-every", type=int, default=250)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--nanogpt", action="store_true", help="nanoGPT's model: no biases, erf GELU")
+    args = ap.parse_args()
+    return {"crosscheck": crosscheck, "replay": replay, "train": train}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
