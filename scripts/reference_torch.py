@@ -4,7 +4,7 @@
 PyTorch is not a dependency of tapegrad; this script is a second implementation to
 check tapegrad against (`apt-get install python3-torch`, then run it with Debian's
 /usr/bin/python3). The model follows SPEC section 1 to the letter (biases in
-LayerNorm and the MLP only, tanh GELU, tied wte). Two subcommands:
+LayerNorm and the MLP only, tanh GELU, tied wte). Three subcommands:
 
   crosscheck --train-lm BIN
       Writes a random F64 checkpoint and batch, runs `BIN grad` on them and
