@@ -39,13 +39,17 @@ struct Options {
   int warmup;
 };
 
-// Parses argv over `defaults`; on a bad flag or value prints a message naming `program`
-// and exits 2.
+// Parses argv over `defaults`; --help prints the usage and exits 0; on a bad flag or
+// value prints a message naming `program` and exits 2.
 inline Options parse_options(const char* program, const char* names_flag, const char* runs_flag, Options defaults,
                              int argc, char** argv) {
   Options o = std::move(defaults);
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::printf("usage: %s [%s a,b] [--threads 1,2] [%s N] [--warmup N]\n", program, names_flag, runs_flag);
+      std::exit(0);
+    }
     if (i + 1 >= argc) {
       std::fprintf(stderr, "%s: %s needs a value\n", program, flag.c_str());
       std::exit(2);
