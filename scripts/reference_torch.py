@@ -207,6 +207,20 @@ def crosscheck(args):
     return 0 if worst <= 1e-10 else 1
 
 
+@torch.no_grad()
+def text_loss(model, tokens, T):
+    """Mean loss over every prediction of `tokens` in consecutive windows of T, as
+    `train_lm eval` computes it: full windows 16 at a time, then the shorter tail."""
+    n = len(tokens) - 1  # predictions
+    window = lambda starts, t: (torch.stack([tokens[i:i + t] for i in starts]),
+                                torch.stack([tokens[i + 1:i + 1 + t] for i in starts]))
+    full = list(range(0, n - T + 1, T))
+    total = sum(model(*window(full[i:i + 16], T)).item() * len(full[i:i + 16]) * T for i in range(0, len(full), 16))
+    if n % T:
+        total += model(*window([n - n % T], n % T)).item() * (n % T)
+    return total / n
+
+
 def made_up_text(n_chars=20000, seed=0):
     """Word salad from a small vocabulary: enough structure for the loss to fall."""
     words = ("the of and to a in is it you that he was for on are with as his they be at one have this from "
@@ -285,20 +299,6 @@ def train(args):
     def estimate(name, batches=20):
         return sum(model(*batch(name)).item() for _ in range(batches)) / batches
 
-    @torch.no_grad()
-    def full_split_loss():  # consecutive windows of T predictions; the last may be shorter
-        data, total = split["val"], 0.0
-        starts = list(range(0, len(data) - 1, T))
-        for first in range(0, len(starts), 16):
-            for group in ([i for i in starts[first:first + 16] if i + T < len(data)],
-                          [i for i in starts[first:first + 16] if i + T >= len(data)]):
-                for rows in ([group] if group and group[0] + T < len(data) else [[i] for i in group]):
-                    t = min(T, len(data) - 1 - rows[0])
-                    x = torch.stack([data[i:i + t] for i in rows])
-                    y = torch.stack([data[i + 1:i + 1 + t] for i in rows])
-                    total += model(x, y).item() * len(rows) * t
-        return total / (len(data) - 1)
-
     t0 = time.time()
     for step in range(args.steps + 1):
         if step % args.eval_every == 0 or step == args.steps:
@@ -307,7 +307,7 @@ def train(args):
         if step == args.steps:
             break
         train_step(model, opt, *batch("train"), lr_at(step, args.lr, args.steps))
-    val = full_split_loss()
+    val = text_loss(model, split["val"], T)
     print(f"full validation split: loss {val:.4f} perplexity {math.exp(val):.2f} "
           f"({time.time() - t0:.0f} s)")
     return 0
