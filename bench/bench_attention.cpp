@@ -9,7 +9,7 @@
 // asserts nothing.
 //
 //   bench_attention [--shapes small,long] [--threads 1] [--runs 10] [--warmup 2]
-#include <tapegrad.hpp>
+#include <tapegrad/tapegrad.hpp>
 
 #include "bench_args.hpp"
 

@@ -4,7 +4,7 @@
 // peak RSS is its own.
 //
 //   bench_train [--presets tiny,small,medium,long] [--threads 1,2] [--steps 10] [--warmup 2]
-#include <tapegrad.hpp>
+#include <tapegrad/tapegrad.hpp>
 
 #include "bench_args.hpp"
 

@@ -1,5 +1,5 @@
 // examples/tour — the README's API tour, compiled and run by the test suite.
-#include <tapegrad.hpp>
+#include <tapegrad/tapegrad.hpp>
 
 #include <cstdio>
 

@@ -6,7 +6,7 @@
 // batch*heads > 1 and T = 1 where the op has them; values away from kinks.
 #pragma once
 
-#include <tapegrad.hpp>
+#include <tapegrad/tapegrad.hpp>
 
 #include <functional>
 #include <random>

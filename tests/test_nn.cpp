@@ -1,6 +1,6 @@
 // nn: module registry, the GPT's parameter contract, causality, initial loss,
 // overfitting one batch, float vs double.
-#include <tapegrad.hpp>
+#include <tapegrad/tapegrad.hpp>
 
 #include <doctest/doctest.h>
 
@@ -120,7 +120,7 @@ TEST_CASE("nn: causality — later tokens change neither earlier logits nor earl
   CHECK(earlier > 0);
 }
 
-TEST_CASE("nn: a fresh GPT's loss is within 0.1 of ln(V); the tied wte gets gradient from both uses") {
+TEST_CASE("nn: a fresh GPT's loss is within 0.1 of ln(V), the tied wte gets gradient from both uses") {
   const GPTConfig c{.vocab_size = 65, .block_size = 32, .n_layer = 2, .n_head = 4, .d_model = 32};
   GPT<float> model(c, 11);
   const Ids x = ids_from({4, 32}, 65, 1), y = ids_from({4, 32}, 65, 2);

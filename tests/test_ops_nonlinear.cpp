@@ -1,7 +1,7 @@
 // causal_mask, softmax, log_softmax, causal_attention, layernorm, gelu, embedding,
 // cross_entropy: forward values against direct computation, extreme inputs, masking,
 // and errors.
-#include <tapegrad.hpp>
+#include <tapegrad/tapegrad.hpp>
 
 #include <doctest/doctest.h>
 
@@ -220,7 +220,7 @@ TEST_CASE("softmax / log_softmax: -inf entries and all--inf rows") {
   CHECK(x.grad()(0, 0) == doctest::Approx(1.0 - std::exp(lp.value()(0, 0)) * 4.0));
 }
 
-TEST_CASE("layernorm: normalised rows have mean 0 and variance 1; weight and bias apply after") {
+TEST_CASE("layernorm: normalised rows have mean 0 and variance 1, weight and bias apply after") {
   Tape tape;
   auto x = Tensor<double>::from({2, 4}, {1, 2, 3, 4, -3, 0.5, 10, 2});
   auto ones = Tensor<double>::from({4}, {1, 1, 1, 1}), zeros = Tensor<double>::zeros({4});
@@ -255,7 +255,7 @@ TEST_CASE("gelu: the tanh form on hand-checkable values") {
   CHECK(y.value()(1) == doctest::Approx(-0.15880800939172324));
 }
 
-TEST_CASE("embedding: looks up rows; repeated ids accumulate in backward") {
+TEST_CASE("embedding: looks up rows, repeated ids accumulate in backward") {
   Tape tape;
   auto table = Tensor<double>::from({3, 2}, {1, 2, 3, 4, 5, 6}, true);
   const Ids ids = {{2, 0}, {2, 2}};
@@ -271,7 +271,7 @@ TEST_CASE("embedding: looks up rows; repeated ids accumulate in backward") {
   CHECK(table.grad()(1, 0) == 0);
 }
 
-TEST_CASE("cross_entropy: mean of -log_softmax[target]; backward is (softmax - onehot) / N") {
+TEST_CASE("cross_entropy: mean of -log_softmax[target], backward is (softmax - onehot) / N") {
   Tape tape;
   auto logits = Tensor<double>::from({2, 1, 3}, {1.0, 2.0, 0.5, -1.0, 3.0, 0.0}, true);
   Ids targets = Ids::from_shape({2, 1});

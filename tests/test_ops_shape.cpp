@@ -1,5 +1,5 @@
 // Elementwise, reduce, reshape, permute, heads: forward values, argument errors, accumulation.
-#include <tapegrad.hpp>
+#include <tapegrad/tapegrad.hpp>
 
 #include <doctest/doctest.h>
 
@@ -105,7 +105,7 @@ TEST_CASE("sum/mean: rank-0 results and their gradients") {
                        std::invalid_argument);
 }
 
-TEST_CASE("reshape: keeps row-major order; mismatched counts name both shapes") {
+TEST_CASE("reshape: keeps row-major order, mismatched counts name both shapes") {
   Tape tape;
   auto x = iota({2, 3});
   auto y = reshape(tape, x, {3, 2});

@@ -2,7 +2,7 @@
 // AdamW against a scalar reference written here, weight decay on 2-D parameters
 // only, skipping parameters without gradients, exact resume from state(),
 // load_state's checks, SGD with momentum, clip_grad_norm, warmup_cosine_lr.
-#include <nn/optim.hpp>
+#include <tapegrad/nn/optim.hpp>
 
 #include <doctest/doctest.h>
 

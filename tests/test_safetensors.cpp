@@ -1,7 +1,7 @@
 // safetensors files and checkpoints: round trips, the exact byte layout, one malformed
 // file per rejection rule, model mismatches that must leave parameters untouched, and
 // atomic writes that keep the old file when they fail.
-#include <tapegrad.hpp>
+#include <tapegrad/tapegrad.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,5 +1,5 @@
 // Tape semantics: accumulation, requires_grad, no-grad, zero_grad, clearing, misuse.
-#include <tapegrad.hpp>
+#include <tapegrad/tapegrad.hpp>
 
 #include <doctest/doctest.h>
 
@@ -80,7 +80,7 @@ TEST_CASE("tape: gradients accumulate across backward calls until zero_grad") {
   CHECK(x.grad()(0, 2) == doctest::Approx(first(0, 2)));
 }
 
-TEST_CASE("tape: backward clears the tape; intermediates keep no gradient unless retained") {
+TEST_CASE("tape: backward clears the tape, intermediates keep no gradient unless retained") {
   Tape tape;
   auto x = row_vector();
   auto s = scale(tape, x, 2.0);

@@ -554,7 +554,7 @@ TEST_CASE("train_lm: out-of-range counts, a bad elapsed time and a bad grad --ou
   }
 }
 
-TEST_CASE("train_lm: resuming: no eval means a NaN final val loss; a --steps change notes the warm-up") {
+TEST_CASE("train_lm: resuming: no eval means a NaN final val loss, a --steps change notes the warm-up") {
   TempDir dir;
   write_file(dir / "text.txt", small_text());
   run_quietly(tiny_run(dir / "text.txt", dir / "run", 30));

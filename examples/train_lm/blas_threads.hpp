@@ -6,7 +6,7 @@
 
 #include "usage_error.hpp"
 
-#include <core/blas.hpp>
+#include <tapegrad/core/blas.hpp>
 
 #include <algorithm>
 #include <thread>

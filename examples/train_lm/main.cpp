@@ -15,7 +15,7 @@
 #include "usage_error.hpp"
 
 #include <CLI/CLI.hpp>
-#include <core/memory.hpp>
+#include <tapegrad/core/memory.hpp>
 
 #include <csignal>
 #include <signal.h>

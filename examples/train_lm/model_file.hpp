@@ -12,8 +12,8 @@
 
 #include "text_data.hpp"
 
-#include <io/checkpoint.hpp>
-#include <nn/gpt.hpp>
+#include <tapegrad/io/checkpoint.hpp>
+#include <tapegrad/nn/gpt.hpp>
 
 #include <filesystem>
 #include <memory>

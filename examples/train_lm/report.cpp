@@ -3,7 +3,7 @@
 
 #include "number_text.hpp"
 
-#include <io/atomic_file.hpp>
+#include <tapegrad/io/atomic_file.hpp>
 
 #include <algorithm>
 #include <cmath>

@@ -17,7 +17,7 @@
 
 #include "model_file.hpp"
 
-#include <nn/optim.hpp>
+#include <tapegrad/nn/optim.hpp>
 
 #include <cstdint>
 #include <filesystem>

@@ -9,7 +9,7 @@
 // (byte offset of invalid UTF-8, a character outside the vocabulary, too little text).
 #pragma once
 
-#include <core/tensor.hpp>
+#include <tapegrad/core/tensor.hpp>
 
 #include <cstdint>
 #include <filesystem>

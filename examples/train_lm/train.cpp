@@ -8,7 +8,7 @@
 #include "sample.hpp"
 #include "usage_error.hpp"
 
-#include <nn/optim.hpp>
+#include <tapegrad/nn/optim.hpp>
 
 #include <atomic>
 #include <chrono>

@@ -1,4 +1,5 @@
-#include <tapegrad.hpp>
+#include <tapegrad/ops/matmul.hpp>  // one op on its own
+#include <tapegrad/tapegrad.hpp>    // everything
 #include <cstdio>
 // y = sum over (x W); dy/dW = x^T 1: prints the gradient's first entry, x[0,0] = 2.
 int main() {

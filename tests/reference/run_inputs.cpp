@@ -7,8 +7,8 @@
 // OUT_DIR/batches.safetensors (I64 `inputs` and `targets`, [STEPS, B, T]): what
 // `train_lm train --data DATA --preset PRESET --seed SEED` draws, from the same
 // random streams (train.hpp's stream_seed) and the same functions.
-#include "nn/gpt.hpp"
-#include "io/checkpoint.hpp"
+#include <tapegrad/nn/gpt.hpp>
+#include <tapegrad/io/checkpoint.hpp>
 #include "text_data.hpp"
 #include "train.hpp"
 
