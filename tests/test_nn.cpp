@@ -71,18 +71,18 @@ TEST_CASE("nn: module names may not contain '.' or repeat") {
       register_parameter(b, Tensor<double>::zeros({1}));
     }
   };
-  CHECK_THROWS_WITH_AS(Bad("a.b", "c"), doctest::Contains("'a.b'"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(Bad("a", "a"), doctest::Contains("already registered"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(Bad("a.b", "c"), doctest::Contains("'a.b'"), ConfigError);
+  CHECK_THROWS_WITH_AS(Bad("a", "a"), doctest::Contains("already registered"), ConfigError);
 }
 
 TEST_CASE("nn: bad GPT input is rejected with a clear error") {
   GPT<float> model(small_config(), 1);
   Tape tape;
   CHECK_THROWS_WITH_AS(model.forward(tape, ids_from({2, 9}, 11, 1)), doctest::Contains("exceeds block_size 8"),
-                       std::invalid_argument);
-  CHECK_THROWS_WITH_AS(model.forward(tape, ids_from({9}, 11, 1)), doctest::Contains("[B, T]"), std::invalid_argument);
-  CHECK_THROWS_AS(GPT<float>(GPTConfig{11, 8, 2, 3, 16}, 1), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(find_preset("huge"), doctest::Contains("unknown preset 'huge'"), std::invalid_argument);
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(model.forward(tape, ids_from({9}, 11, 1)), doctest::Contains("[B, T]"), ShapeError);
+  CHECK_THROWS_AS(GPT<float>(GPTConfig{11, 8, 2, 3, 16}, 1), ConfigError);
+  CHECK_THROWS_WITH_AS(find_preset("huge"), doctest::Contains("unknown preset 'huge'"), ConfigError);
 }
 
 TEST_CASE("nn: causality — later tokens change neither earlier logits nor earlier gradients") {

@@ -72,11 +72,7 @@ const Vocabulary& ModelFile::require_vocab() const {
 
 ModelFile read_model_file(const std::filesystem::path& path) {
   ModelFile m{io::Safetensors::read(path), {}, io::DType::F32, std::nullopt};
-  try {
-    m.config = GPTConfig::from_metadata(m.file.metadata());
-  } catch (const std::invalid_argument& e) {
-    m.file.fail(e.what());
-  }
+  m.config = GPTConfig::from_metadata(m.file.metadata(), path);
   m.dtype = io::checkpoint_dtype(m.file);
   check_parameter_tensors(m.file, m.config);
   if (const auto it = m.file.metadata().find("vocab"); it != m.file.metadata().end()) {

@@ -57,8 +57,9 @@ void require_finite(const std::string& what, double value, std::int64_t step) {
 const tapegrad::nn::Preset& preset_named(const std::string& name) {
   try {
     return tapegrad::nn::find_preset(name);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--preset: ") + e.what());
+  } catch (tapegrad::ConfigError& e) {
+    e.about("--preset");
+    throw;
   }
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/blas.hpp"
+#include "core/error.hpp"
 #include "core/gradcheck.hpp"
 #include "core/memory.hpp"
 #include "core/tape.hpp"

@@ -6,6 +6,8 @@
 // ops read. T is float (training) or double (gradient checks).
 #pragma once
 
+#include "error.hpp"
+
 #include <xtensor/xarray.hpp>
 #include <xtensor/xbuilder.hpp>
 
@@ -13,7 +15,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -86,7 +87,7 @@ class GradRef {
   bool has_grad() const { return d_->grad_allocated; }
   const Array<T>& grad() const {
     if (!d_->grad_allocated)
-      throw std::logic_error("Tensor::grad: tensor of shape " + shape_str(d_->shape) +
+      throw StateError("Tensor::grad: tensor of shape " + shape_str(d_->shape) +
                              " has no gradient (no backward reached it, or it is a non-leaf without retain_grad)");
     return d_->grad;
   }
@@ -103,7 +104,7 @@ class GradRef {
       std::fill_n(d_->grad.data(), d_->grad.size(), T(0));  // a memset: xt::zeros assigns element by element
       d_->grad_allocated = true;
     } else if (shape_of(d_->grad) != d_->shape) {
-      throw std::logic_error(std::string(op) + ": gradient buffer " + shape_str(shape_of(d_->grad)) +
+      throw StateError(std::string(op) + ": gradient buffer " + shape_str(shape_of(d_->grad)) +
                              " does not match value " + shape_str(d_->shape));
     }
     return d_->grad;
@@ -111,7 +112,7 @@ class GradRef {
   // Add `g` into the gradient; throws, naming `op`, when the shapes differ.
   void accumulate_grad(const char* op, const Array<T>& g) const {
     if (shape_of(g) != d_->shape)
-      throw std::invalid_argument(std::string(op) + ": gradient of shape " + shape_str(shape_of(g)) +
+      throw ShapeError(std::string(op) + ": gradient of shape " + shape_str(shape_of(g)) +
                                   " cannot accumulate into a tensor of shape " + shape_str(d_->shape));
     Array<T>& acc = grad_accumulator(op);
     T* dst = acc.data();
@@ -145,7 +146,7 @@ class Tensor : public GradRef<T> {
   // A tensor of `shape` holding `values` in row-major order.
   static Tensor from(const Shape& shape, const std::vector<T>& values, bool requires_grad = false) {
     if (numel(shape) != values.size())
-      throw std::invalid_argument("Tensor::from: shape " + shape_str(shape) + " needs " +
+      throw ShapeError("Tensor::from: shape " + shape_str(shape) + " needs " +
                                   std::to_string(numel(shape)) + " values, got " + std::to_string(values.size()));
     Array<T> a = Array<T>::from_shape(shape);
     std::copy(values.begin(), values.end(), a.data());
@@ -160,12 +161,12 @@ class Tensor : public GradRef<T> {
   T* data() { return value_->data(); }
   T item() const {
     if (this->size() != 1)
-      throw std::invalid_argument("Tensor::item: tensor of shape " + shape_str(this->shape()) + " is not a scalar");
+      throw ShapeError("Tensor::item: tensor of shape " + shape_str(this->shape()) + " is not a scalar");
     return *data();
   }
 
   Tensor& set_requires_grad(bool on) {
-    if (!this->is_leaf()) throw std::logic_error("set_requires_grad: only a leaf tensor's flag can be set");
+    if (!this->is_leaf()) throw StateError("set_requires_grad: only a leaf tensor's flag can be set");
     this->d_->requires_grad = on;
     return *this;
   }

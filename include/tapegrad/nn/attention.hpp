@@ -25,7 +25,7 @@ class CausalSelfAttention : public Module<T> {
   CausalSelfAttention(std::size_t d, std::size_t heads, Rng& rng, double stddev = 0.02, double proj_stddev = 0.02)
       : heads(heads) {
     if (heads == 0 || d % heads != 0)
-      throw std::invalid_argument("CausalSelfAttention: d_model " + std::to_string(d) + " is not divisible by " +
+      throw ConfigError("CausalSelfAttention: d_model " + std::to_string(d) + " is not divisible by " +
                                   std::to_string(heads) + " heads");
     w_q = this->register_parameter("w_q", normal_init<T>({d, d}, stddev, rng));
     w_k = this->register_parameter("w_k", normal_init<T>({d, d}, stddev, rng));

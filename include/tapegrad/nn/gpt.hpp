@@ -10,6 +10,7 @@
 #include "transformer.hpp"
 
 #include <array>
+#include <filesystem>
 #include <map>
 #include <string>
 
@@ -18,16 +19,18 @@ namespace tapegrad::nn {
 struct GPTConfig {
   std::size_t vocab_size = 0, block_size = 0, n_layer = 0, n_head = 0, d_model = 0;
 
+  // What is wrong with the config ("n_layer must be positive"), or "" when nothing is.
+  std::string problem() const {
+    if (vocab_size == 0) return "vocab_size must be positive";
+    if (block_size == 0) return "block_size must be positive";
+    if (n_layer == 0) return "n_layer must be positive";
+    if (n_head == 0) return "n_head must be positive";
+    if (d_model == 0 || d_model % n_head != 0)
+      return "d_model " + std::to_string(d_model) + " must be a positive multiple of n_head " + std::to_string(n_head);
+    return "";
+  }
   void validate() const {
-    auto need = [](bool ok, const std::string& what) {
-      if (!ok) throw std::invalid_argument("GPT config: " + what);
-    };
-    need(vocab_size > 0, "vocab_size must be positive");
-    need(block_size > 0, "block_size must be positive");
-    need(n_layer > 0, "n_layer must be positive");
-    need(n_head > 0, "n_head must be positive");
-    need(d_model > 0 && d_model % n_head == 0,
-         "d_model " + std::to_string(d_model) + " must be a positive multiple of n_head " + std::to_string(n_head));
+    if (const std::string p = problem(); !p.empty()) throw ConfigError("GPT config: " + p);
   }
 
   // The checkpoint's __metadata__ entries that describe the model (SPEC section 2).
@@ -41,22 +44,24 @@ struct GPTConfig {
             {"d_model", std::to_string(d_model)}};
   }
 
-  static GPTConfig from_metadata(const std::map<std::string, std::string>& meta) {
+  // FormatError naming `source` (the file) when an entry is missing or wrong.
+  static GPTConfig from_metadata(const std::map<std::string, std::string>& meta, const std::filesystem::path& source) {
+    auto fail = [&](const std::string& reason) { throw FormatError(source, reason); };
     auto get = [&](const std::string& key) -> std::string {
       auto it = meta.find(key);
-      if (it == meta.end()) throw std::invalid_argument("checkpoint metadata has no '" + key + "'");
+      if (it == meta.end()) fail("checkpoint metadata has no '" + key + "'");
       return it->second;
     };
     auto count = [&](const std::string& key) -> std::size_t {
       const std::string s = get(key);
       if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
-        throw std::invalid_argument("checkpoint metadata '" + key + "' is not a positive integer: '" + s + "'");
+        fail("checkpoint metadata '" + key + "' is not a positive integer: '" + s + "'");
       return std::stoul(s);
     };
-    if (get("format") != "tapegrad-gpt") throw std::invalid_argument("checkpoint metadata 'format' is not tapegrad-gpt");
-    if (get("version") != "1") throw std::invalid_argument("checkpoint metadata 'version' " + get("version") + " is not 1");
+    if (get("format") != "tapegrad-gpt") fail("checkpoint metadata 'format' is not tapegrad-gpt");
+    if (get("version") != "1") fail("checkpoint metadata 'version' " + get("version") + " is not 1");
     GPTConfig c{count("vocab_size"), count("block_size"), count("n_layer"), count("n_head"), count("d_model")};
-    c.validate();
+    if (const std::string p = c.problem(); !p.empty()) fail("GPT config: " + p);
     return c;
   }
 };
@@ -80,7 +85,7 @@ inline const Preset& find_preset(const std::string& name) {
     if (name == p.name) return p;
     known += (known.empty() ? "" : ", ") + std::string(p.name);
   }
-  throw std::invalid_argument("unknown preset '" + name + "' (known: " + known + ")");
+  throw ConfigError("unknown preset '" + name + "' (known: " + known + ")");
 }
 
 template <class T>
@@ -98,10 +103,10 @@ class GPT : public Module<T> {
   // idx (B, T) token ids, T <= block_size -> logits (B, T, V)
   Tensor<T> forward(Tape& tape, const Ids& idx) const {
     if (idx.dimension() != 2 || idx.shape()[1] == 0)
-      throw std::invalid_argument("GPT: token ids must have shape [B, T] with T >= 1, got " + shape_str(shape_of(idx)));
+      throw ShapeError("GPT: token ids must have shape [B, T] with T >= 1, got " + shape_str(shape_of(idx)));
     const std::size_t T_len = idx.shape()[1];
     if (T_len > config.block_size)
-      throw std::invalid_argument("GPT: sequence length " + std::to_string(T_len) + " exceeds block_size " +
+      throw ShapeError("GPT: sequence length " + std::to_string(T_len) + " exceeds block_size " +
                                   std::to_string(config.block_size));
     Ids positions = Ids::from_shape({T_len});
     for (std::size_t t = 0; t < T_len; ++t) positions(t) = std::int64_t(t);
