@@ -30,8 +30,7 @@ constexpr std::size_t kVocab = 65;  // tinyshakespeare's character count
 void run(const nn::Preset& preset, int threads, int steps, int warmup) {
   retain_freed_memory();
   blas::set_threads(threads);
-  const nn::GPTConfig config{kVocab, preset.block_size, preset.n_layer, preset.n_head, preset.d_model};
-  nn::GPT<float> model(config, 1);
+  nn::GPT<float> model(preset.model(kVocab), 1);
   const auto params = model.named_parameters();
   nn::AdamW<float> optimizer(params);
   std::mt19937_64 rng(2);

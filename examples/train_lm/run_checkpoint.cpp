@@ -46,7 +46,7 @@ void CheckpointDir::prepare_for_writing() const {
 }
 
 io::Metadata RunSettings::to_metadata() const {
-  io::Metadata m = model.metadata();
+  io::Metadata m = io::gpt_metadata(model);
   m["format"] = kStateFormat;
   m["batch"] = std::to_string(batch);
   m["lr"] = exact_text(lr);
@@ -64,7 +64,7 @@ RunSettings RunSettings::from_metadata(const io::Safetensors& file) {
   io::Metadata model_meta = file.metadata();
   model_meta["format"] = "tapegrad-gpt";
   RunSettings s;
-  s.model = GPTConfig::from_metadata(model_meta, file.path());
+  s.model = io::gpt_config_from_metadata(model_meta, file.path());
   s.batch = metadata_number<std::size_t>(file, "batch");
   s.lr = metadata_number<double>(file, "lr");
   s.seed = metadata_number<std::uint64_t>(file, "seed");

@@ -29,7 +29,10 @@
 #include "nn/layers.hpp"
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
+#include "nn/presets.hpp"
+#include "nn/train_step.hpp"
 #include "nn/transformer.hpp"
 
 #include "io/checkpoint.hpp"
+#include "io/gpt_metadata.hpp"
 #include "io/safetensors.hpp"

@@ -153,6 +153,14 @@ class Tensor : public GradRef<T> {
     return Tensor(std::move(a), requires_grad);
   }
 
+  // A tensor with a shape and no values (value() is empty): what a module built
+  // shape-only registers (nn::parameter_shapes); nothing is allocated for the shape.
+  static Tensor shape_only(const Shape& shape) {
+    Tensor t(Array<T>::from_shape({0}));
+    t.d_->shape = shape;
+    return t;
+  }
+
   bool defined() const { return value_ != nullptr; }
   // The value's elements may change in place (optimisers, gradient checks); its shape may not.
   const Array<T>& value() const { return *value_; }

@@ -22,7 +22,8 @@ template <class T>
 class CausalSelfAttention : public Module<T> {
  public:
   // `proj_stddev` initialises the residual projection w_o (GPT-2: 0.02 / sqrt(2 L)).
-  CausalSelfAttention(std::size_t d, std::size_t heads, Rng& rng, double stddev = 0.02, double proj_stddev = 0.02)
+  CausalSelfAttention(std::size_t d, std::size_t heads, Rng& rng, double stddev = kInitStddev,
+                      double proj_stddev = kInitStddev)
       : heads(heads) {
     if (heads == 0 || d % heads != 0)
       throw ConfigError("CausalSelfAttention: d_model " + std::to_string(d) + " is not divisible by " +
