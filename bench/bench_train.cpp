@@ -32,7 +32,8 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
   blas::set_threads(threads);
   nn::GPT<float> model(preset.model(kVocab), 1);
   const auto params = model.named_parameters();
-  nn::AdamW<float> optimizer(params);
+  const nn::Recipe& recipe = preset.recipe;
+  nn::AdamW<float> optimizer(params, recipe.adamw);
   std::mt19937_64 rng(2);
   std::uniform_int_distribution<std::int64_t> token(0, kVocab - 1);
   Ids inputs = Ids::from_shape({preset.batch, preset.block_size}), targets = inputs;
@@ -41,12 +42,8 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
     for (auto& v : inputs) v = token(rng);
     for (auto& v : targets) v = token(rng);
     const auto start = std::chrono::steady_clock::now();
-    Tape tape;
-    optimizer.zero_grad();
-    const Tensor<float> loss = model.loss(tape, inputs, targets);
-    tape.backward(loss);
-    nn::clip_grad_norm(params, 1.0f);
-    optimizer.step();
+    nn::train_step(optimizer, recipe.lr_at(step, warmup + steps), recipe.clip_norm,
+                   [&](Tape& tape) { return model.loss(tape, inputs, targets); });
     const auto stop = std::chrono::steady_clock::now();
     if (step >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
   }

@@ -1,12 +1,16 @@
 // Optimisers, gradient clipping and the learning-rate schedule (nn/optim.hpp):
 // AdamW against a scalar reference written here, weight decay on 2-D parameters
 // only, skipping parameters without gradients, exact resume from state(),
-// load_state's checks, SGD with momentum, clip_grad_norm, warmup_cosine_lr.
+// load_state's checks, SGD with momentum, clip_grad_norm, warmup_cosine_lr, train_step.
 #include <tapegrad/nn/optim.hpp>
+#include <tapegrad/nn/train_step.hpp>
+#include <tapegrad/ops/matmul.hpp>
+#include <tapegrad/ops/reduce.hpp>
 
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -350,4 +354,37 @@ TEST_CASE("optim: warmup_cosine_lr schedule (nanoGPT get_lr convention)") {
   CHECK(nn::warmup_cosine_lr(5, base, 5, 5, min) == min);    // no decay phase
   CHECK_THROWS_AS(nn::warmup_cosine_lr(-1, base, warmup, total, min), ConfigError);
   CHECK_THROWS_AS(nn::warmup_cosine_lr(0, base, 10, 5, min), ConfigError);
+}
+
+TEST_CASE("optim: train_step zeroes, backpropagates, clips and steps; a non-finite loss changes nothing") {
+  const auto make_weight = [] { return Tensor<double>::from({2, 2}, {1, -2, 3, 0.5}, true); };
+  Tensor<double> by_hand = make_weight(), stepped = make_weight();
+  Tensor<double> x = Tensor<double>::from({1, 2}, {3, 4});
+  const auto loss_of = [&x](const Tensor<double>& w) {
+    return [&x, w](Tape& t) { return ops::sum(t, ops::matmul(t, x, w)); };
+  };
+  AdamW<double> hand_opt({{"w", by_hand}}), step_opt({{"w", stepped}});
+  stepped.accumulate_grad("stale", Array<double>(xt::ones<double>({2, 2})));  // train_step must zero it first
+
+  const auto result = nn::train_step(step_opt, 0.01, 0.5, loss_of(stepped));
+  Tape tape;
+  const auto loss = loss_of(by_hand)(tape);
+  tape.backward(loss);
+  const double norm = nn::clip_grad_norm<double>({{"w", by_hand}}, 0.5);  // dL/dw = x^T 1: norm sqrt(50), clipped
+  hand_opt.step(0.01);
+
+  CHECK(result.updated);
+  CHECK(result.loss == loss.item());
+  CHECK(result.grad_norm == doctest::Approx(std::sqrt(50.0)));
+  CHECK(result.grad_norm == norm);
+  for (std::size_t i = 0; i < 4; ++i) CHECK(stepped.data()[i] == by_hand.data()[i]);
+  CHECK(step_opt.step_count() == 1);
+
+  x.data()[0] = std::numeric_limits<double>::quiet_NaN();
+  const Array<double> before = stepped.value();
+  const auto skipped = nn::train_step(step_opt, 0.01, 0.5, loss_of(stepped));
+  CHECK_FALSE(skipped.updated);
+  CHECK(std::isnan(skipped.loss));
+  CHECK(stepped.value() == before);
+  CHECK(step_opt.step_count() == 1);
 }

@@ -204,21 +204,17 @@ class Session {
 
   std::int64_t tokens_per_step() const { return std::int64_t(plan_.settings.batch * plan_.settings.model.block_size); }
 
-  // Forward, backward, clip, AdamW; returns the batch loss.
+  // nn::train_step on a random batch; returns the batch loss.
   double train_step() {
     const Batch batch = random_batch(plan_.corpus.train, plan_.settings.batch, plan_.settings.model.block_size, state_.sampler);
-    optimizer_.zero_grad();
-    tapegrad::Tape tape;
-    const auto loss = model_.loss(tape, batch.inputs, batch.targets);
-    const double value = loss.item();
-    require_finite("the training loss", value, state_.step + 1);
-    tape.backward(loss);
-    require_finite("the gradient norm", tapegrad::nn::clip_grad_norm(optimizer_.parameters(), float(plan_.recipe.clip_norm)),
-                   state_.step + 1);
     current_lr_ = plan_.recipe.lr_at(state_.step, plan_.settings.steps);
-    optimizer_.step(current_lr_);
+    const auto result = tapegrad::nn::train_step(optimizer_, current_lr_, plan_.recipe.clip_norm, [&](tapegrad::Tape& tape) {
+      return model_.loss(tape, batch.inputs, batch.targets);
+    });
+    require_finite("the training loss", result.loss, state_.step + 1);
+    require_finite("the gradient norm", result.grad_norm, state_.step + 1);
     ++state_.step;
-    return value;
+    return result.loss;
   }
 
   double evaluate(double tokens_per_s = 0, double wall = 0) {

@@ -13,11 +13,8 @@
 // Weight decay, in both optimisers, applies to parameters with dim() == 2 only
 // (embedding tables and weight matrices), never to biases or LayerNorm gains.
 //
-// A typical step, with `step` the 0-based index of the update about to be made:
-//
-//   opt.zero_grad(); ...forward, backward...
-//   clip_grad_norm(params, T(1.0));
-//   opt.step(warmup_cosine_lr(opt.step_count(), 1e-3, 100, total, 1e-4));
+// A training step puts them together: nn::train_step (train_step.hpp), with the
+// SPEC's recipe in nn::Recipe.
 #pragma once
 
 #include "../core/gradcheck.hpp"  // NamedTensors
