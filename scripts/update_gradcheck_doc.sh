@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates the gradient-check report in docs/derivations.md from what
-# ./build/examples/gradcheck prints now (build first: scripts/test.sh or setup.sh).
+# ./build/tests/gradcheck prints now (build first: scripts/test.sh or setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 doc=docs/derivations.md
-report=$(./build/examples/gradcheck) || { echo "update_gradcheck_doc.sh: gradcheck failed; the doc is unchanged" >&2; exit 1; }
+report=$(./build/tests/gradcheck) || { echo "update_gradcheck_doc.sh: gradcheck failed; the doc is unchanged" >&2; exit 1; }
 begin='<!-- GRADCHECK TABLE BEGIN -->'
 end='<!-- GRADCHECK TABLE END -->'
 grep -qF "$begin" "$doc" && grep -qF "$end" "$doc" || { echo "update_gradcheck_doc.sh: $doc lacks the table markers" >&2; exit 1; }

@@ -1,5 +1,5 @@
 // The OpInfo-style table: every op (and, later, every nn module) registers sample
-// inputs here; one generic driver (tests/test_gradcheck.cpp, examples/gradcheck.cpp)
+// inputs here; one generic driver (tests/test_gradcheck.cpp, tests/gradcheck_report.cpp)
 // checks them all. Adding an op means adding a row; an op with no row fails the suite.
 //
 // Sample inputs: odd, non-square sizes; a broadcast case where the op broadcasts;
@@ -217,6 +217,24 @@ std::vector<GradRow<T>> gradcheck_rows() {
       attention_module<T>("T=1 (one token attends to itself)", 4, 2, {3, 1, 4}),
       attention_module<T>("composed (fused = false) B=2 T=5 d=6 h=3", 6, 3, {2, 5, 6}, false),
       attention_module<T>("composed (fused = false) T=1", 4, 2, {3, 1, 4}, false),
+      {"nn.Linear", "with bias, (2,3,5) -> (2,3,4)", [](Rng& g) {
+         auto linear = std::make_shared<nn::Linear<T>>(5, 4, /*with_bias=*/true, g);
+         perturb_parameters(*linear, g);
+         auto x = randn<T>({2, 3, 5}, g);
+         return C{with_parameters({{"x", x}}, *linear), [=](Tape& t) { return linear->forward(t, x); }};
+       }},
+      {"nn.Linear", "no bias, (3,5) -> (3,1)", [](Rng& g) {
+         auto linear = std::make_shared<nn::Linear<T>>(5, 1, /*with_bias=*/false, g);
+         perturb_parameters(*linear, g);
+         auto x = randn<T>({3, 5}, g);
+         return C{with_parameters({{"x", x}}, *linear), [=](Tape& t) { return linear->forward(t, x); }};
+       }},
+      {"nn.Embedding", "(7,5) table, ids (2,3) with repeats", [](Rng& g) {
+         auto embedding = std::make_shared<nn::Embedding<T>>(7, 5, g);
+         perturb_parameters(*embedding, g);
+         const Ids ids = {{0, 6, 0}, {2, 2, 5}};
+         return C{with_parameters({}, *embedding), [=](Tape& t) { return embedding->forward(t, ids); }};
+       }},
       {"nn.TransformerBlock", "B=2 T=4 d=6 h=2", [](Rng& g) {
          auto block = std::make_shared<nn::TransformerBlock<T>>(6, 2, 2, g);
          perturb_parameters(*block, g);

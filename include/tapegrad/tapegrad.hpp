@@ -36,3 +36,4 @@
 #include "io/checkpoint.hpp"
 #include "io/gpt_metadata.hpp"
 #include "io/safetensors.hpp"
+#include "io/utf8.hpp"

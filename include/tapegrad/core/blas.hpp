@@ -24,6 +24,5 @@ inline void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::
 
 // Threads OpenBLAS may use for one GEMM.
 inline void set_threads(int n) { openblas_set_num_threads(n); }
-inline int threads() { return openblas_get_num_threads(); }
 
 }  // namespace tapegrad::blas

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tapegrad {
@@ -187,5 +188,9 @@ class Tensor : public GradRef<T> {
  private:
   std::shared_ptr<Array<T>> value_;
 };
+
+// Tensors by name, in order: a module's parameters, an optimiser's state, gradcheck's inputs.
+template <class T>
+using NamedTensors = std::vector<std::pair<std::string, Tensor<T>>>;
 
 }  // namespace tapegrad

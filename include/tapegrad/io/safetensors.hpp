@@ -16,6 +16,7 @@
 
 #include "../core/tensor.hpp"
 #include "atomic_file.hpp"
+#include "utf8.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -104,38 +105,6 @@ inline std::uint64_t decode_le64(const unsigned char* bytes) {
 }
 inline void append_le64(std::string& out, std::uint64_t value) {
   for (int i = 0; i < 8; ++i) out += static_cast<char>((value >> (8 * i)) & 0xff);
-}
-
-// Well-formed UTF-8: no stray continuation bytes, overlong forms, surrogates or code points past U+10FFFF.
-inline bool is_valid_utf8(std::string_view text) {
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const auto lead = static_cast<unsigned char>(text[i]);
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t length;
-    char32_t code_point, smallest;
-    if ((lead & 0xe0) == 0xc0) {
-      length = 2, code_point = lead & 0x1f, smallest = 0x80;
-    } else if ((lead & 0xf0) == 0xe0) {
-      length = 3, code_point = lead & 0x0f, smallest = 0x800;
-    } else if ((lead & 0xf8) == 0xf0) {
-      length = 4, code_point = lead & 0x07, smallest = 0x10000;
-    } else {
-      return false;
-    }
-    if (text.size() - i < length) return false;
-    for (std::size_t k = 1; k < length; ++k) {
-      const auto continuation = static_cast<unsigned char>(text[i + k]);
-      if ((continuation & 0xc0) != 0x80) return false;
-      code_point = (code_point << 6) | (continuation & 0x3f);
-    }
-    if (code_point < smallest || code_point > 0x10ffff || (code_point >= 0xd800 && code_point <= 0xdfff)) return false;
-    i += length;
-  }
-  return true;
 }
 
 inline std::optional<std::uint64_t> non_negative_integer(const nlohmann::json& value) {
@@ -289,7 +258,7 @@ class Safetensors {
   }
 
   nlohmann::json parse_json(const std::string& header) const {
-    if (!detail::is_valid_utf8(header)) fail("header is not valid UTF-8");
+    if (!is_valid_utf8(header)) fail("header is not valid UTF-8");
     nlohmann::json json;
     try {
       json = nlohmann::json::parse(header, header_structure_checker());
@@ -427,7 +396,7 @@ struct TensorView {
 // name, a tensor named "__metadata__", a name or metadata text that is not UTF-8.
 inline std::string serialize_safetensors(const std::vector<TensorView>& tensors, const Metadata& metadata = {}) {
   const auto require_utf8 = [](const std::string& text, const char* what) {
-    if (!detail::is_valid_utf8(text))
+    if (!is_valid_utf8(text))
       throw FormatError(std::string("serialize_safetensors: ") + what + " is not valid UTF-8");
   };
   nlohmann::ordered_json header = nlohmann::ordered_json::object();

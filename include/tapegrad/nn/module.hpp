@@ -7,7 +7,6 @@
 // neither copyable nor movable (the registry holds their addresses).
 #pragma once
 
-#include "../core/gradcheck.hpp"  // NamedTensors
 #include "../core/tensor.hpp"
 
 #include <memory>

@@ -17,7 +17,6 @@
 // SPEC's recipe in nn::Recipe.
 #pragma once
 
-#include "../core/gradcheck.hpp"  // NamedTensors
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
 
@@ -31,6 +30,20 @@
 #include <vector>
 
 namespace tapegrad::nn {
+
+// `params` without the entries whose tensor an earlier name already holds: with
+// weight tying one tensor appears under two names, and is updated (and its gradient
+// counted) once.
+template <class T>
+NamedTensors<T> without_tied(const NamedTensors<T>& params) {
+  NamedTensors<T> distinct;
+  for (const auto& [name, p] : params) {
+    bool tied = false;
+    for (const auto& [n, q] : distinct) tied = tied || q.same_as(p);
+    if (!tied) distinct.emplace_back(name, p);
+  }
+  return distinct;
+}
 
 // ---------------------------------------------------------------------------
 // Shared plumbing: the parameter list, per-parameter state buffers by name, the
@@ -121,10 +134,8 @@ class Optimizer {
       if (!p.defined()) throw ConfigError(kind_ + ": parameter '" + name + "' is an undefined tensor");
       if (seen.count(name)) throw ConfigError(kind_ + ": parameter name '" + name + "' appears twice");
       seen[name] = true;
-      bool tied = false;  // the same tensor under a second name (weight tying): update it once
-      for (const auto& [n, q] : params_) tied = tied || q.same_as(p);
-      if (!tied) params_.emplace_back(name, p);
     }
+    params_ = without_tied(params);
     buffers_.resize(slots_.size());
     for (std::size_t s = 0; s < slots_.size(); ++s)
       for (std::size_t i = 0; i < params_.size(); ++i) {
@@ -299,12 +310,8 @@ template <class T>
 T clip_grad_norm(const NamedTensors<T>& params, T max_norm) {
   if (!(max_norm > 0)) throw ConfigError("clip_grad_norm: max_norm must be > 0");
   std::vector<Tensor<T>> grads;
-  for (const auto& [name, p] : params) {
-    if (!p.defined() || !p.has_grad()) continue;
-    bool tied = false;
-    for (const auto& q : grads) tied = tied || q.same_as(p);
-    if (!tied) grads.push_back(p);
-  }
+  for (const auto& [name, p] : without_tied(params))
+    if (p.defined() && p.has_grad()) grads.push_back(p);
   double sum = 0;
   for (const auto& p : grads) {
     const T* g = p.grad().data();

@@ -1,4 +1,4 @@
-// examples/gradcheck — the gradient-check report: every op and module row of the
+// tests/gradcheck_report.cpp (target gradcheck) — the gradient-check report: every op and module row of the
 // table, in double, with shape, max abs error, max relative error and pass/fail.
 // Exits non-zero when any row fails or an op has no row.
 #include "gradcheck_table.hpp"
