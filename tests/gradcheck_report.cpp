@@ -66,18 +66,17 @@ int main(int argc, char** argv) {
         error.call(tape);
       } catch (const ShapeError& e) {
         ok = std::string(e.what()).find(error.message) != std::string::npos;
-      } catch (...) {
-      }
+      } catch (...) {}
       refused += ok;
       failures += !ok;
-      if (!summary)
-        std::printf("%-22s refuses %-40s %s\n", row.op.c_str(), error.name.c_str(), ok ? "pass" : "FAIL");
+      if (!summary) std::printf("%-22s refuses %-40s %s\n", row.op.c_str(), error.name.c_str(), ok ? "pass" : "FAIL");
     }
     if (summary) {
       char forward_text[32] = "(composite)";
       if (worst_forward >= 0) std::snprintf(forward_text, sizeof forward_text, "%.1e", worst_forward);
-      const std::string errors = row.errors.empty() ? "none: " + row.accepts
-                                                    : std::to_string(refused) + " of " + std::to_string(row.errors.size());
+      const std::string errors = row.errors.empty()
+                                     ? "none: " + row.accepts
+                                     : std::to_string(refused) + " of " + std::to_string(row.errors.size());
       std::printf("| %s | %zu | %.1e | %s | %s |\n", row.op.c_str(), row.samples.size(), worst_grad, forward_text,
                   errors.c_str());
     }

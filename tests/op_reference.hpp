@@ -158,8 +158,10 @@ inline Ref ref_softmax(const Ref& x, bool log) {
     if (max != ninf)
       for (std::size_t j = 0; j < C; ++j) sum += std::exp(row[j] - max);
     for (std::size_t j = 0; j < C; ++j) {
-      if (max == ninf) y.values[r * C + j] = log ? ninf : 0.0;
-      else y.values[r * C + j] = log ? row[j] - max - std::log(sum) : std::exp(row[j] - max) / sum;
+      if (max == ninf)
+        y.values[r * C + j] = log ? ninf : 0.0;
+      else
+        y.values[r * C + j] = log ? row[j] - max - std::log(sum) : std::exp(row[j] - max) / sum;
     }
   }
   return y;

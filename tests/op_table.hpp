@@ -30,7 +30,7 @@ using Rng = std::mt19937_64;
 
 template <class T>
 struct Case {
-  NamedTensors<T> inputs;                    // checked: every one that requires grad
+  NamedTensors<T> inputs;                   // checked: every one that requires grad
   std::function<Tensor<T>(Tape&)> forward;  // builds the output from the inputs
   std::function<Ref()> reference;           // the output in plain loops; empty for composite modules
 };
@@ -53,7 +53,7 @@ struct OpInfo {
   std::string op;  // the registered op name, or "nn.<Module>" for a module row
   std::vector<Sample<T>> samples;
   std::vector<ErrorInput> errors;
-  std::string accepts;  // when `errors` is empty: why every input is valid
+  std::string accepts = {};  // when `errors` is empty: why every input is valid
 };
 
 // ---- inputs
@@ -99,15 +99,16 @@ template <class T, class F, class R>
 Sample<T> binary(std::string name, Shape a_shape, Shape b_shape, F f, R ref) {
   return {std::move(name), [=](Rng& g) {
             auto a = randn<T>(a_shape, g), b = randn<T>(b_shape, g);
-            return Case<T>{{{"a", a}, {"b", b}}, [=](Tape& t) { return f(t, a, b); },
-                           [=] { return ref(ref_of(a), ref_of(b)); }};
+            return Case<T>{
+                {{"a", a}, {"b", b}}, [=](Tape& t) { return f(t, a, b); }, [=] { return ref(ref_of(a), ref_of(b)); }};
           }};
 }
 template <class T, class F, class R>
 Sample<T> qkv(std::string name, Shape shape, F f, R ref) {
   return {std::move(name), [=](Rng& g) {
             auto q = randn<T>(shape, g), k = randn<T>(shape, g), v = randn<T>(shape, g);
-            return Case<T>{{{"q", q}, {"k", k}, {"v", v}}, [=](Tape& t) { return f(t, q, k, v); },
+            return Case<T>{{{"q", q}, {"k", k}, {"v", v}},
+                           [=](Tape& t) { return f(t, q, k, v); },
                            [=] { return ref(ref_of(q), ref_of(k), ref_of(v)); }};
           }};
 }
@@ -148,9 +149,9 @@ Sample<T> linear_module(std::string name, std::size_t d_in, std::size_t d_out, b
             auto x = randn<T>(x_shape, g);
             return Case<T>{with_parameters({{"x", x}}, *linear), [=](Tape& t) { return linear->forward(t, x); },
                            [=] {
-                             const Ref y = ref_matmul(ref_of(x), ref_of(linear->weight), false, false);
-                             if (!with_bias) return y;
-                             return ref_broadcast(y, ref_of(linear->bias), [](double a, double b) { return a + b; });
+      const Ref y = ref_matmul(ref_of(x), ref_of(linear->weight), false, false);
+      if (!with_bias) return y;
+      return ref_broadcast(y, ref_of(linear->bias), [](double a, double b) { return a + b; });
                            }};
           }};
 }
@@ -166,7 +167,9 @@ std::vector<OpInfo<T>> op_table() {
   const auto mm = [](bool ta, bool tb) {
     return [=](Tape& t, auto a, auto b) { return matmul(t, a, b, {.transpose_a = ta, .transpose_b = tb}); };
   };
-  const auto mm_ref = [](bool ta, bool tb) { return [=](const Ref& a, const Ref& b) { return ref_matmul(a, b, ta, tb); }; };
+  const auto mm_ref = [](bool ta, bool tb) {
+    return [=](const Ref& a, const Ref& b) { return ref_matmul(a, b, ta, tb); };
+  };
   const auto fused_attention = [](Tape& t, auto q, auto k, auto v) { return causal_attention(t, q, k, v); };
   const auto softmax_ref = [](const Ref& x) { return ref_softmax(x, false); };
   const auto log_softmax_ref = [](const Ref& x) { return ref_softmax(x, true); };

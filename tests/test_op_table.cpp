@@ -115,10 +115,13 @@ TEST_CASE("op table: the driver catches a wrong forward and a wrong backward rul
   Tensor<double> x = Tensor<double>::from({3}, {1, 2, 3}, true);
   auto forward = [&](Tape& t) {
     Tensor<double> y(Array<double>(2.0 * x.value()));
-    return t.record(broken, y, [x, y]() mutable {
+    return t.record(
+        broken, y,
+        [x, y]() mutable {
       Array<double> g = 3.0 * y.grad();
       x.accumulate_grad("test_broken_double", g);
-    }, x);
+        },
+        x);
   };
   const auto report = gradcheck<double>(forward, {{"x", x}});
   CHECK(report.worst_rel_error() == doctest::Approx(0.5));
@@ -127,5 +130,5 @@ TEST_CASE("op table: the driver catches a wrong forward and a wrong backward rul
   CHECK(forward_error(y, ref_unary(ref_of(x), [](double v) { return 2 * v; })) == 0.0);
   CHECK(forward_error(y, ref_unary(ref_of(x), [](double v) { return 2 * v + 1e-9; })) > 1e-12);
   CHECK(forward_error(y, Ref{{1, 3}, {2, 4, 6}}) == INFINITY);  // same values, another shape
-  OpName::registry().erase("test_broken_double");  // not a real op: keep the coverage test honest
+  OpName::registry().erase("test_broken_double");               // not a real op: keep the coverage test honest
 }

@@ -39,8 +39,7 @@ inline nn::GPTConfig gpt_config_from_metadata(const Metadata& meta, const std::f
     return std::stoul(s);
   };
   if (get("format") != "tapegrad-gpt") throw FormatError(source, "checkpoint metadata 'format' is not tapegrad-gpt");
-  if (get("version") != "1")
-    throw FormatError(source, "checkpoint metadata 'version' " + get("version") + " is not 1");
+  if (get("version") != "1") throw FormatError(source, "checkpoint metadata 'version' " + get("version") + " is not 1");
   const nn::GPTConfig c{count("vocab_size"), count("block_size"), count("n_layer"), count("n_head"), count("d_model")};
   if (const std::string problem = c.problem(); !problem.empty()) throw FormatError(source, "GPT config: " + problem);
   return c;

@@ -14,7 +14,9 @@ namespace tapegrad::io {
 inline std::size_t utf8_sequence_length(std::string_view s) {
   if (s.empty()) return 0;
   auto byte = [&](std::size_t i) { return std::uint8_t(s[i]); };
-  auto in = [&](std::size_t i, std::uint8_t lo, std::uint8_t hi) { return i < s.size() && byte(i) >= lo && byte(i) <= hi; };
+  auto in = [&](std::size_t i, std::uint8_t lo, std::uint8_t hi) {
+    return i < s.size() && byte(i) >= lo && byte(i) <= hi;
+  };
   const std::uint8_t b0 = byte(0);
   if (b0 < 0x80) return 1;
   if (b0 >= 0xC2 && b0 <= 0xDF) return in(1, 0x80, 0xBF) ? 2 : 0;

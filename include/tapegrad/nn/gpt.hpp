@@ -35,7 +35,7 @@ struct GPTConfig {
 template <class T>
 class GPT : public Module<T> {
  public:
-  GPT(const GPTConfig& config, std::uint64_t seed) : config(config), ln_f((config.validate(), config.d_model)) {
+  GPT(const GPTConfig& c, std::uint64_t seed) : config(c), ln_f((c.validate(), c.d_model)) {
     Rng rng(seed);
     wte = this->register_parameter("wte", normal_init<T>({config.vocab_size, config.d_model}, kInitStddev, rng));
     wpe = this->register_parameter("wpe", normal_init<T>({config.block_size, config.d_model}, kInitStddev, rng));

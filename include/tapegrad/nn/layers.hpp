@@ -91,7 +91,7 @@ class Linear : public Module<T> {
 template <class T>
 class LayerNorm : public Module<T> {
  public:
-  explicit LayerNorm(std::size_t d, T eps = T(1e-5)) : eps(eps) {
+  explicit LayerNorm(std::size_t d, T epsilon = T(1e-5)) : eps(epsilon) {
     weight = this->register_parameter("weight", constant_init<T>({d}, T(1)));
     bias = this->register_parameter("bias", constant_init<T>({d}, T(0)));
   }

@@ -22,10 +22,10 @@
 namespace tapegrad::nn {
 
 struct Recipe {
-  AdamWOptions adamw;                  // lr, betas, eps, weight decay (optim.hpp: the SPEC's defaults)
-  double clip_norm = 1.0;              // max global gradient norm
-  std::int64_t warmup_steps = 100;     // a run shorter than that warms up throughout
-  double min_lr_fraction = 0.1;        // the cosine decays to lr * this
+  AdamWOptions adamw;               // lr, betas, eps, weight decay (optim.hpp: the SPEC's defaults)
+  double clip_norm = 1.0;           // max global gradient norm
+  std::int64_t warmup_steps = 100;  // a run shorter than that warms up throughout
+  double min_lr_fraction = 0.1;     // the cosine decays to lr * this
 
   // The learning rate of the update with 0-based index `step` in a run of `total` steps.
   double lr_at(std::int64_t step, std::int64_t total) const {

@@ -62,10 +62,10 @@ Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, c
   const T c = T(1 / std::sqrt(double(dh)));
 
   Tensor<T> o(Array<T>::from_shape(qs));
-  std::vector<T> lse(mats * n), p(n * n);  // L (..., T), saved; scratch: one matrix's P
+  std::vector<T> lse(mats * n), probs(n * n);  // L (..., T), saved; scratch: one matrix's P
   for (std::size_t i = 0; i < mats; ++i) {
-    detail::causal_probs<T>(q.data() + i * sm, k.data() + i * sm, n, dh, c, p.data(), lse.data() + i * n, nullptr);
-    blas::gemm(false, false, n, dh, n, T(1), p.data(), v.data() + i * sm, T(0), o.data() + i * sm);  // O = P V
+    detail::causal_probs<T>(q.data() + i * sm, k.data() + i * sm, n, dh, c, probs.data(), lse.data() + i * n, nullptr);
+    blas::gemm(false, false, n, dh, n, T(1), probs.data(), v.data() + i * sm, T(0), o.data() + i * sm);  // O = P V
   }
 
   return tape.record(kCausalAttention, o, [q, k, v, o, lse = std::move(lse), mats, n, dh, sm, c] {
