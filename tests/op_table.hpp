@@ -335,6 +335,17 @@ std::vector<OpInfo<T>> op_table() {
        {},
        "elementwise on any shape"},
 
+      {"relu",
+       {{"(3,4,5), |x| >= 0.1 (away from the kink)",
+         [](Rng& g) {
+           auto x = randn<T>({3, 4, 5}, g);
+           for (auto& v : x.value()) v += v < 0 ? T(-0.1) : T(0.1);
+           return C{{{"x", x}}, [=](Tape& t) { return relu(t, x); },
+                    [=] { return ref_unary(ref_of(x), [](double v) { return v > 0 ? v : 0.0; }); }};
+         }}},
+       {},
+       "elementwise on any shape"},
+
       {"embedding",
        {{"table (7,5), ids (2,4) with repeats",
          [](Rng& g) {

@@ -20,6 +20,7 @@
 #include "ops/matmul.hpp"
 #include "ops/permute.hpp"
 #include "ops/reduce.hpp"
+#include "ops/relu.hpp"
 #include "ops/reshape.hpp"
 #include "ops/scale.hpp"
 #include "ops/softmax.hpp"
