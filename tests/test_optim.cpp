@@ -356,7 +356,7 @@ TEST_CASE("optim: warmup_cosine_lr schedule (nanoGPT get_lr convention)") {
   CHECK_THROWS_AS(nn::warmup_cosine_lr(0, base, 10, 5, min), ConfigError);
 }
 
-TEST_CASE("optim: train_step zeroes, backpropagates, clips and steps; a non-finite loss changes nothing") {
+TEST_CASE("optim: train_step zeroes, backpropagates, clips and steps, and after a non-finite loss nothing changes") {
   const auto make_weight = [] { return Tensor<double>::from({2, 2}, {1, -2, 3, 0.5}, true); };
   Tensor<double> by_hand = make_weight(), stepped = make_weight();
   Tensor<double> x = Tensor<double>::from({1, 2}, {3, 4});
