@@ -61,8 +61,9 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const auto opt = bench::parse_options("bench_train", "--presets", "--steps",
-                                        {{"tiny", "small", "medium", "long"}, {1, 2}, 10, 2}, argc, argv);
+  std::vector<std::string> every_preset;
+  for (const auto& p : nn::kPresets) every_preset.emplace_back(p.name);
+  const auto opt = bench::parse_options("bench_train", "--presets", "--steps", {every_preset, {1, 2}, 10, 2}, argc, argv);
   const std::vector<std::string>& presets = opt.names;
   for (const auto& name : presets) {
     try {

@@ -98,7 +98,9 @@ void add_train(CLI::App& app, TrainOptions& o) {
               "\nDIR receives model.safetensors, state.safetensors (for --resume), log.csv and loss.svg.");
   cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")")
       ->type_name("FILE");
-  cmd->add_option("--preset", o.preset, "tiny, small, medium or long")->capture_default_str();
+  std::string names;
+  for (const auto& p : tapegrad::nn::kPresets) names += (names.empty() ? "" : ", ") + std::string(p.name);
+  cmd->add_option("--preset", o.preset, names + " (train_lm presets lists them)")->capture_default_str();
   cmd->add_option("--steps", o.steps, "total optimisation steps (default: the preset's)")
       ->check(positive_count(kMaxSteps));
   cmd->add_option("--batch", o.batch, "sequences per step (default: the preset's)")->check(positive_count());
