@@ -13,6 +13,8 @@ packages=(
   nlohmann-json3-dev    # safetensors headers
   libcli11-dev          # train_lm's command line
   doctest-dev           # the test suite
+  libopenmpi-dev        # dist/: data-parallel training over MPI (optional to the build)
+  openmpi-bin           # mpirun
   fortunes              # default training text for train_lm
 )
 

@@ -232,3 +232,41 @@ TEST_CASE("errors: one type per kind, each a tapegrad::Error, about() names the 
   CHECK(format.reason() == "header is not\\x0aJSON");  // one line
   CHECK(std::string(format.what()) == "data/x.safetensors: header is not\\x0aJSON");
 }
+
+TEST_CASE("tape: a gradient-final hook fires once per backward, right after the earliest node reading the leaf") {
+  Tape tape;
+  auto x = Tensor<double>::from({1, 2}, {1.0, -2.0});
+  auto w1 = Tensor<double>::from({2, 2}, {0.5, -1.0, 2.0, 0.25}, true);
+  auto w2 = Tensor<double>::from({2, 1}, {3.0, -0.5}, true);
+  auto unreached = Tensor<double>::from({1, 2}, {1.0, 1.0}, true);
+  std::vector<std::string> events;
+  Array<double> w1_at_hook, w2_at_hook, w1_when_w2_was_final;
+  const auto id1 = w1.add_gradient_final_hook([&](Array<double>& g) {
+    events.push_back("w1");
+    w1_at_hook = g;
+  });
+  w2.add_gradient_final_hook([&](Array<double>& g) {
+    events.push_back("w2");
+    w2_at_hook = g;
+    w1_when_w2_was_final = w1.grad();  // only its later use is in: backward is still going
+  });
+  unreached.add_gradient_final_hook([&](Array<double>& g) {
+    events.push_back("unreached");
+    CHECK(g(0, 0) == 0.0);  // on the tape, but nothing reaches it: its final gradient is zero
+  });
+  auto a = matmul(tape, x, w1);                    // node 0: earliest use of w1
+  auto b = matmul(tape, scale(tape, a, 2.0), w2);  // nodes 1, 2: the only use of w2
+  auto c = matmul(tape, b, matmul(tape, x, w1));  // nodes 3, 4: w1 used again, (1, 1) x (1, 2)
+  scale(tape, unreached, 1.0);                     // recorded after the loss's last node: the loss does not use it
+  auto y = ops::sum(tape, c);
+  tape.backward(y, KeepTape::yes);
+  CHECK(events == std::vector<std::string>{"unreached", "w2", "w1"});
+  CHECK(w1_at_hook == w1.grad());  // complete when the hook saw it: both uses are in
+  CHECK(w2_at_hook == w2.grad());
+  CHECK(w1_when_w2_was_final != w1.grad());
+  w1.remove_gradient_final_hook(id1);
+  events.clear();
+  tape.backward(y);  // a second replay fires the remaining hooks again
+  CHECK(events == std::vector<std::string>{"unreached", "w2"});
+  CHECK_THROWS_AS(y.add_gradient_final_hook([](Array<double>&) {}), std::logic_error);
+}

@@ -17,10 +17,13 @@ double batch_loss(const GPT<T>& model, const Batch& batch) {
 
 template <class T>
 double validation_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
-                       std::size_t block, std::size_t n_batches, std::uint64_t seed) {
+                       std::size_t block, std::size_t n_batches, std::uint64_t seed, Shard shard) {
   std::mt19937_64 rng(seed);
   double sum = 0;
-  for (std::size_t i = 0; i < n_batches; ++i) sum += batch_loss(model, random_batch(tokens, batch, block, rng));
+  for (std::size_t i = 0; i < n_batches; ++i) {
+    const Batch b = random_batch(tokens, batch, block, rng);  // every batch drawn: the RNG moves as without shards
+    if (i % shard.count == shard.index) sum += batch_loss(model, b);
+  }
   return sum / double(n_batches);
 }
 
@@ -72,7 +75,7 @@ TextLoss run_eval(const EvalOptions& options) {
 template double batch_loss(const GPT<float>&, const Batch&);
 template double batch_loss(const GPT<double>&, const Batch&);
 template double validation_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, std::size_t,
-                                std::uint64_t);
+                                std::uint64_t, Shard);
 template TextLoss text_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t);
 template TextLoss text_loss(const GPT<double>&, const std::vector<std::int64_t>&, std::size_t, std::size_t);
 

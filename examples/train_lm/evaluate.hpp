@@ -2,7 +2,9 @@
 //
 //   batch_loss           mean cross-entropy of one batch
 //   validation_loss      the mean over a fixed set of random validation windows
-//                        (its own seeded RNG: evaluating never moves the training sampler)
+//                        (its own seeded RNG: evaluating never moves the training sampler);
+//                        sharded over data-parallel ranks, each returns its batches' share
+//                        of the mean and the shares add up to it
 //   text_loss            the whole token sequence in consecutive windows of
 //                        `block` tokens: every token after the first is predicted once
 //   run_eval             `train_lm eval`: a checkpoint on a text file
@@ -19,9 +21,12 @@ namespace train_lm {
 template <class T>
 double batch_loss(const GPT<T>& model, const Batch& batch);
 
+struct Shard {
+  std::size_t index = 0, count = 1;  // batches i with i % count == index
+};
 template <class T>
 double validation_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
-                       std::size_t block, std::size_t n_batches, std::uint64_t seed);
+                       std::size_t block, std::size_t n_batches, std::uint64_t seed, Shard shard = {});
 
 struct TextLoss {
   double loss = 0;           // mean over the predicted tokens

@@ -10,6 +10,9 @@
 // sample.hpp, grad.hpp); every error reaches main as one line on stderr and exit 1.
 #include "evaluate.hpp"
 #include "grad.hpp"
+#if TRAIN_LM_WITH_MPI
+#include "replicas_mpi.hpp"
+#endif
 #include "number_text.hpp"
 #include "sample.hpp"
 #include "train.hpp"
@@ -127,6 +130,19 @@ void add_train(CLI::App& app, TrainOptions& o) {
   cmd->add_option("--out", o.out, "checkpoint directory")->type_name("DIR")->capture_default_str();
   cmd->add_flag("--resume", o.resume, "continue the run in DIR to --steps in total (same options as before)");
   cmd->add_flag("--no-sample", o.no_sample, "skip the sample printed at the end");
+  // Test only, hidden from --help: RANK:STEP:exit (the process ends without a word,
+  // as a crashed one) or RANK:STEP:throw (an error), at the start of step STEP.
+  cmd->add_option_function<std::string>("--test-fail", [&o](const std::string& text) {
+       TrainOptions::InjectedFailure f;
+       char how[8] = {};
+       long long step = 0;
+       if (std::sscanf(text.c_str(), "%d:%lld:%7s", &f.rank, &step, how) != 3 || f.rank < 0 || step < 1 ||
+           (std::string(how) != "exit" && std::string(how) != "throw"))
+         throw CLI::ValidationError("--test-fail", "expected RANK:STEP:exit or RANK:STEP:throw, got '" + text + "'");
+       f.step = step;
+       f.exits = std::string(how) == "exit";
+       o.test_failure = f;
+     })->group("");
 }
 
 void add_eval(CLI::App& app, EvalOptions& o) {
@@ -181,10 +197,19 @@ void stop_on_first_signal(int signal) {
   ::sigaction(signal, &action, nullptr);
 }
 
+// Under mpirun (built with MPI) the job's processes train together; rank 0 alone prints.
 int run_train(const TrainOptions& options) {
   stop_on_first_signal(SIGINT);
   stop_on_first_signal(SIGTERM);
-  const TrainSummary summary = train(options, std::cout, std::cerr, ::isatty(STDERR_FILENO) != 0);
+#if TRAIN_LM_WITH_MPI
+  Replicas& replicas = mpi_replicas();
+#else
+  Replicas& replicas = single_process();
+#endif
+  std::ostream silent(nullptr);
+  const TrainSummary summary = replicas.is_root()
+                                   ? train(options, std::cout, std::cerr, ::isatty(STDERR_FILENO) != 0, replicas)
+                                   : train(options, silent, silent, false, replicas);
   return summary.stopped_early && !options.stop_after ? 130 : 0;
 }
 
@@ -234,6 +259,8 @@ int main(int argc, char** argv) {
     const double loss = run_grad(grad_options);
     std::fprintf(stderr, "loss %.17g; gradients written to %s\n", loss, grad_options.out.c_str());
     return 0;
+  } catch (const ReportedByRankZero&) {
+    return 1;
   } catch (const std::exception& e) {
     std::cout.flush();
     if (::isatty(STDERR_FILENO)) std::cerr << "\r\033[K";  // over a half-drawn progress line

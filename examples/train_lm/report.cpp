@@ -171,12 +171,17 @@ TrainLog TrainLog::resume(const std::filesystem::path& path, std::int64_t step) 
 }
 
 void TrainLog::rewrite() {
+  if (path_.empty()) return;
   std::string text = kCsvHeader + "\n";
   for (const auto& r : rows_) text += csv_line(r) + "\n";
   tapegrad::io::write_file_atomically(path_, text);
 }
 
 void TrainLog::append(const LogRow& row) {
+  if (path_.empty()) {
+    rows_.push_back(row);
+    return;
+  }
   std::ofstream out(path_, std::ios::app);
   out << csv_line(row) << '\n' << std::flush;
   if (!out) throw std::runtime_error("cannot append to " + path_.string());

@@ -35,6 +35,8 @@ class TrainLog {
   // checkpoint being resumed, and a torn last line, are dropped); a missing or
   // unreadable log starts fresh.
   static TrainLog resume(const std::filesystem::path& path, std::int64_t step);
+  // Rows kept, no file written (the data-parallel ranks other than 0).
+  static TrainLog unwritten() { return TrainLog({}); }
 
   void append(const LogRow& row);
   const std::vector<LogRow>& rows() const { return rows_; }

@@ -160,9 +160,17 @@ void fill_row(Batch& batch, std::size_t row, const std::vector<std::int64_t>& to
 }
 
 Batch random_batch(const std::vector<std::int64_t>& tokens, std::size_t batch, std::size_t block, std::mt19937_64& rng) {
-  Batch b{tapegrad::Ids::from_shape({batch, block}), tapegrad::Ids::from_shape({batch, block})};
+  return random_batch(tokens, batch, block, rng, {0, batch});
+}
+
+Batch random_batch(const std::vector<std::int64_t>& tokens, std::size_t batch, std::size_t block, std::mt19937_64& rng,
+                   RowRange rows) {
+  Batch b{tapegrad::Ids::from_shape({rows.count, block}), tapegrad::Ids::from_shape({rows.count, block})};
   std::uniform_int_distribution<std::size_t> start(0, tokens.size() - block - 1);
-  for (std::size_t row = 0; row < batch; ++row) fill_row(b, row, tokens, start(rng));
+  for (std::size_t row = 0; row < batch; ++row) {
+    const std::size_t at = start(rng);
+    if (row >= rows.first && row - rows.first < rows.count) fill_row(b, row - rows.first, tokens, at);
+  }
   return b;
 }
 

@@ -101,6 +101,13 @@ struct Batch {
 void fill_row(Batch& batch, std::size_t row, const std::vector<std::int64_t>& tokens, std::size_t start);
 
 // B windows starting at uniformly random positions of `tokens` (needs size >= T+1).
+// With `rows` = {first, count}: only rows [first, first + count) of those B, drawing
+// (and so advancing `rng`) exactly as for all B: a data-parallel rank's slice.
+struct RowRange {
+  std::size_t first = 0, count = 0;
+};
 Batch random_batch(const std::vector<std::int64_t>& tokens, std::size_t batch, std::size_t block, std::mt19937_64& rng);
+Batch random_batch(const std::vector<std::int64_t>& tokens, std::size_t batch, std::size_t block, std::mt19937_64& rng,
+                   RowRange rows);
 
 }  // namespace train_lm

@@ -37,7 +37,8 @@ struct Plan {
   bool final_sample = true;
   Corpus corpus;
   CheckpointDir dir;
-  std::optional<SavedState> resume_from;
+  std::optional<SavedState> resume_from;  // rank 0's only
+  RowRange rows;                          // this rank's rows of each global batch
 };
 
 std::size_t count_option(const std::string& name, const std::optional<std::int64_t>& given, std::size_t preset_value,
@@ -82,12 +83,15 @@ RunSettings settings_from(const TrainOptions& o, const tapegrad::nn::Preset& pre
   return s;
 }
 
-Plan make_plan(const TrainOptions& o) {
+// Every rank reads the data and checks the options; rank 0 alone checks and prepares
+// the output directory and reads the state to resume.
+Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   Plan plan;
   const tapegrad::nn::Preset& preset = preset_named(o.preset);
   plan.settings = settings_from(o, preset);
   plan.recipe = preset.recipe;
   plan.recipe.adamw.lr = plan.settings.lr;
+  plan.rows = batch_slice(plan.settings.batch, replicas.rank(), replicas.size());
   const std::int64_t steps = plan.settings.steps;
   require_positive("--eval-every", o.eval_every);
   require_positive("--save-every", o.save_every);
@@ -102,7 +106,8 @@ Plan make_plan(const TrainOptions& o) {
   plan.final_sample = !o.no_sample;
 
   plan.dir = CheckpointDir{o.out};
-  if (o.resume) {
+  if (!replicas.is_root()) {
+  } else if (o.resume) {
     std::error_code ec;
     if (!std::filesystem::exists(plan.dir.state(), ec))
       throw UsageError("--resume: " + plan.dir.state().string() + " does not exist: nothing to resume");
@@ -125,15 +130,17 @@ Plan make_plan(const TrainOptions& o) {
       throw UsageError("--resume: the checkpoint is at step " + std::to_string(plan.resume_from->state.step) +
                        ", past --steps " + std::to_string(steps));
   }
-  plan.dir.prepare_for_writing();  // last: a run that fails its checks leaves no directory behind
   return plan;
 }
 
 // One training session: from a fresh model or a resumed state to --steps (or a stop).
 class Session {
  public:
-  Session(Plan plan, std::ostream& out, std::ostream& progress, bool terminal)
-      : plan_(std::move(plan)),
+  Session(Plan plan, std::ostream& out, std::ostream& progress, bool terminal, Replicas& replicas,
+          std::optional<TrainOptions::InjectedFailure> test_failure)
+      : replicas_(replicas),
+        test_failure_(test_failure),
+        plan_(std::move(plan)),
         out_(out),
         model_(plan_.settings.model, stream_seed(plan_.settings.seed, Stream::init)),
         optimizer_(model_.named_parameters(), plan_.recipe.adamw),
@@ -150,6 +157,7 @@ class Session {
     } else {
       state_.sampler.seed(stream_seed(plan_.settings.seed, Stream::sampler));
     }
+    replicas_.share_start(model_, optimizer_, state_);
   }
 
   TrainSummary run() {
@@ -157,7 +165,8 @@ class Session {
     summary.first_step = state_.step;
     const std::int64_t steps = plan_.settings.steps;
     progress_.message("train_lm: " + describe_model() + "; step " + std::to_string(state_.step) + " of " +
-                      std::to_string(steps));
+                      std::to_string(steps) +
+                      (replicas_.size() > 1 ? "; data parallel over " + std::to_string(replicas_.size()) + " processes" : ""));
     if (state_.step == 0) evaluate();
     const auto session_start = Clock::now();
     double step_seconds = 0;
@@ -197,6 +206,7 @@ class Session {
   // A resumed run's weights and moments are loaded (and so validated) before the
   // log is cut back to the saved step: a bad state file leaves log.csv untouched.
   TrainLog restore_then_open_log() {
+    if (!replicas_.is_root()) return TrainLog::unwritten();
     if (!plan_.resume_from) return TrainLog::create(plan_.dir.log());
     load_training_tensors(*plan_.resume_from, model_, optimizer_);
     return TrainLog::resume(plan_.dir.log(), plan_.resume_from->state.step);
@@ -204,22 +214,33 @@ class Session {
 
   std::int64_t tokens_per_step() const { return std::int64_t(plan_.settings.batch * plan_.settings.model.block_size); }
 
-  // nn::train_step on a random batch; returns the batch loss.
+  // nn::train_step on this rank's rows of a random batch; returns the batch loss. Data
+  // parallel (replicas.hpp): the loss is the mean over the ranks, checked on every rank
+  // alike before any backward, and backward returns with the ranks' mean gradients
+  // (dist::DataParallel completes the reduction in its last gradient-final hook), so the
+  // clip and the update are the same on every rank.
   double train_step() {
-    const Batch batch = random_batch(plan_.corpus.train, plan_.settings.batch, plan_.settings.model.block_size, state_.sampler);
+    inject_test_failure();
+    const Batch batch = random_batch(plan_.corpus.train, plan_.settings.batch, plan_.settings.model.block_size,
+                                     state_.sampler, plan_.rows);
     current_lr_ = plan_.recipe.lr_at(state_.step, plan_.settings.steps);
+    double loss = 0;
     const auto result = tapegrad::nn::train_step(optimizer_, current_lr_, plan_.recipe.clip_norm, [&](tapegrad::Tape& tape) {
-      return model_.loss(tape, batch.inputs, batch.targets);
+      const auto local = model_.loss(tape, batch.inputs, batch.targets);
+      loss = replicas_.sum(local.item()) / replicas_.size();
+      require_finite("the training loss", loss, state_.step + 1);
+      return local;
     });
-    require_finite("the training loss", result.loss, state_.step + 1);
+    replicas_.require_gradients_averaged();
     require_finite("the gradient norm", result.grad_norm, state_.step + 1);
     ++state_.step;
-    return result.loss;
+    return loss;
   }
 
   double evaluate(double tokens_per_s = 0, double wall = 0) {
-    const double loss = validation_loss(model_, plan_.corpus.val, plan_.settings.batch, plan_.settings.model.block_size,
-                                        kEvalBatches, stream_seed(plan_.settings.seed, Stream::validation));
+    const double loss = replicas_.sum(validation_loss(
+        model_, plan_.corpus.val, plan_.settings.batch, plan_.settings.model.block_size, kEvalBatches,
+        stream_seed(plan_.settings.seed, Stream::validation), {std::size_t(replicas_.rank()), std::size_t(replicas_.size())}));
     require_finite("the validation loss", loss, state_.step);  // before it is logged, and so before any save
     char line[128];
     std::snprintf(line, sizeof line, "step %lld: val loss %.4f, perplexity %.2f", (long long)state_.step, loss, std::exp(loss));
@@ -229,13 +250,22 @@ class Session {
   }
 
   void save(double elapsed_s) {
+    if (!replicas_.is_root()) return;
     TrainState snapshot = state_;
     snapshot.elapsed_s = elapsed_s;
     save_checkpoint(plan_.dir, model_, optimizer_, snapshot, plan_.corpus.vocab);
     write_loss_svg();
+    replicas_.checkpoint_saved(plan_.dir.dir, state_.step);
+  }
+
+  void inject_test_failure() const {
+    if (!test_failure_ || test_failure_->rank != replicas_.rank() || test_failure_->step != state_.step + 1) return;
+    if (test_failure_->exits) std::_Exit(3);
+    throw std::runtime_error("injected failure (--test-fail) at step " + std::to_string(state_.step + 1));
   }
 
   void write_loss_svg() const {
+    if (!replicas_.is_root()) return;
     io::write_file_atomically(plan_.dir.loss_svg(), loss_svg(log_.rows(), "train_lm: " + describe_model()));
   }
 
@@ -275,13 +305,15 @@ class Session {
                       ? 1000 * summary.seconds / double(summary.last_step - summary.first_step) : 0.0,
                   summary.tokens_per_s, where.c_str());
     progress_.message(line);
-    if (!plan_.final_sample) return;
+    if (!plan_.final_sample || !replicas_.is_root()) return;
     SamplingOptions sampling{.tokens = kFinalSampleTokens, .temperature = 1.0, .top_k = 0,
                              .seed = stream_seed(plan_.settings.seed, Stream::final_sample)};
     out_ << "--- sample ---\n";
     stream_sample(model_, plan_.corpus.vocab, "", sampling, out_);
   }
 
+  Replicas& replicas_;
+  std::optional<TrainOptions::InjectedFailure> test_failure_;
   Plan plan_;
   std::ostream& out_;
   GPT<float> model_;
@@ -294,11 +326,42 @@ class Session {
 
 }  // namespace
 
-TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream& progress, bool progress_is_terminal) {
+TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream& progress, bool progress_is_terminal,
+                   Replicas& replicas) {
   stop_requested = false;
   use_threads(options.threads);
-  Plan plan = make_plan(options);
-  return Session(std::move(plan), out, progress, progress_is_terminal).run();
+  std::optional<Plan> plan;
+  std::string failed;  // a rank's plan error: all ranks learn of it together, before any work
+  try {
+    plan.emplace(make_plan(options, replicas));
+  } catch (const std::exception& e) {
+    if (replicas.size() == 1) throw;
+    failed = e.what();
+  }
+  replicas.require_all_ok(failed);
+  const std::uint64_t data = plan->settings.data_fingerprint;
+  replicas.require_all_ok(replicas.root_value(data) == data ? "" : plan->settings.data_source +
+                          " is not the text rank 0 read (the contents differ): every machine needs the same data file");
+  try {
+    if (replicas.is_root()) plan->dir.prepare_for_writing();  // after the checks: a run that fails them leaves no directory
+    return Session(std::move(*plan), out, progress, progress_is_terminal, replicas, options.test_failure).run();
+  } catch (const std::exception& e) {
+    if (replicas.size() > 1) replicas.fail(e.what());
+    throw;
+  }
+}
+
+Replicas& single_process() {
+  static Replicas one;
+  return one;
+}
+
+RowRange batch_slice(std::size_t batch, int rank, int size) {
+  if (batch % std::size_t(size) != 0)
+    throw UsageError("--batch " + std::to_string(batch) + " (the global batch) must be divisible by the number of processes " +
+                     std::to_string(size) + ", so that each computes an equal slice");
+  const std::size_t rows = batch / std::size_t(size);
+  return {std::size_t(rank) * rows, rows};
 }
 
 void request_stop() noexcept { stop_requested = true; }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "blas_threads.hpp"
+#include "replicas.hpp"
 
 #include <tapegrad/nn/optim.hpp>
 
@@ -48,6 +49,14 @@ struct TrainOptions {
   std::filesystem::path out = "train_lm_out";
   bool resume = false;
   bool no_sample = false;  // skip the sample printed at the end
+  // Test only (hidden option --test-fail RANK:STEP:exit|throw): rank RANK ends its
+  // process without a word (exit), or throws, at the start of step STEP.
+  struct InjectedFailure {
+    int rank = 0;
+    std::int64_t step = 0;
+    bool exits = true;
+  };
+  std::optional<InjectedFailure> test_failure;
 };
 
 struct TrainSummary {
@@ -63,7 +72,15 @@ struct TrainSummary {
 // Runs `train`. Every option and input is checked before the first step; errors
 // are thrown (UsageError, DataError, io::FormatError, std::runtime_error) with a one-line message.
 // `out` receives the final sample; `progress` the progress line and eval results.
-TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream& progress, bool progress_is_terminal);
+//
+// Data parallel (`replicas` of several processes, replicas.hpp): --batch is the global
+// batch, which the number of processes must divide; every rank draws every global batch
+// from the one sampler and computes its slice of rows, so the run sees the sequences one
+// process would. Rank 0 alone prints, writes the log, loss.svg and checkpoints; the
+// evaluation batches are shared out and their losses summed. An error on any rank after
+// the start ends the whole job (Replicas::fail).
+TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream& progress, bool progress_is_terminal,
+                   Replicas& replicas = single_process());
 
 // Asks a running train() to stop after the current step and save a checkpoint
 // (async-signal-safe: called from the SIGINT / SIGTERM handler).

@@ -6,6 +6,14 @@
 // inputs' gradients. Because creation order is a topological order, backward is a
 // plain reverse loop (as in Stan Math); because rules accumulate, a tensor used
 // twice receives the sum of both contributions (as in llm.c).
+//
+// Gradient-final hooks. A leaf's gradient is complete as soon as the reverse loop has
+// run the earliest-recorded node that reads it: every later use was replayed before.
+// record() notes that node for each leaf carrying hooks (GradRef::add_gradient_final_hook),
+// and backward() calls the leaf's hooks right after it, while the rest of the sweep goes
+// on. What they are for: starting a gradient's all-reduce during backward
+// (dist/data_parallel.hpp), per-parameter gradient statistics, moving a gradient
+// elsewhere as soon as it is done. Leaves without hooks cost nothing.
 #pragma once
 
 #include "error.hpp"
@@ -15,6 +23,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace tapegrad {
@@ -77,6 +86,7 @@ class Tape {
       out.meta().requires_grad = true;
       out.meta().stamp = {id_, generation_};
       nodes_.push_back({&op, out.meta_ptr(), std::function<void()>(std::forward<Backward>(backward))});
+      (note_hooked_leaf(inputs), ...);
     }
     return out;
   }
@@ -100,10 +110,14 @@ class Tape {
       throw StateError("backward: this tape was already replayed and cleared; "
                              "call the first backward with KeepTape::yes to run backward twice");
     out.accumulate_grad("backward seed", seed);
-    for (auto node = nodes_.rbegin(); node != nodes_.rend(); ++node) {
-      if (!node->out->has_grad()) continue;  // a result the objective does not use
-      node->backward();
-      node->out->release_grad();  // every consumer of out came later on the tape: its gradient is complete and used
+    auto first_use = hooked_leaves_.rbegin();  // (node index, leaf) by node index: walked backwards with the nodes
+    for (std::size_t i = nodes_.size(); i-- > 0;) {
+      Node& node = nodes_[i];
+      if (node.out->has_grad()) {  // else a result the objective does not use
+        node.backward();
+        node.out->release_grad();  // every consumer of out came later on the tape: its gradient is complete and used
+      }
+      for (; first_use != hooked_leaves_.rend() && first_use->first == i; ++first_use) first_use->second->gradient_final();
     }
     if (keep == KeepTape::no) clear();
   }
@@ -112,6 +126,8 @@ class Tape {
   // before this can no longer be used as op inputs on this tape.
   void clear() {
     nodes_.clear();
+    hooked_leaves_.clear();
+    hooked_seen_.clear();
     ++generation_;
   }
 
@@ -127,6 +143,14 @@ class Tape {
     static std::atomic<std::uint64_t> counter{0};
     return ++counter;
   }
+  // The node being recorded is the earliest use of `in` so far: remember it when `in`
+  // is a leaf with gradient-final hooks seen for the first time in this recording.
+  template <class In>
+  void note_hooked_leaf(const In& in) {
+    const TensorMeta& m = in.meta();
+    if (m.stamp.tape != 0 || !m.requires_grad || !m.has_gradient_final_hooks()) return;
+    if (hooked_seen_.insert(&m).second) hooked_leaves_.emplace_back(nodes_.size() - 1, in.meta_ptr());
+  }
   void check_input(const OpName& op, const TensorMeta& in, std::size_t index) const {
     if (in.stamp.tape == 0) return;  // leaf
     if (in.stamp.tape != id_)
@@ -141,6 +165,8 @@ class Tape {
   std::uint64_t generation_ = 0;
   bool recording_ = true;
   std::vector<Node> nodes_;
+  std::vector<std::pair<std::size_t, std::shared_ptr<TensorMeta>>> hooked_leaves_;  // (earliest node reading it, leaf)
+  std::unordered_set<const TensorMeta*> hooked_seen_;
 };
 
 // Inside this scope ops compute values but record nothing (evaluation, sampling,

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -57,6 +58,10 @@ struct TensorMeta {
   virtual ~TensorMeta() = default;
   virtual bool has_grad() const = 0;
   virtual void release_grad() = 0;
+  // Gradient-final hooks (GradRef::add_gradient_final_hook); the tape calls
+  // gradient_final() once per backward, when a leaf's gradient is complete.
+  virtual bool has_gradient_final_hooks() const = 0;
+  virtual void gradient_final() = 0;
 };
 
 template <class T>
@@ -64,11 +69,22 @@ struct TensorData final : TensorMeta {
   Shape shape;  // of the value, fixed when the tensor is made
   Array<T> grad;
   bool grad_allocated = false;
+  std::vector<std::pair<std::size_t, std::function<void(Array<T>& grad)>>> gradient_final_hooks;  // {id, hook}
+  std::size_t next_hook_id = 0;
   bool has_grad() const override { return grad_allocated; }
   void release_grad() override {
     if (retain_grad) return;
     grad = Array<T>();
     grad_allocated = false;
+  }
+  bool has_gradient_final_hooks() const override { return !gradient_final_hooks.empty(); }
+  void gradient_final() override {
+    if (!grad_allocated) {  // no contribution reached it: its gradient is zero
+      grad = Array<T>::from_shape(shape);
+      std::fill_n(grad.data(), grad.size(), T(0));
+      grad_allocated = true;
+    }
+    for (auto& [id, hook] : gradient_final_hooks) hook(grad);
   }
 };
 
@@ -119,6 +135,22 @@ class GradRef {
     T* dst = acc.data();
     const T* src = g.data();
     for (std::size_t i = 0, n = acc.size(); i < n; ++i) dst[i] += src[i];
+  }
+
+  // Calls hook(grad) in every backward pass through a tape this leaf was used on, as
+  // soon as its gradient for that pass is complete: right after the tape has replayed
+  // the earliest-recorded node that reads it, while the rest of backward goes on
+  // (tape.hpp). `grad` is the leaf's accumulated gradient, allocated (zero) if nothing
+  // reached it; a hook may read or change it. Hooks run in the order added. Returns an
+  // id for remove_gradient_final_hook. A hook must not capture a handle to this same
+  // tensor (that would keep it alive forever): it is given the gradient instead.
+  std::size_t add_gradient_final_hook(std::function<void(Array<T>& grad)> hook) const {
+    if (!is_leaf()) throw std::logic_error("add_gradient_final_hook: only a leaf's gradient becomes final in backward");
+    d_->gradient_final_hooks.emplace_back(d_->next_hook_id, std::move(hook));
+    return d_->next_hook_id++;
+  }
+  void remove_gradient_final_hook(std::size_t id) const {
+    std::erase_if(d_->gradient_final_hooks, [id](const auto& h) { return h.first == id; });
   }
 
   TensorMeta& meta() const { return *d_; }

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# train_lm data parallel under mpirun, end to end. One case per call:
+#   mpi_test.sh CASE path/to/train_lm path/to/compare_runs
+#   equivalence2   mpirun -np 2, global batch 4, against one process with batch 4: tiny, 50 steps,
+#                  same seed; every logged loss within 1e-5 and the final weights within 1e-5 of
+#                  each tensor's scale (compare_runs)
+#   equivalence3   the same with -np 3 and batch 6
+#   resume_other_n -np 2 stops at step 25, -np 3 resumes to 50: the same run as one process
+#   fault          rank 1 exits without a word at step 25, then rank 1 throws at step 25:
+#                  the job ends non-zero within seconds, rank 0 says why, the step-20
+#                  checkpoint still loads and resumes
+#   startup        rank 1 cannot read its data file: the job fails before step 1 with
+#                  rank 0 naming the rank and the file, and writes nothing; a batch the
+#                  processes do not divide is one clear error
+# mpirun is given --oversubscribe (CI has 2 cores); running as root needs
+# OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM), which the ctest entry sets.
+set -uo pipefail
+case=${1:?usage: mpi_test.sh CASE train_lm compare_runs}
+bin=${2:?usage: mpi_test.sh CASE train_lm compare_runs}
+compare=${3:?usage: mpi_test.sh CASE train_lm compare_runs}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+mpi() { local n=$1; shift; timeout 120 mpirun --oversubscribe -np "$n" "$@"; }
+
+# A small text with some variety (repeated lines would make every batch alike).
+for i in $(seq 300); do echo "line $i: the cat $((i * 7 % 13)) sat on mat $((i * 3 % 11)), and the dog ran $((i % 5)) laps."; done \
+  >"$work/text.txt"
+tiny=(train --data "$work/text.txt" --preset tiny --steps 50 --eval-every 10 --save-every 10 --threads 1 --no-sample --seed 3)
+
+one_process() {  # one_process DIR BATCH: the reference run
+  "$bin" "${tiny[@]}" --batch "$2" --out "$1" 2>"$work/one.err" || fail "one process, batch $2: $(cat "$work/one.err")"
+}
+
+same_run() {  # same_run WHAT DIR_A DIR_B
+  local report
+  report=$("$compare" "$2" "$3") || fail "$1: $report"
+  echo "$1: $report"
+}
+
+case $case in
+equivalence2 | equivalence3)
+  n=${case#equivalence}
+  batch=$((n == 2 ? 4 : 6))
+  one_process "$work/one" "$batch"
+  mpi "$n" "$bin" "${tiny[@]}" --batch "$batch" --out "$work/dist" 2>"$work/err" || fail "-np $n: $(cat "$work/err")"
+  grep -q "data parallel over $n processes" "$work/err" || fail "-np $n: the header does not name $n processes: $(cat "$work/err")"
+  [ "$(grep -c "val loss" "$work/err")" -eq 6 ] || fail "-np $n: not one line per eval (rank 0 alone prints): $(cat "$work/err")"
+  same_run "-np $n, batch $batch against one process" "$work/one" "$work/dist"
+  ;;
+resume_other_n)
+  one_process "$work/one" 6
+  mpi 2 "$bin" "${tiny[@]}" --batch 6 --stop-after 25 --out "$work/dist" 2>"$work/err" || fail "-np 2 to step 25: $(cat "$work/err")"
+  mpi 3 "$bin" "${tiny[@]}" --batch 6 --resume --out "$work/dist" 2>"$work/err" || fail "-np 3 --resume: $(cat "$work/err")"
+  grep -q "resuming .* at step 25" "$work/err" || fail "-np 3 --resume did not resume at step 25: $(cat "$work/err")"
+  same_run "-np 2 to step 25, then -np 3 to 50, against one process" "$work/one" "$work/dist"
+  ;;
+fault)
+  for how in exit throw; do
+    rm -rf "$work/dist"
+    start=$(date +%s)
+    mpi 2 "$bin" "${tiny[@]}" --batch 4 --test-fail "1:25:$how" --out "$work/dist" >"$work/out" 2>"$work/err" \
+      && fail "$how: the job exited 0"
+    status=$?
+    seconds=$(($(date +%s) - start))
+    [ "$status" -ne 124 ] || fail "$how: the job hung (killed by timeout after 120 s)"
+    [ "$seconds" -le 20 ] || fail "$how: the job took $seconds s to stop"
+    if [ "$how" = exit ]; then
+      grep -q "^train_lm train: the job was stopped from outside.*the last checkpoint in $work/dist is at step 20" "$work/err" \
+        || fail "exit: rank 0 did not say why the job stopped: $(cat "$work/err")"
+    else
+      grep -q "^train_lm train: error on rank 1: injected failure (--test-fail) at step 25 (the job is aborted)" "$work/err" \
+        || fail "throw: no clear message naming rank 1: $(cat "$work/err")"
+    fi
+    echo "$how: exit status $status after $seconds s; stderr: $(grep "^train_lm" "$work/err")"
+    ls "$work/dist" | grep -q "tmp" && fail "$how: a temporary file is left: $(ls "$work/dist")"
+    "$bin" eval --checkpoint "$work/dist/model.safetensors" --data "$work/text.txt" >"$work/eval" 2>&1 \
+      || fail "$how: the previous checkpoint does not load: $(cat "$work/eval")"
+    grep -q '"step":"20"' "$work/dist/model.safetensors" || fail "$how: model.safetensors is not the step-20 checkpoint"
+  done
+  mpi 2 "$bin" "${tiny[@]}" --batch 4 --resume --out "$work/dist" 2>"$work/err" || fail "--resume after the fault: $(cat "$work/err")"
+  one_process "$work/one" 4
+  same_run "resumed after the fault, against one process" "$work/one" "$work/dist"
+  ;;
+startup)
+  without_data=("${tiny[@]}")
+  without_data[2]="$work/missing.txt"  # train --data FILE ...
+  mpi 1 "$bin" "${tiny[@]}" --batch 4 --out "$work/dist" : -np 1 "$bin" "${without_data[@]}" --batch 4 --out "$work/dist" >"$work/out" 2>"$work/err" && fail "a rank without its data file: the job exited 0"
+  grep -q "^train_lm train: error: rank 1: $work/missing.txt: no such file" "$work/err" \
+    || fail "a rank without its data file: rank 0 does not name rank 1 and the file: $(cat "$work/err")"
+  grep -q "step 1" "$work/err" && fail "a rank without its data file: training started"
+  [ -e "$work/dist" ] && fail "a rank without its data file: --out was created"
+  mpi 2 "$bin" "${tiny[@]}" --batch 5 --out "$work/dist" >"$work/out" 2>"$work/err" && fail "--batch 5 on 2 processes: exit 0"
+  [ "$(grep -c "^train_lm train: error: --batch 5 (the global batch) must be divisible by the number of processes 2" "$work/err")" -eq 1 ] \
+    || fail "--batch 5 on 2 processes: not one clear error line: $(cat "$work/err")"
+  ;;
+*)
+  echo "mpi_test.sh: unknown case '$case'" >&2
+  exit 2
+  ;;
+esac
+
+[ "$failures" -eq 0 ] || { echo "$failures check(s) failed" >&2; exit 1; }
+echo "mpi_test.sh $case: all checks passed"
