@@ -136,6 +136,29 @@ TEST_CASE("train_lm: UTF-8 characters, the sorted vocabulary and teacher-forcing
     for (std::size_t t = 0; t < 8; ++t) CHECK(b.targets(r, t) == b.inputs(r, t) + 1);
 }
 
+TEST_CASE("train_lm: data-parallel ranks' batch slices are the one-process batch, and the sampler moves alike") {
+  std::vector<std::int64_t> tokens(200);
+  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = std::int64_t(i);
+  std::mt19937_64 one(9);
+  const Batch whole = random_batch(tokens, 6, 5, one);
+  for (int size : {2, 3}) {
+    std::size_t row = 0;
+    for (int rank = 0; rank < size; ++rank) {
+      std::mt19937_64 mine(9);
+      const RowRange rows = batch_slice(6, rank, size);
+      const Batch slice = random_batch(tokens, 6, 5, mine, rows);
+      CHECK(rows.first == row);
+      REQUIRE(slice.inputs.shape()[0] == rows.count);
+      for (std::size_t r = 0; r < rows.count; ++r, ++row)
+        for (std::size_t t = 0; t < 5; ++t) CHECK(slice.inputs(r, t) == whole.inputs(row, t));
+      CHECK(mine == one);  // the next global batch is drawn from the same state on every rank
+    }
+    CHECK(row == 6);
+  }
+  CHECK_THROWS_WITH_AS(batch_slice(5, 0, 2), doctest::Contains("--batch 5 (the global batch) must be divisible by the number of processes 2"),
+                       UsageError);
+}
+
 TEST_CASE("train_lm: end to end on a small text: loss falls, the checkpoint reloads, eval and sample run") {
   TempDir dir;
   write_file(dir / "text.txt", small_text());

@@ -10,8 +10,9 @@
 //     holds wte, tied to the output layer, whose gradient is final only after the
 //     embedding's backward, the tape's first node;
 //   - the buckets take the parameters in reverse registration order;
-//   - after synchronize() each gradient equals the element-wise mean of the ranks' own
-//     gradients (taken before, reduced here with a blocking MPI_Allreduce) to 1e-6.
+//   - when backward returns each gradient already equals the element-wise mean of the
+//     ranks' own gradients (caught by a gradient-final hook added before DataParallel's,
+//     reduced here with a blocking MPI_Allreduce) to 1e-6, and synchronize() changes nothing.
 #include <tapegrad/dist/data_parallel.hpp>
 #include <tapegrad/tapegrad.hpp>
 
@@ -37,8 +38,11 @@ int main() {
     return 1;
   }
   nn::GPT<float> model({.vocab_size = 16, .block_size = 8, .n_layer = 2, .n_head = 2, .d_model = 32}, 5);
-  dist::DataParallel<float> parallel(comm, model.named_parameters(), {.bucket_bytes = 8 << 10});
   const auto params = model.named_parameters();
+  std::vector<Array<float>> own(params.size());  // each rank's own gradients, before the reduction
+  for (std::size_t i = 0; i < params.size(); ++i)
+    params[i].second.add_gradient_final_hook([&own, i](Array<float>& grad) { own[i] = grad; });
+  dist::DataParallel<float> parallel(comm, model.named_parameters(), {.bucket_bytes = 8 << 10});
   const std::size_t n_buckets = parallel.bucket_count();
   check(n_buckets >= 3, "expected several buckets, got " + std::to_string(n_buckets));
   check(parallel.bucket_parameters(0).front() == params.back().first, "bucket 0 does not start with the last parameter");
@@ -69,13 +73,14 @@ int main() {
     }
 
     std::vector<Array<float>> expected;
-    for (const auto& [name, p] : params) {
-      Array<float> g = p.grad();
+    for (Array<float> g : own) {
       comm.all_reduce_sum(std::span<float>(g.data(), g.size()));
       for (auto& x : g) x /= float(comm.size());
       expected.push_back(std::move(g));
     }
+    const Array<float> first_after_backward = params[0].second.grad();
     parallel.synchronize();
+    check(params[0].second.grad() == first_after_backward, "synchronize() changed a gradient backward had reduced");
     for (std::size_t i = 0; i < params.size(); ++i) {
       float worst = 0, scale = 0;
       for (std::size_t k = 0; k < expected[i].size(); ++k) {

@@ -6,7 +6,7 @@
 //   for each step:                     // every rank: its own slice of the global batch
 //     optimizer.zero_grad();
 //     tape.backward(model.loss(tape, my_inputs, my_targets));   // all-reduces start in here
-//     dp.synchronize();                // waits for them: every gradient is the global mean
+//     dp.synchronize();                // every gradient is now the global mean
 //     clip_grad_norm(...); optimizer.step();                    // identical on every rank
 //
 // Construction broadcasts every parameter from rank 0, so all replicas start equal
@@ -16,9 +16,13 @@
 // when backward has finished every gradient of a bucket, the hook copies them into the
 // bucket's flat buffer and a non-blocking MPI_Iallreduce (sum) starts for it while
 // backward goes on. Buckets start in index order on every rank, whatever order their
-// gradients complete in (MPI needs the same collective order on all ranks); a bucket
-// whose parameters the loss did not use starts in synchronize(), with zero gradients.
-// synchronize() waits for every bucket and writes sum / N back into each gradient.
+// gradients complete in (MPI needs the same collective order on all ranks). When the
+// last parameter's gradient is final, still inside backward, DataParallel waits for
+// every bucket and writes sum / N back into each gradient, as PyTorch's DDP does at the
+// end of backward: so code that cannot call synchronize() between backward and the
+// optimiser (nn::train_step-style helpers) gets global gradients when backward returns,
+// provided the loss uses every parameter. synchronize() is then free; for parameters
+// the loss did not use it starts their buckets (zero gradients) and waits for the rest.
 //
 // Why the mean is the one-process gradient: each rank's loss is the mean over its
 // B/N sequences, so (1/N) sum over ranks of the rank means is the mean over all B,
@@ -81,33 +85,28 @@ class DataParallel {
       if (b.request != MPI_REQUEST_NULL) MPI_Wait(&b.request, MPI_STATUS_IGNORE);
   }
 
-  // Every gradient becomes its mean over the ranks (see the top of the file).
+  // Every gradient becomes its mean over the ranks (see the top of the file); free when
+  // backward already did it.
   void synchronize() {
     if (comm_.size() == 1) return;
-    const auto start = std::chrono::steady_clock::now();
+    if (completed_in_backward_) {
+      completed_in_backward_ = false;
+      return;
+    }
     if (options_.overlap) {
       for (std::size_t i = 0; i < params_.size(); ++i)
         if (!params_[i].final) gradient_final(i, params_[i].tensor.grad_accumulator("DataParallel"), false);
-      for (auto& b : buckets_) Communicator::check(MPI_Wait(&b.request, MPI_STATUS_IGNORE), "MPI_Wait");
-    } else {
-      for (std::size_t i = 0; i < params_.size(); ++i) copy_in(i, params_[i].tensor.grad_accumulator("DataParallel"));
-      for (auto& b : buckets_)
-        Communicator::check(MPI_Allreduce(MPI_IN_PLACE, b.buffer.data(), Communicator::count(b.buffer.size()),
-                                          mpi_type<T>(), MPI_SUM, comm_.handle()),
-                            "MPI_Allreduce");
+      if (completed_in_backward_) completed_in_backward_ = false;  // the last one completed the step
+      else complete_step();
+      return;
     }
-    const T n = T(comm_.size());
-    for (auto& p : params_) {
-      const T* src = buckets_[p.bucket].buffer.data() + p.offset;
-      T* dst = p.tensor.grad_accumulator("DataParallel").data();
-      for (std::size_t k = 0, size = p.tensor.size(); k < size; ++k) dst[k] = src[k] / n;
-      p.final = false;
-    }
-    for (auto& b : buckets_) b.pending = b.params;
-    next_launch_ = 0;
-    final_count_ = 0;
-    sync_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    ++steps_;
+    const auto start = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < params_.size(); ++i) copy_in(i, params_[i].tensor.grad_accumulator("DataParallel"));
+    for (auto& b : buckets_)
+      Communicator::check(MPI_Allreduce(MPI_IN_PLACE, b.buffer.data(), Communicator::count(b.buffer.size()),
+                                        mpi_type<T>(), MPI_SUM, comm_.handle()),
+                          "MPI_Allreduce");
+    write_back_mean(start);
   }
 
   // True between a backward that left some parameter's gradient unfinished (the loss did
@@ -127,8 +126,9 @@ class DataParallel {
   }
   // The bucket launches of the last step, in order (cleared when the next one starts).
   const std::vector<Launch>& launches() const { return launches_; }
-  // Time spent inside synchronize() and the number of calls: with overlap, the part of
-  // the all-reduce that backward did not hide; without, the whole all-reduce.
+  // Time spent waiting for the all-reduces and writing back the means, and the number of
+  // steps: with overlap, the part of the all-reduce that backward did not hide; without,
+  // the whole all-reduce.
   double sync_seconds() const { return sync_seconds_; }
   std::size_t steps() const { return steps_; }
 
@@ -157,6 +157,29 @@ class DataParallel {
     }
   }
 
+  // grad = bucket sum / N for every parameter; the next step starts afresh.
+  void write_back_mean(std::chrono::steady_clock::time_point start) {
+    const T n = T(comm_.size());
+    for (auto& p : params_) {
+      const T* src = buckets_[p.bucket].buffer.data() + p.offset;
+      T* dst = p.tensor.grad_accumulator("DataParallel").data();
+      for (std::size_t k = 0, size = p.tensor.size(); k < size; ++k) dst[k] = src[k] / n;
+      p.final = false;
+    }
+    for (auto& b : buckets_) b.pending = b.params;
+    next_launch_ = 0;
+    final_count_ = 0;
+    sync_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ++steps_;
+  }
+
+  // Waits for every bucket's all-reduce and writes back the mean.
+  void complete_step() {
+    const auto start = std::chrono::steady_clock::now();
+    for (auto& b : buckets_) Communicator::check(MPI_Wait(&b.request, MPI_STATUS_IGNORE), "MPI_Wait");
+    write_back_mean(start);
+  }
+
   void copy_in(std::size_t i, const Array<T>& grad) {
     const Param& p = params_[i];
     std::copy_n(grad.data(), p.tensor.size(), buckets_[p.bucket].buffer.data() + p.offset);
@@ -167,7 +190,10 @@ class DataParallel {
     if (p.final)
       throw std::logic_error("DataParallel: the gradient of '" + p.name +
                              "' became final twice before synchronize(); call synchronize() after each backward");
-    if (final_count_ == 0) launches_.clear();
+    if (final_count_ == 0) {
+      launches_.clear();
+      completed_in_backward_ = false;  // a step whose synchronize() was not called
+    }
     p.final = true;
     ++final_count_;
     copy_in(i, grad);
@@ -186,6 +212,10 @@ class DataParallel {
       int done = 0;
       if (buckets_[k].request != MPI_REQUEST_NULL) MPI_Test(&buckets_[k].request, &done, MPI_STATUS_IGNORE);
     }
+    if (final_count_ == params_.size()) {  // the last gradient: the step's reduction ends here
+      complete_step();
+      completed_in_backward_ = true;
+    }
   }
 
   const Communicator& comm_;
@@ -193,6 +223,7 @@ class DataParallel {
   std::vector<Param> params_;
   std::vector<Bucket> buckets_;
   std::size_t next_launch_ = 0, final_count_ = 0;
+  bool completed_in_backward_ = false;  // the last hook completed the step: synchronize() has nothing to do
   std::vector<Launch> launches_;
   double sync_seconds_ = 0;
   std::size_t steps_ = 0;
