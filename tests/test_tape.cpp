@@ -268,5 +268,5 @@ TEST_CASE("tape: a gradient-final hook fires once per backward, right after the 
   events.clear();
   tape.backward(y);  // a second replay fires the remaining hooks again
   CHECK(events == std::vector<std::string>{"unreached", "w2"});
-  CHECK_THROWS_AS(y.add_gradient_final_hook([](Array<double>&) {}), std::logic_error);
+  CHECK_THROWS_AS(y.add_gradient_final_hook([](Array<double>&) {}), StateError);
 }

@@ -106,13 +106,13 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   plan.final_sample = !o.no_sample;
 
   plan.dir = CheckpointDir{o.out};
-  if (!replicas.is_root()) {
-  } else if (o.resume) {
+  const bool owns_out = replicas.is_root();
+  if (owns_out && o.resume) {
     std::error_code ec;
     if (!std::filesystem::exists(plan.dir.state(), ec))
       throw UsageError("--resume: " + plan.dir.state().string() + " does not exist: nothing to resume");
     plan.resume_from = read_state_file(plan.dir);
-  } else if (plan.dir.holds_checkpoint()) {
+  } else if (owns_out && plan.dir.holds_checkpoint()) {
     throw UsageError("--out " + o.out.string() + " already holds a checkpoint; continue it with --resume, or choose another --out");
   }
 

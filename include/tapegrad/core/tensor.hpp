@@ -145,7 +145,7 @@ class GradRef {
   // id for remove_gradient_final_hook. A hook must not capture a handle to this same
   // tensor (that would keep it alive forever): it is given the gradient instead.
   std::size_t add_gradient_final_hook(std::function<void(Array<T>& grad)> hook) const {
-    if (!is_leaf()) throw std::logic_error("add_gradient_final_hook: only a leaf's gradient becomes final in backward");
+    if (!is_leaf()) throw StateError("add_gradient_final_hook: only a leaf's gradient becomes final in backward");
     d_->gradient_final_hooks.emplace_back(d_->next_hook_id, std::move(hook));
     return d_->next_hook_id++;
   }

@@ -32,7 +32,7 @@
 // returns at once and no hook is installed.
 #pragma once
 
-#include "../core/gradcheck.hpp"  // NamedTensors
+#include "../core/error.hpp"
 #include "../core/tensor.hpp"
 #include "communicator.hpp"
 
@@ -188,7 +188,7 @@ class DataParallel {
   void gradient_final(std::size_t i, Array<T>& grad, bool during_backward = true) {
     Param& p = params_[i];
     if (p.final)
-      throw std::logic_error("DataParallel: the gradient of '" + p.name +
+      throw StateError("DataParallel: the gradient of '" + p.name +
                              "' became final twice before synchronize(); call synchronize() after each backward");
     if (final_count_ == 0) {
       launches_.clear();
