@@ -136,7 +136,7 @@ class DataParallel {
   struct Param {
     std::string name;
     Tensor<T> tensor;
-    std::optional<std::size_t> hook;
+    std::optional<std::size_t> hook = std::nullopt;
     std::size_t bucket = 0, offset = 0;  // where its gradient sits in the bucket buffer
     bool final = false;                  // this step
   };
