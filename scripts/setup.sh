@@ -14,6 +14,8 @@ packages=(
   libcli11-dev          # train_lm's command line
   doctest-dev           # the test suite
   fortunes              # default training text for train_lm
+  clang                 # fuzz/: the libFuzzer targets (scripts/fuzz.sh)
+  libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes for clang 14 (only recommended by clang)
 )
 
 as_root() {

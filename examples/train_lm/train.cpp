@@ -37,6 +37,7 @@ struct Plan {
   bool final_sample = true;
   Corpus corpus;
   CheckpointDir dir;
+  std::optional<DirectoryLock> lock;  // on dir, for the run's life
   std::optional<SavedState> resume_from;
 };
 
@@ -102,13 +103,20 @@ Plan make_plan(const TrainOptions& o) {
   plan.final_sample = !o.no_sample;
 
   plan.dir = CheckpointDir{o.out};
+  // An existing directory is locked before what it holds is judged or read; a new one
+  // once it is created, at the end of the checks (then judged again: another run may
+  // have started in it meanwhile).
+  std::error_code ec;
+  if (std::filesystem::is_directory(plan.dir.dir, ec)) plan.lock.emplace(plan.dir.lock());
+  const auto refuse_a_checkpoint = [&] {
+    if (!o.resume && plan.dir.holds_checkpoint())
+      throw UsageError("--out " + o.out.string() + " already holds a checkpoint; continue it with --resume, or choose another --out");
+  };
+  refuse_a_checkpoint();
   if (o.resume) {
-    std::error_code ec;
     if (!std::filesystem::exists(plan.dir.state(), ec))
       throw UsageError("--resume: " + plan.dir.state().string() + " does not exist: nothing to resume");
     plan.resume_from = read_state_file(plan.dir);
-  } else if (plan.dir.holds_checkpoint()) {
-    throw UsageError("--out " + o.out.string() + " already holds a checkpoint; continue it with --resume, or choose another --out");
   }
 
   const Text text = o.data.empty() ? read_default_corpus() : read_text_file(o.data);
@@ -116,6 +124,11 @@ Plan make_plan(const TrainOptions& o) {
   plan.settings.model.vocab_size = plan.corpus.vocab.size();
   plan.settings.data_fingerprint = fingerprint(text.bytes);
   plan.settings.data_source = text.source;
+  require_memory({.config = plan.settings.model,
+                  .batch = plan.settings.batch,
+                  .window = plan.settings.model.block_size,
+                  .training = true},
+                 "--preset " + o.preset + " with the options given");
 
   if (plan.resume_from) {
     const RunSettings& saved = plan.resume_from->state.settings;
@@ -126,6 +139,11 @@ Plan make_plan(const TrainOptions& o) {
                        ", past --steps " + std::to_string(steps));
   }
   plan.dir.prepare_for_writing();  // last: a run that fails its checks leaves no directory behind
+  if (!plan.lock) {
+    plan.lock.emplace(plan.dir.lock());
+    refuse_a_checkpoint();
+  }
+  plan.dir.remove_stale_temporary_files();
   return plan;
 }
 
