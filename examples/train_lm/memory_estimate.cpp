@@ -11,10 +11,10 @@ namespace train_lm {
 double MemoryNeed::estimate_bytes() const {
   // In double: a forged config (n_layer 999999999, block_size 60000) must not overflow.
   const double V = double(config.vocab_size), C = double(config.block_size), L = double(config.n_layer),
-               H = double(config.n_head), d = double(config.d_model), B = double(batch), T = double(window);
+               d = double(config.d_model), B = double(batch), T = double(window);
   const double parameters = V * d + C * d + L * (12 * d * d + 13 * d) + 2 * d;
-  const double forward = B * T * (L * (24 * d + 3 * H * T) + 3 * V);
-  return double(scalar_bytes) * (training ? 4 * parameters + 2 * forward : parameters + forward);
+  const double kept = B * T * (24 * L * d + 3 * V), scratch = T * T;
+  return double(scalar_bytes) * (training ? 4 * parameters + 2 * (kept + scratch) : parameters + kept + scratch);
 }
 
 double physical_memory_bytes() { return double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGE_SIZE)); }
