@@ -491,7 +491,7 @@ TEST_CASE("checkpoint: save_parameters refuses a non-finite weight and keeps the
     model[1].second.data()[1] = bad;
     CHECK_THROWS_WITH_AS(save_parameters(path, model),
                          doctest::Contains("not written: tensor 'ln.bias' holds a non-finite value"),
-                         std::invalid_argument);
+                         FormatError);
     CHECK(read_file(path) == good);
   }
   CHECK(dir.entries() == std::vector<std::string>{"model.safetensors"});
@@ -568,7 +568,7 @@ TEST_CASE("safetensors: remove_stale_temporary_files removes what dead writers l
   TempDir dir;
   write_file(dir / "model.safetensors", "kept");
   const std::string live = ".model.safetensors.tmp-" + std::to_string(::getpid()) + "-0";
-  for (const std::string name : {".model.safetensors.tmp-2147483646-0", ".model.safetensors.tmp-2147483646-17", live,
+  for (const std::string& name : std::vector<std::string>{".model.safetensors.tmp-2147483646-0", ".model.safetensors.tmp-2147483646-17", live,
                                  ".model.safetensors.tmp-junk", ".state.safetensors.tmp-2147483646-0", "other"})
     write_file(dir / name, "x");
   CHECK(remove_stale_temporary_files(dir / "model.safetensors") == 2);

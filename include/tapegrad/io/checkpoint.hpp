@@ -8,8 +8,8 @@
 // anything: the same names (missing and unexpected ones are listed), the same
 // shapes, the model's dtype, and finite values (a NaN or inf weight is a corrupt
 // checkpoint). A mismatch is a FormatError and leaves every parameter as it was.
-// save_parameters writes no file holding a NaN or inf weight either: it throws
-// std::invalid_argument, and the file at `path` stays as it was.
+// save_parameters writes no file holding a NaN or inf weight either: it throws a
+// FormatError naming `path`, and the file at `path` stays as it was.
 #pragma once
 
 #include "../core/tensor.hpp"
@@ -48,7 +48,7 @@ std::optional<std::string> non_finite_value(const NamedTensors<T>& tensors) {
 template <FloatElement T>
 void save_parameters(const std::filesystem::path& path, const NamedTensors<T>& params, const Metadata& metadata = {}) {
   if (const auto bad = detail::non_finite_value(params))
-    throw std::invalid_argument("save_parameters: " + path.string() + ": not written: " + *bad);
+    throw FormatError(path, "not written: " + *bad);
   std::vector<TensorView> views;
   views.reserve(params.size());
   for (const auto& [name, p] : params) views.emplace_back(name, p.value());
