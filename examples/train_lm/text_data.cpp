@@ -84,9 +84,14 @@ Vocabulary Vocabulary::of(const std::vector<std::string>& characters) {
 
 Vocabulary Vocabulary::of_text(std::string_view text, const std::string& source) {
   std::vector<bool> seen(kCodePoints);
-  for_each_character(text, source, [&](std::string_view c, std::size_t) { seen[code_point(c)] = true; });
+  std::uint32_t highest = 0;
+  for_each_character(text, source, [&](std::string_view c, std::size_t) {
+    const std::uint32_t cp = code_point(c);
+    seen[cp] = true;
+    highest = std::max(highest, cp);
+  });
   std::vector<std::string> tokens;
-  for (std::uint32_t cp = 0; cp < kCodePoints; ++cp)
+  for (std::uint32_t cp = 0; cp <= highest && !text.empty(); ++cp)
     if (seen[cp]) tokens.push_back(utf8_of(cp));
   return from_tokens(std::move(tokens));
 }
@@ -125,14 +130,16 @@ std::vector<std::int64_t> Vocabulary::encode(const std::vector<std::string>& cha
 }
 
 std::vector<std::int64_t> Vocabulary::encode_text(std::string_view text, const std::string& source) const {
-  std::vector<std::int64_t> id_of(kCodePoints, -1);
+  // Id by code point, up to the vocabulary's highest (its last token): 128 entries for ASCII.
+  std::vector<std::int64_t> id_of(tokens_.empty() ? 0 : code_point(tokens_.back()) + 1, -1);
   for (std::size_t id = 0; id < tokens_.size(); ++id) id_of[code_point(tokens_[id])] = std::int64_t(id);
   std::size_t characters = 0;
   for_each_character(text, source, [&](std::string_view, std::size_t) { ++characters; });
   std::vector<std::int64_t> ids;
   ids.reserve(characters);
   for_each_character(text, source, [&](std::string_view c, std::size_t index) {
-    const std::int64_t id = id_of[code_point(c)];
+    const std::uint32_t cp = code_point(c);
+    const std::int64_t id = cp < id_of.size() ? id_of[cp] : -1;
     if (id < 0)
       throw DataError(source + ": character " + describe_character(std::string(c)) + " at position " +
                       std::to_string(index) + " is not in the model's vocabulary of " + std::to_string(size()) +
