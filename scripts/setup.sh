@@ -16,6 +16,8 @@ packages=(
   libopenmpi-dev        # dist/: data-parallel training over MPI (optional to the build)
   openmpi-bin           # mpirun
   fortunes              # default training text for train_lm
+  clang                 # fuzz/: the libFuzzer targets (scripts/fuzz.sh)
+  libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes for clang 14 (only recommended by clang)
 )
 
 as_root() {

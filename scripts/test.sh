@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds tapegrad (Release, tests on) in ./build and runs the whole suite with ctest.
+# Builds tapegrad (Release, tests on) in ./build and runs the whole suite with ctest,
+# then the fuzz targets (scripts/fuzz.sh: each over its committed corpus, then
+# FUZZ_SECONDS, default 45, of fresh fuzzing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +15,4 @@ done
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTAPEGRAD_WERROR=ON  # -Wall -Wextra -Wshadow as errors
 cmake --build build -j "$(nproc)"
 ctest --test-dir build --output-on-failure -j "$(nproc)"
+./scripts/fuzz.sh

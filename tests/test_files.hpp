@@ -57,6 +57,24 @@ inline std::string read_file(const fs::path& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+// The growth of this process's peak resident memory while `f` runs, in bytes
+// (Linux: writing 5 to /proc/self/clear_refs resets VmHWM to the current VmRSS).
+template <class F>
+inline std::int64_t peak_memory_growth(F&& f) {
+  const auto status_kib = [](const std::string& field) {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.starts_with(field + ":")) return std::stoll(line.substr(field.size() + 1));
+    FAIL("no " << field << " in /proc/self/status");
+    return 0LL;
+  };
+  std::ofstream("/proc/self/clear_refs") << "5";
+  const auto before = status_kib("VmRSS");
+  REQUIRE(status_kib("VmHWM") <= before + 1024);  // the reset worked
+  f();
+  return (status_kib("VmHWM") - before) * 1024;
+}
+
 // While alive, a write past `bytes` fails with EFBIG (SIGXFSZ ignored), as on a full disk.
 class FileSizeLimit {
  public:

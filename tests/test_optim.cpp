@@ -9,6 +9,8 @@
 
 #include <doctest/doctest.h>
 
+#include <limits>
+
 #include <cmath>
 #include <limits>
 #include <string>
@@ -211,6 +213,23 @@ TEST_CASE("optim: AdamW load_state rejects wrong names and shapes, naming them, 
   doubled.push_back(good[0]);
   rejects(doubled, 5, "'m.w' given twice");
   rejects(good, -1, "step count");
+  rejects(good, (std::int64_t{1} << 53) + 1, "step count must be in [0, 2^53]");
+  // issue 8, defect 1: values are checked too. Second moments are finite and >= 0, first moments finite.
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  for (const double bad : {-1.0, nan, inf, -inf}) {
+    auto bad_v = good;
+    bad_v[2].second = Tensor<double>::from({2, 2}, {1.0, 1.0, bad, 1.0});
+    rejects(bad_v, 5, "state 'v.w' holds");
+    rejects(bad_v, 5, "at flat index 2 (its values must be finite and >= 0)");
+  }
+  for (const double bad : {nan, inf, -inf}) {
+    auto bad_m = good;
+    bad_m[1].second = Tensor<double>::from({2}, {bad, 1.0});
+    rejects(bad_m, 5, "state 'm.b' holds");
+  }
+  auto negative_m = good;  // a first moment may be negative
+  negative_m[0].second = Tensor<double>::from({2, 2}, {-1.0, 1.0, 1.0, 1.0});
+  CHECK_NOTHROW(AdamW<double>({{"w", w}, {"b", b}}).load_state(negative_m, 5));
 
   opt.load_state(good, 5);  // the valid one goes through
   CHECK(opt.step_count() == 5);

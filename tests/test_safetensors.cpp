@@ -176,8 +176,8 @@ const std::vector<MalformedFile>& malformed_files() {
   static const std::vector<MalformedFile> table = {
       {"empty file", "", "shorter than 8 bytes"},
       {"shorter than 8 bytes", "abcdefg", "shorter than 8 bytes"},
-      {"header length over 100 MB", le64(100'000'001) + "{}", "header length 100000001 is over the 100 MB limit"},
-      {"header length 2^64 - 1", le64(~std::uint64_t{0}) + "{}", "is over the 100 MB limit"},
+      {"header length over 16 MiB", le64(16'777'217) + "{}", "header length 16777217 is over the 16 MiB limit"},
+      {"header length 2^64 - 1", le64(~std::uint64_t{0}) + "{}", "is over the 16 MiB limit"},
       {"header length past the end of the file", le64(64) + "{}", "header length 64 runs past the end of the file"},
       {"header not UTF-8", file_bytes("{\"\xff\":{}}"), "header is not valid UTF-8"},
       {"header with overlong UTF-8", file_bytes("{\"\xc0\xaf\":{}}"), "header is not valid UTF-8"},
@@ -186,7 +186,29 @@ const std::vector<MalformedFile>& malformed_files() {
       {"header not an object", file_bytes("[1, 2]"), "header is not a JSON object"},
       {"header starting with a space", file_bytes(" {}"), "header does not start with '{'"},
       {"header nested 100 levels deep", file_bytes(R"({"a":)" + std::string(100, '[') + std::string(100, ']') + "}"),
-       "header nests deeper than 64 levels"},
+       "tensor 'a': entry is not an object"},
+      {"a list nested in a shape", file_bytes(one_tensor(R"("shape":[[[[[]]]]],"dtype":"F32","data_offsets":[0,0])")),
+       "tensor 'a': shape is not a list of non-negative integers"},
+      {"an object nested in metadata", file_bytes(R"({"__metadata__":{"k":{"k":{}}}})"),
+       "__metadata__ value 'k' is not a string"},
+      // issue 8, defect 3: numbers past double's range are a FormatError, not nlohmann's out_of_range.
+      {"metadata number overflowing a double", file_bytes(R"({"a":1e400})"), "header is not valid JSON ("},
+      {"extent overflowing a double",
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[1e400],"data_offsets":[0,4])"), zeros(4)),
+       "number overflow"},
+      {"extent past 2^64", file_bytes(one_tensor(R"("dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4])"),
+                                      zeros(4)),
+       "tensor 'a': shape is not a list of non-negative integers"},
+      // issue 8, defect 4: a zero-element tensor still has bounded rank and extents.
+      {"zero-element tensor with huge extents",
+       file_bytes(one_tensor(
+           R"("dtype":"F32","shape":[0,9223372036854775808,9223372036854775808],"data_offsets":[0,0])")),
+       "tensor 'a': shape [0, 9223372036854775808, 9223372036854775808] is too large"},
+      {"zero-element tensor with extents just past 2^48",
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[16777216,0,16777217],"data_offsets":[0,0])")),
+       "is too large (its extents, a 0 counted as 1, multiply to more than 2^48)"},
+      {"rank 9", file_bytes(one_tensor(R"("dtype":"F32","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,4])"), zeros(4)),
+       "tensor 'a': shape has more than 8 dimensions"},
       {"unknown dtype", file_bytes(one_tensor(R"("dtype":"BF16","shape":[1],"data_offsets":[0,2])"), zeros(2)),
        "tensor 'a': unknown dtype \"BF16\""},
       {"dtype not a string", file_bytes(one_tensor(R"("dtype":4,"shape":[1],"data_offsets":[0,4])"), zeros(4)),
@@ -237,7 +259,7 @@ const std::vector<MalformedFile>& malformed_files() {
        "tensor 'a': byte size 8 disagrees with dtype x shape (F64 x [2] = 16 bytes)"},
       {"dtype x shape overflows",
        file_bytes(one_tensor(R"("dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0])")),
-       "tensor 'a': byte size of dtype x shape [4294967296, 4294967296] overflows 64 bits"},
+       "tensor 'a': shape [4294967296, 4294967296] is too large"},
       {"duplicate tensor names",
        file_bytes(
            R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
@@ -262,7 +284,11 @@ const std::vector<MalformedFile>& malformed_files() {
        "tensor 'a': missing 'data_offsets'"},
       {"tensor entry not an object", file_bytes(R"({"a":[0,4]})"), "tensor 'a': entry is not an object"},
       {"control character in a name", file_bytes(R"({"a\n":[0,4]})"), "tensor 'a\\x0a': entry is not an object"},
-      {"100 kB tensor name", file_bytes("{\"" + std::string(100'000, 'n') + "\":[0,4]}"), "tensor 'nnnnnnnn"},
+      {"100 kB tensor name", file_bytes("{\"" + std::string(100'000, 'n') + "\":[0,4]}"),
+       "a tensor name is longer than 4096 bytes ('nnnnnnnn"},
+      {"4097-byte tensor name", file_bytes("{\"" + std::string(4097, 'n') + "\":{}}"), "a tensor name is longer than 4096 bytes"},
+      {"4097-byte metadata key", file_bytes(R"({"__metadata__":{")" + std::string(4097, 'k') + R"(":""}})"),
+       "a key is longer than 4096 bytes"},
   };
   return table;
 }
@@ -276,6 +302,74 @@ TEST_CASE("safetensors: every malformed file is rejected with the rule it breaks
     const fs::path path = dir / ("malformed-" + std::to_string(i) + ".safetensors");
     write_file(path, table[i].bytes);
     check_rejected(path, table[i].reason);
+  }
+}
+
+TEST_CASE("safetensors: from_bytes reads a buffer in memory as read reads a file") {
+  TempDir dir;
+  const Array<float> x = {{1.5f, -2.0f}, {0.25f, 8.0f}};
+  const Ids ids = {7, -1};
+  const std::string bytes = serialize_safetensors({{"x", x}, {"ids", ids}}, {{"k", "v"}});
+  const auto memory = Safetensors::from_bytes(std::as_bytes(std::span(bytes.data(), bytes.size())), "buffer");
+  CHECK(memory.path() == "buffer");
+  CHECK(memory.metadata() == Metadata{{"k", "v"}});
+  CHECK(memory.get<float>("x") == x);
+  CHECK(memory.get_ids("ids") == ids);
+  // The same rules: every malformed file of the table is refused from memory, naming the source.
+  for (const MalformedFile& row : malformed_files()) {
+    INFO("rule: ", row.rule);
+    try {
+      Safetensors::from_bytes(std::as_bytes(std::span(row.bytes.data(), row.bytes.size())), "buf");
+      FAIL("accepted");
+    } catch (const FormatError& e) {
+      CHECK(std::string(e.what()).starts_with("buf: "));
+      CHECK(e.reason().find(row.reason) != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("safetensors: the header bounds are inclusive") {
+  // 8 dimensions, and extents multiplying to exactly 2^48 around a 0, are accepted.
+  const std::string rank8 = file_bytes(one_tensor(R"("dtype":"F32","shape":[1,1,1,1,1,1,1,2],"data_offsets":[0,8])"), zeros(8));
+  CHECK(Safetensors::from_bytes(std::as_bytes(std::span(rank8.data(), rank8.size()))).tensor("a").shape.size() == 8);
+  const std::string wide = file_bytes(one_tensor(R"("dtype":"F64","shape":[16777216,0,16777216],"data_offsets":[0,0])"));
+  const auto file = Safetensors::from_bytes(std::as_bytes(std::span(wide.data(), wide.size())));
+  CHECK(file.get<double>("a").size() == 0);
+  // 65536 tensors are accepted, 65537 are not.
+  const auto many = [](std::size_t count) {
+    std::string header = "{";
+    for (std::size_t i = 0; i < count; ++i)
+      header += (i ? ",\"" : "\"") + std::to_string(i) + R"(":{"dtype":"F32","shape":[0],"data_offsets":[0,0]})";
+    return file_bytes(header + "}");
+  };
+  const std::string at_limit = many(SafetensorsLimits::tensors), past = many(SafetensorsLimits::tensors + 1);
+  CHECK(Safetensors::from_bytes(std::as_bytes(std::span(at_limit.data(), at_limit.size()))).tensors().size() == 65536);
+  CHECK_THROWS_WITH_AS(Safetensors::from_bytes(std::as_bytes(std::span(past.data(), past.size()))),
+                       doctest::Contains("header lists more than 65536 tensors"), FormatError);
+}
+
+
+// issue 8, defect 9: a header was parsed into a JSON tree before its rules were checked:
+// a 50 MB header took 1.6 GB and 9 s. Now a header near the 16 MiB limit full of what a
+// header may not hold fails at its first fault, in memory about the size of the file.
+TEST_CASE("safetensors: a large hostile header fails fast in memory near the file's size") {
+  TempDir dir;
+  const std::size_t target = 15u << 20;
+  std::string zeros_list = R"({"a":[)";
+  while (zeros_list.size() < target) zeros_list += "0,";
+  zeros_list += "0]}";
+  std::string metadata = R"({"__metadata__":{)";
+  for (std::size_t i = 0; metadata.size() < target; ++i) metadata += (i ? ",\"" : "\"") + std::to_string(i) + "\":\"\"";
+  metadata += "}}";
+  const struct {
+    std::string name, header, reason;
+  } headers[] = {{"a list of 7.8 million zeros", zeros_list, "tensor 'a': entry is not an object"},
+                 {"1.4 million metadata entries", metadata, "__metadata__ has more than 65536 entries"}};
+  for (const auto& h : headers) {
+    INFO(h.name);
+    write_file(dir / "big", file_bytes(h.header));
+    const std::int64_t growth = peak_memory_growth([&] { check_rejected(dir / "big", h.reason); });
+    CHECK(growth < 3 * std::int64_t(target));  // the file read whole, its text, the error: not a JSON tree
   }
 }
 
@@ -386,6 +480,23 @@ TEST_CASE("checkpoint: a non-finite weight is a corrupt checkpoint and loads not
   CHECK(values_of(model) == before);
 }
 
+// issue 8, defect 1: no save writes a checkpoint holding a non-finite weight.
+TEST_CASE("checkpoint: save_parameters refuses a non-finite weight and keeps the previous file") {
+  TempDir dir;
+  const fs::path path = dir / "model.safetensors";
+  auto model = small_model<double>(1.0);
+  save_parameters(path, model);
+  const std::string good = read_file(path);
+  for (const double bad : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+    model[1].second.data()[1] = bad;
+    CHECK_THROWS_WITH_AS(save_parameters(path, model),
+                         doctest::Contains("not written: tensor 'ln.bias' holds a non-finite value"),
+                         FormatError);
+    CHECK(read_file(path) == good);
+  }
+  CHECK(dir.entries() == std::vector<std::string>{"model.safetensors"});
+}
+
 TEST_CASE("checkpoint: a long list of mismatched names is cut short") {
   TempDir dir;
   NamedTensors<float> model;
@@ -437,6 +548,32 @@ TEST_CASE("safetensors: write_file_atomically replaces the target and leaves no 
   write_file_atomically(dir / "target", "new contents");
   CHECK(read_file(dir / "target") == "new contents");
   CHECK(dir.entries() == std::vector<std::string>{"target"});
+}
+
+// issue 8, defect 8: the replace reset a 0600 checkpoint to 0644.
+TEST_CASE("safetensors: write_file_atomically keeps the permission bits of the file it replaces") {
+  TempDir dir;
+  for (const fs::perms mode : {fs::perms::owner_read | fs::perms::owner_write,
+                               fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read}) {
+    write_file_atomically(dir / "target", "old");
+    fs::permissions(dir / "target", mode);
+    write_file_atomically(dir / "target", "new");
+    CHECK(fs::status(dir / "target").permissions() == mode);
+    CHECK(read_file(dir / "target") == "new");
+  }
+}
+
+// issue 8, defect 8: temporary files of killed writers stayed forever.
+TEST_CASE("safetensors: remove_stale_temporary_files removes what dead writers left, nothing else") {
+  TempDir dir;
+  write_file(dir / "model.safetensors", "kept");
+  const std::string live = ".model.safetensors.tmp-" + std::to_string(::getpid()) + "-0";
+  for (const std::string& name : std::vector<std::string>{".model.safetensors.tmp-2147483646-0", ".model.safetensors.tmp-2147483646-17", live,
+                                 ".model.safetensors.tmp-junk", ".state.safetensors.tmp-2147483646-0", "other"})
+    write_file(dir / name, "x");
+  CHECK(remove_stale_temporary_files(dir / "model.safetensors") == 2);
+  CHECK(dir.entries() == std::vector<std::string>{live, ".model.safetensors.tmp-junk",
+                                                  ".state.safetensors.tmp-2147483646-0", "model.safetensors", "other"});
 }
 
 TEST_CASE("safetensors: a failed atomic write keeps the old target and removes its temporary file") {

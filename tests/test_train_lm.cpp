@@ -19,6 +19,7 @@
 #include <cmath>
 #include <csignal>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -314,6 +315,99 @@ TEST_CASE("train_lm: an interrupted checkpoint write leaves the previous checkpo
   options.steps = 60;
   CHECK_THROWS_WITH(run_quietly(options), doctest::Contains("state.safetensors"));
   CHECK(read_file(dir / "run/model.safetensors") == good_model);
+}
+
+// issue 8, defect 1: moments, weights and the sampler state of a state file are checked
+// before a resumed run starts; a corrupt one changes nothing on disk.
+TEST_CASE("train_lm: a state file with bad values is refused on resume and nothing is written") {
+  TempDir dir;
+  TrainOptions options = straight_and_stopped_runs(dir);
+  const std::string model = read_file(dir / "run/model.safetensors"), state = read_file(dir / "run/state.safetensors");
+  const std::string log = read_file(dir / "run/log.csv");
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const auto refused = [&](const std::function<void(EditableFile&)>& corrupt, const std::string& reason) {
+    EditableFile file = EditableFile::read(dir / "run/state.safetensors");
+    corrupt(file);
+    file.write(dir / "run/state.safetensors");
+    const std::string corrupt_state = read_file(dir / "run/state.safetensors");
+    CHECK_THROWS_WITH(run_quietly(options), doctest::Contains(reason.c_str()));
+    CHECK(read_file(dir / "run/model.safetensors") == model);
+    CHECK(read_file(dir / "run/state.safetensors") == corrupt_state);
+    CHECK(read_file(dir / "run/log.csv") == log);
+    write_file(dir / "run/state.safetensors", state);
+  };
+  for (const float bad : {-1.0f, nan, inf}) {
+    INFO("v.wte all ", bad);
+    refused([&](EditableFile& f) { f["v.wte"].fill(bad); }, "state 'v.wte' holds");
+  }
+  refused([&](EditableFile& f) { f["m.h.1.mlp.b_1"](3) = -inf; }, "state 'm.h.1.mlp.b_1' holds -inf at flat index 3");
+  refused([&](EditableFile& f) { f["param.wpe"](0, 0) = nan; }, "tensor 'param.wpe' holds a non-finite value");
+  refused([&](EditableFile& f) { f.metadata["rng"] += " 5"; }, "'rng' is not a std::mt19937_64 state");
+  refused(
+      [&](EditableFile& f) {
+        std::string zeros;
+        for (std::size_t i = 0; i < std::mt19937_64::state_size; ++i) zeros += "0 ";
+        f.metadata["rng"] = zeros + "312";
+      },
+      "'rng' is an all-zero std::mt19937_64 state");
+  CHECK(run_quietly(options).last_step == 40);  // the good state still resumes
+}
+
+// issue 8, defect 1: a save not on an eval step wrote whatever the weights held.
+TEST_CASE("train_lm: save_checkpoint refuses non-finite weights or moments and keeps the previous checkpoint") {
+  TempDir dir;
+  const CheckpointDir checkpoint{dir.path() / "run"};
+  checkpoint.prepare_for_writing();
+  GPT<float> model(GPTConfig{.vocab_size = 3, .block_size = 4, .n_layer = 1, .n_head = 1, .d_model = 4}, 1);
+  tapegrad::nn::AdamW<float> optimizer(model.named_parameters());
+  TrainState state;
+  state.step = 7;
+  const Vocabulary vocab = Vocabulary::from_tokens({"a", "b", "c"});
+  save_checkpoint(checkpoint, model, optimizer, state, vocab);
+  const std::string model_bytes = read_file(checkpoint.model()), state_bytes = read_file(checkpoint.state());
+  state.step = 8;
+
+  model.named_parameters()[3].second.data()[1] = std::numeric_limits<float>::infinity();
+  const std::string expected = "checkpoint not saved, the previous one is kept: tensor '" +
+                               model.named_parameters()[3].first + "' holds a non-finite value (inf) at flat index 1";
+  CHECK_THROWS_WITH(save_checkpoint(checkpoint, model, optimizer, state, vocab), doctest::Contains(expected.c_str()));
+  CHECK(read_file(checkpoint.model()) == model_bytes);
+  CHECK(read_file(checkpoint.state()) == state_bytes);
+  CHECK(fs::directory_iterator(checkpoint.dir) != fs::directory_iterator());
+  std::size_t files = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(checkpoint.dir)) ++files;
+  CHECK(files == 2);  // no temporary file either
+}
+
+// issue 8, defect 5: the text was one std::string per character (30 MiB peaked at 1.27 GiB).
+TEST_CASE("train_lm: make_corpus holds the text as bytes and 8-byte token ids") {
+  const std::size_t size = 16u << 20;
+  Text text{std::string(size, 'a'), "16 MiB"};
+  for (std::size_t i = 0; i < size; i += 7) text.bytes[i] = char('a' + i % 26);
+  Corpus corpus;
+  const std::int64_t growth = peak_memory_growth([&] { corpus = make_corpus(text, 64); });
+  CHECK(corpus.train.size() + corpus.val.size() == size);
+  CHECK(corpus.vocab.size() == 26);
+  CHECK(growth < std::int64_t(12 * size));  // ids 8 bytes a character, 10% of them copied for the split
+}
+
+// issue 8, defect 6: a 1 MB model file with block_size 60000 made eval allocate a 14 GB
+// attention matrix; the estimate now refuses such a file first, with the value and the
+// estimate (block_size 200000 here: 160 GB, past any test machine's memory).
+TEST_CASE("train_lm: eval refuses a model whose forward would not fit in memory, naming the values") {
+  TempDir dir;
+  GPT<float> forged(GPTConfig{.vocab_size = 3, .block_size = 200000, .n_layer = 1, .n_head = 1, .d_model = 2}, 1);
+  save_model(dir / "forged.safetensors", forged, {{"vocab", Vocabulary::from_tokens({"a", "b", "c"}).to_json()}});
+  std::string text;
+  while (text.size() < 210000) text += "abcab";
+  write_file(dir / "text.txt", text);
+  const std::string error = error_of([&] { run_eval({.checkpoint = dir / "forged.safetensors", .data = dir / "text.txt"}); });
+  CHECK(error.starts_with((dir / "forged.safetensors").string() + ": "));
+  CHECK(error.find("block_size 200000 with windows of batch 1 x 200000 need an estimated ") != std::string::npos);
+  CHECK(error.find(" GiB of memory, more than the ") != std::string::npos);
+  // The same model on a text shorter than a window is evaluated in one short window.
+  write_file(dir / "short.txt", text.substr(0, 2000));
+  CHECK(run_eval({.checkpoint = dir / "forged.safetensors", .data = dir / "short.txt"}).predicted == 1999);
 }
 
 TEST_CASE("train_lm: bad input gives one clear error before any work, and overwrites nothing") {

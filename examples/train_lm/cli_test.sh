@@ -148,6 +148,89 @@ expect_error "corrupt checkpoint" "cut.safetensors" "$bin" sample --checkpoint "
 expect_error "unknown option" "--frobnicate" "$bin" train --frobnicate
 [ -e "$work/x" ] && fail "a failed run left --out behind"
 
+# ---- issue 8 (reliability)
+
+# Defect 1: a state file whose second moments v.wte are all -1, NaN or Inf is refused on
+# --resume (it used to train on, save NaN weights over the good model and exit 0), and
+# the checkpoint files stay byte for byte as they were.
+# set_tensor FILE NAME BYTES: every 4-byte element of tensor NAME becomes BYTES (printf escapes).
+set_tensor() {
+  local file=$1 name=$2 value=$3 header_length header offsets begin end
+  header_length=$(od -An -t u8 -N8 "$file" | tr -d ' ')
+  header=$(head -c $((8 + header_length)) "$file" | tail -c "$header_length")
+  offsets=$(grep -o "\"$name\":{[^}]*}" <<<"$header" | grep -o '"data_offsets":\[[0-9]*,[0-9]*\]' | grep -o '[0-9][0-9]*')
+  begin=$(head -1 <<<"$offsets")
+  end=$(tail -1 <<<"$offsets")
+  for _ in $(seq $(((end - begin) / 4))); do printf "$value"; done >"$work/tensor.bin"
+  dd if="$work/tensor.bin" of="$file" bs=1 seek=$((8 + header_length + begin)) conv=notrunc status=none
+}
+for value in '\x00\x00\x80\xbf' '\x00\x00\xc0\x7f' '\x00\x00\x80\x7f'; do  # -1, NaN, Inf
+  rm -rf "$work/corrupt" && cp -r "$work/run" "$work/corrupt"
+  set_tensor "$work/corrupt/state.safetensors" v.wte "$value"
+  cp "$work/corrupt/model.safetensors" "$work/good_model" && cp "$work/corrupt/state.safetensors" "$work/bad_state"
+  expect_error "--resume from a state whose v.wte is $value" "state 'v.wte' holds" \
+    "$bin" train --data "$work/text.txt" --preset tiny --steps 32 --stop-after 31 --no-sample --out "$work/corrupt" --resume
+  cmp -s "$work/corrupt/model.safetensors" "$work/good_model" || fail "a corrupt state ($value) changed model.safetensors"
+  cmp -s "$work/corrupt/state.safetensors" "$work/bad_state" || fail "a corrupt state ($value) was overwritten"
+  "$bin" eval --checkpoint "$work/corrupt/model.safetensors" --data "$work/text.txt" >/dev/null 2>&1 \
+    || fail "the model kept after a corrupt state ($value) does not evaluate"
+done
+rm -rf "$work/corrupt" && cp -r "$work/run" "$work/corrupt"
+set_tensor "$work/corrupt/state.safetensors" m.wpe '\x00\x00\x80\xff'  # -Inf in a first moment
+expect_error "--resume from a state whose m.wpe is -Inf" "state 'm.wpe' holds -inf" \
+  "$bin" train --data "$work/text.txt" --preset tiny --steps 32 --stop-after 31 --no-sample --out "$work/corrupt" --resume
+set_tensor "$work/corrupt/state.safetensors" m.wpe '\x00\x00\x00\x00'
+set_tensor "$work/corrupt/state.safetensors" param.ln_f.bias '\x00\x00\xc0\x7f'  # a NaN weight in the state
+expect_error "--resume from a state with a NaN weight" "tensor 'param.ln_f.bias' holds a non-finite value" \
+  "$bin" train --data "$work/text.txt" --preset tiny --steps 32 --stop-after 31 --no-sample --out "$work/corrupt" --resume
+
+# Defect 5: --data must be a regular file of at most 256 MiB (a FIFO blocked forever,
+# /dev/zero ran until bad_alloc).
+mkfifo "$work/fifo"
+expect_error "--data a FIFO" "$work/fifo: not a regular file" \
+  timeout -k 5 20 "$bin" train --data "$work/fifo" --preset tiny --out "$work/x"
+expect_error "--data /dev/zero" "/dev/zero: not a regular file" \
+  timeout -k 5 20 "$bin" train --data /dev/zero --preset tiny --out "$work/x"
+truncate -s $((256 * 1024 * 1024 + 1)) "$work/huge.txt"
+expect_error "--data over 256 MiB" "huge.txt: 268435457 bytes is over the limit of 256 MiB" \
+  timeout -k 5 20 "$bin" train --data "$work/huge.txt" --preset tiny --out "$work/x"
+expect_error "eval --data a FIFO" "not a regular file" \
+  timeout -k 5 20 "$bin" eval --checkpoint "$work/run/model.safetensors" --data "$work/fifo"
+
+# Defect 6: sizes whose memory would not fit are refused with the value and the estimate
+# (--layers 999999999 ended in a bare std::bad_alloc after two minutes).
+expect_error "--layers 999999999" "n_layer 999999999" \
+  timeout -k 5 20 "$bin" train --data "$work/text.txt" --preset tiny --layers 999999999 --out "$work/x"
+expect_error "--layers 999999999 (the estimate)" "need an estimated" \
+  timeout -k 5 20 "$bin" train --data "$work/text.txt" --preset tiny --layers 999999999 --out "$work/x"
+
+# Defect 7: one run per --out at a time (two used to interleave log.csv and both exit 0).
+"$bin" train --data "$work/text.txt" --preset tiny --steps 1000000 --no-sample --out "$work/locked" 2>"$work/err_first" &
+pid=$!
+wait_for "$work/err_first" "step 0 of"
+expect_error "a second run on a directory in use" "--out $work/locked is in use by another train_lm run" \
+  timeout -k 5 20 "$bin" train --data "$work/text.txt" --preset tiny --steps 1000000 --no-sample --out "$work/locked" --resume
+expect_error "a fresh run on a directory in use" "is in use by another train_lm run" \
+  timeout -k 5 20 "$bin" train --data "$work/text.txt" --preset tiny --no-sample --out "$work/locked"
+kill -INT "$pid"
+wait "$pid"
+
+# Defect 8: temporary files of killed runs are removed at the next start (those of a live
+# process stay), and an atomic replace keeps a 0600 file 0600.
+rm -rf "$work/tidy" && cp -r "$work/run" "$work/tidy"
+head -c 1000 /dev/urandom >"$work/tidy/.state.safetensors.tmp-2147483646-0"  # no such process
+head -c 1000 /dev/urandom >"$work/tidy/.model.safetensors.tmp-2147483646-3"
+head -c 1000 /dev/urandom >"$work/tidy/.model.safetensors.tmp-$$-0"  # this shell: alive
+chmod 600 "$work/tidy/model.safetensors" "$work/tidy/state.safetensors"
+"$bin" train --data "$work/text.txt" --preset tiny --steps 31 --no-sample --out "$work/tidy" --resume >/dev/null 2>"$work/err" \
+  || fail "resume in tidy: $(cat "$work/err")"
+[ -e "$work/tidy/.state.safetensors.tmp-2147483646-0" ] && fail "a stale temporary state file was not removed"
+[ -e "$work/tidy/.model.safetensors.tmp-2147483646-3" ] && fail "a stale temporary model file was not removed"
+[ -e "$work/tidy/.model.safetensors.tmp-$$-0" ] || fail "the temporary file of a live process was removed"
+for f in model.safetensors state.safetensors; do
+  [ "$(stat -c %a "$work/tidy/$f")" = 600 ] || fail "$f: mode $(stat -c %a "$work/tidy/$f") after a save, was 600"
+done
+
 if [ "$failures" -ne 0 ]; then
   echo "cli_test: $failures failure(s)" >&2
   exit 1

@@ -61,8 +61,14 @@ TextLoss run_eval(const EvalOptions& options) {
     throw UsageError("--block " + std::to_string(block) + " is above the checkpoint's block size " +
                      std::to_string(checkpoint.config.block_size));
   const Text text = read_text_file(options.data);
-  const auto tokens = vocab.encode(split_utf8(text.bytes, text.source), text.source);
+  const auto tokens = vocab.encode_text(text.bytes, text.source);
   if (tokens.size() < 2) throw DataError(text.source + ": needs at least 2 characters to predict one");
+  const std::size_t predictions = tokens.size() - 1;  // text_loss's widest batch: full windows, or the one short one
+  require_memory({.config = checkpoint.config,
+                  .batch = std::min(options.batch, std::max<std::size_t>(1, predictions / block)),
+                  .window = std::min(block, predictions),
+                  .scalar_bytes = io::dtype_size(checkpoint.dtype)},
+                 options.checkpoint.string());
 
   const TextLoss result =
       with_model(checkpoint, [&](const auto& model) { return text_loss(model, tokens, block, options.batch); });

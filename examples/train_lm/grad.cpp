@@ -50,6 +50,12 @@ double run_grad(const GradOptions& options) {
   check_writable_file(options.out, "--out");
   const ModelFile checkpoint = read_model_file(options.checkpoint);
   const Batch batch = read_batch_file(options.batch, checkpoint.config.vocab_size, checkpoint.config.block_size);
+  require_memory({.config = checkpoint.config,
+                  .batch = batch.inputs.shape()[0],
+                  .window = batch.inputs.shape()[1],
+                  .training = true,
+                  .scalar_bytes = io::dtype_size(checkpoint.dtype)},
+                 options.checkpoint.string() + " with " + options.batch.string());
   return with_model(checkpoint, [&](const auto& model) { return write_loss_and_gradients(model, batch, options.out); });
 }
 

@@ -49,13 +49,15 @@ const Vocabulary& ModelFile::require_vocab() const {
   return *vocab;
 }
 
-ModelFile read_model_file(const std::filesystem::path& path) {
-  ModelFile m{io::Safetensors::read(path), {}, io::DType::F32, std::nullopt};
-  m.config = io::gpt_config_from_metadata(m.file.metadata(), path);
+ModelFile read_model_file(const std::filesystem::path& path) { return read_model_file(io::Safetensors::read(path)); }
+
+ModelFile read_model_file(io::Safetensors file) {
+  ModelFile m{std::move(file), {}, io::DType::F32, std::nullopt};
+  m.config = io::gpt_config_from_metadata(m.file.metadata(), m.file.path());
   m.dtype = io::checkpoint_dtype(m.file);
   check_parameter_tensors(m.file, m.config);
   if (const auto it = m.file.metadata().find("vocab"); it != m.file.metadata().end()) {
-    m.vocab = Vocabulary::from_json(it->second, path.string());
+    m.vocab = Vocabulary::from_json(it->second, m.file.path().string());
     if (m.vocab->size() != m.config.vocab_size)
       m.file.fail("'vocab' lists " + std::to_string(m.vocab->size()) + " tokens but vocab_size is " +
                   std::to_string(m.config.vocab_size));

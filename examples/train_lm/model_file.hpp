@@ -10,6 +10,7 @@
 //   with_model(checkpoint, f)        builds GPT<float> (F32) or GPT<double> (F64) and calls f(model)
 #pragma once
 
+#include "memory_estimate.hpp"
 #include "text_data.hpp"
 
 #include <tapegrad/io/checkpoint.hpp>
@@ -44,6 +45,8 @@ struct ModelFile {
 };
 
 ModelFile read_model_file(const std::filesystem::path& path);
+// The same checks on a safetensors file already read (from_bytes: the fuzz target's way in).
+ModelFile read_model_file(io::Safetensors file);
 
 template <class T>
 void save_model(const std::filesystem::path& path, const GPT<T>& model, const io::Metadata& extra = {}) {

@@ -4,10 +4,18 @@
 #include "number_text.hpp"
 #include "output_dir.hpp"
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <set>
 #include <span>
 #include <sstream>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 namespace train_lm {
 
@@ -43,6 +51,30 @@ void CheckpointDir::prepare_for_writing() const {
   std::filesystem::create_directories(dir, ec);
   if (ec) throw std::runtime_error(where + "cannot create the directory: " + ec.message());
   check_writable_directory(dir, "--out " + dir.string());
+}
+
+DirectoryLock::DirectoryLock(const std::filesystem::path& dir, const std::string& what)
+    : fd_(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+  if (fd_ < 0) throw std::runtime_error(what + ": cannot open the directory to lock it: " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+  const int error = errno;
+  ::close(fd_);
+  if (error == EWOULDBLOCK)
+    throw std::runtime_error(what + " is in use by another train_lm run (it holds the directory's lock); wait for "
+                             "it to end, or choose another --out");
+  throw std::runtime_error(what + ": cannot lock the directory: " + std::strerror(error));
+}
+DirectoryLock::DirectoryLock(DirectoryLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+DirectoryLock::~DirectoryLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the last descriptor releases the flock
+}
+
+DirectoryLock CheckpointDir::lock() const { return DirectoryLock(dir, "--out " + dir.string()); }
+
+std::size_t CheckpointDir::remove_stale_temporary_files() const {
+  std::size_t removed = 0;
+  for (const auto& file : {model(), state(), log(), loss_svg()}) removed += io::remove_stale_temporary_files(file);
+  return removed;
 }
 
 io::Metadata RunSettings::to_metadata() const {
@@ -108,6 +140,12 @@ void save_checkpoint(const CheckpointDir& dir, const GPT<float>& model, const ta
   metadata["vocab"] = vocab.to_json();
   const auto params = model.named_parameters();
   const auto moments = optimizer.state();  // copies: must outlive the views
+  // Whatever led here (an eval step or not), a checkpoint never holds a non-finite
+  // number: refuse before anything is written, so the previous checkpoint stays.
+  for (const auto* tensors : {&params, &moments})
+    if (const auto bad = io::detail::non_finite_value(*tensors))
+      throw std::runtime_error(dir.dir.string() + ": checkpoint not saved, the previous one is kept: " + *bad +
+                               " at step " + std::to_string(state.step) + " (the run diverged; try a smaller --lr)");
   std::vector<io::TensorView> tensors;
   for (const auto& [name, p] : params) tensors.emplace_back(kParamPrefix + name, p.value());
   for (const auto& [name, m] : moments) tensors.emplace_back(name, m.value());
@@ -125,33 +163,49 @@ SavedState read_state_file(const CheckpointDir& dir) {
   s.elapsed_s = metadata_number<double>(saved.file, "elapsed_s");
   if (!std::isfinite(s.elapsed_s) || s.elapsed_s < 0)
     saved.file.fail("__metadata__ 'elapsed_s' must be a finite number >= 0, got '" + metadata_value(saved.file, "elapsed_s") + "'");
-  std::istringstream rng(metadata_value(saved.file, "rng"));
+  // The sampler's state: exactly what save_checkpoint writes (so nothing trails it and
+  // every word is in range), and not all zero (a Mersenne Twister that never leaves 0).
+  const std::string& rng_text = metadata_value(saved.file, "rng");
+  std::istringstream rng(rng_text);
   rng >> s.sampler;
-  if (rng.fail()) saved.file.fail("__metadata__ 'rng' is not a std::mt19937_64 state");
+  std::ostringstream written;
+  written << s.sampler;
+  if (rng.fail() || written.str() != rng_text) saved.file.fail("__metadata__ 'rng' is not a std::mt19937_64 state");
+  std::istringstream words(rng_text);
+  std::uint64_t word = 0;
+  bool all_zero = true;
+  for (std::size_t i = 0; i < std::mt19937_64::state_size && words >> word; ++i) all_zero = all_zero && word == 0;
+  if (all_zero) saved.file.fail("__metadata__ 'rng' is an all-zero std::mt19937_64 state");
   return saved;
 }
 
 void load_training_tensors(const SavedState& saved, GPT<float>& model, tapegrad::nn::AdamW<float>& optimizer) {
   const io::Safetensors& file = saved.file;
-  // Check the weights first, then let the optimiser check its moments, then copy the weights.
-  std::set<std::string> weights;
-  for (const auto& [name, p] : model.named_parameters()) {
+  // Everything is read and checked (weights: shapes and finite values; moments: by the
+  // optimiser) before any parameter changes.
+  std::set<std::string> weight_names;
+  tapegrad::NamedTensors<float> weights;
+  auto params = model.named_parameters();
+  for (const auto& [name, p] : params) {
     const std::string key = kParamPrefix + name;
     if (file.tensor(key).shape != p.shape())
       file.fail("tensor '" + key + "' has shape " + tapegrad::shape_str(file.tensor(key).shape) + ", the model needs " +
                 tapegrad::shape_str(p.shape()));
-    weights.insert(key);
+    weights.emplace_back(key, tapegrad::Tensor<float>(file.get<float>(key)));
+    weight_names.insert(key);
   }
+  if (const auto bad = io::detail::non_finite_value(weights)) file.fail(*bad);
   tapegrad::NamedTensors<float> moments;
   for (const auto& t : file.tensors())
-    if (!weights.contains(t.name)) moments.emplace_back(t.name, tapegrad::Tensor<float>(file.get<float>(t.name)));
+    if (!weight_names.contains(t.name)) moments.emplace_back(t.name, tapegrad::Tensor<float>(file.get<float>(t.name)));
   try {
     optimizer.load_state(moments, saved.state.step);
   } catch (tapegrad::FormatError& e) {
     e.about(file.path().string());
     throw;
   }
-  for (auto& [name, p] : model.named_parameters()) file.copy_to(kParamPrefix + name, std::span<float>(p.data(), p.size()));
+  for (std::size_t i = 0; i < params.size(); ++i)
+    std::copy_n(weights[i].second.data(), params[i].second.size(), params[i].second.data());
 }
 
 }  // namespace train_lm

@@ -12,7 +12,9 @@
 // either the old or the new complete state, and since the state holds its own
 // weights, --resume never depends on model.safetensors being from the same step;
 // model.safetensors is always some complete model, at most one save behind.
-// Leftover ".<name>.tmp-*" files from an interrupted write are ignored.
+// Leftover ".<name>.tmp-*" files of a killed run are removed when the next run starts.
+// A run holds an exclusive flock on DIR for its whole life, so two runs never share
+// a directory.
 #pragma once
 
 #include "model_file.hpp"
@@ -21,11 +23,25 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 namespace train_lm {
+
+// An exclusive flock on a directory, released when destroyed (or when the process ends).
+class DirectoryLock {
+ public:
+  // std::runtime_error naming `what` when another process holds the lock.
+  DirectoryLock(const std::filesystem::path& dir, const std::string& what);
+  DirectoryLock(DirectoryLock&& other) noexcept;
+  DirectoryLock& operator=(DirectoryLock&&) = delete;
+  ~DirectoryLock();
+
+ private:
+  int fd_ = -1;
+};
 
 struct CheckpointDir {
   std::filesystem::path dir;
@@ -40,6 +56,10 @@ struct CheckpointDir {
   // Creates the directory if needed and checks a file can be created in it;
   // std::runtime_error naming the directory otherwise.
   void prepare_for_writing() const;
+  // The run's lock on the directory (which must exist).
+  DirectoryLock lock() const;
+  // Removes the temporary files killed runs left beside the run's files; returns how many.
+  std::size_t remove_stale_temporary_files() const;
 };
 
 // What defines a run: --resume must agree on all of it (settings_conflict).

@@ -78,7 +78,11 @@ void run_sample(const SampleOptions& options, std::ostream& out) {
     throw UsageError("--temperature must be >= 0 (0 = greedy), got " + std::to_string(options.sampling.temperature));
   const ModelFile checkpoint = read_model_file(options.checkpoint);
   const Vocabulary& vocab = checkpoint.require_vocab();
-  prompt_ids(vocab, options.prompt);  // an unknown character fails here, before the model is built
+  const std::size_t prompt_length = prompt_ids(vocab, options.prompt).size();  // an unknown character fails here
+  require_memory({.config = checkpoint.config,
+                  .window = std::min(checkpoint.config.block_size, prompt_length + options.sampling.tokens),
+                  .scalar_bytes = io::dtype_size(checkpoint.dtype)},
+                 options.checkpoint.string());
   with_model(checkpoint, [&](const auto& model) { stream_sample(model, vocab, options.prompt, options.sampling, out); });
 }
 

@@ -10,21 +10,58 @@
 #include <fstream>
 #include <set>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 namespace train_lm {
 
-std::vector<std::string> split_utf8(std::string_view text, const std::string& source) {
-  std::vector<std::string> characters;
-  characters.reserve(text.size());
-  for (std::size_t at = 0; at < text.size();) {
+namespace {
+
+// Calls f(character, index) for each character of `text` (its UTF-8 bytes and its
+// position counted in characters); DataError naming `source` and the byte offset of
+// the first ill-formed sequence.
+template <class F>
+void for_each_character(std::string_view text, const std::string& source, F&& f) {
+  std::size_t index = 0;
+  for (std::size_t at = 0; at < text.size(); ++index) {
     const std::size_t n = tapegrad::io::utf8_sequence_length(text.substr(at));
     if (n == 0) {
       char hex[8];
       std::snprintf(hex, sizeof hex, "0x%02X", unsigned(std::uint8_t(text[at])));
       throw DataError(source + ": invalid UTF-8 at byte offset " + std::to_string(at) + " (byte " + hex + ")");
     }
-    characters.emplace_back(text.substr(at, n));
+    f(text.substr(at, n), index);
     at += n;
   }
+}
+
+constexpr std::size_t kCodePoints = 0x110000;
+
+// The code point of one well-formed UTF-8 character.
+std::uint32_t code_point(std::string_view c) {
+  std::uint32_t cp = c.size() == 1 ? std::uint8_t(c[0]) : std::uint8_t(c[0]) & (0xFF >> (c.size() + 1));
+  for (std::size_t i = 1; i < c.size(); ++i) cp = (cp << 6) | (std::uint8_t(c[i]) & 0x3F);
+  return cp;
+}
+
+// The UTF-8 bytes of a code point.
+std::string utf8_of(std::uint32_t cp) {
+  if (cp < 0x80) return std::string(1, char(cp));
+  if (cp < 0x800) return {char(0xC0 | (cp >> 6)), char(0x80 | (cp & 0x3F))};
+  if (cp < 0x10000) return {char(0xE0 | (cp >> 12)), char(0x80 | ((cp >> 6) & 0x3F)), char(0x80 | (cp & 0x3F))};
+  return {char(0xF0 | (cp >> 18)), char(0x80 | ((cp >> 12) & 0x3F)), char(0x80 | ((cp >> 6) & 0x3F)),
+          char(0x80 | (cp & 0x3F))};
+}
+
+}  // namespace
+
+std::vector<std::string> split_utf8(std::string_view text, const std::string& source) {
+  std::vector<std::string> characters;
+  for_each_character(text, source, [&](std::string_view c, std::size_t) { characters.emplace_back(c); });
   return characters;
 }
 
@@ -35,16 +72,28 @@ std::string describe_character(const std::string& c) {
   const auto first = std::uint8_t(c.empty() ? 0 : c[0]);
   if (c.size() == 1 && first >= 0x20 && first < 0x7F) return "'" + c + "'";
   // The code point, and the character itself when it is printable.
-  std::uint32_t cp = c.size() == 1 ? first : first & (0xFF >> (c.size() + 1));
-  for (std::size_t i = 1; i < c.size(); ++i) cp = (cp << 6) | (std::uint8_t(c[i]) & 0x3F);
   char code[16];
-  std::snprintf(code, sizeof code, "U+%04X", unsigned(cp));
+  std::snprintf(code, sizeof code, "U+%04X", unsigned(code_point(c)));
   return c.size() == 1 ? std::string(code) : "'" + c + "' (" + code + ")";
 }
 
 Vocabulary Vocabulary::of(const std::vector<std::string>& characters) {
   const std::set<std::string> distinct(characters.begin(), characters.end());
   return from_tokens({distinct.begin(), distinct.end()});
+}
+
+Vocabulary Vocabulary::of_text(std::string_view text, const std::string& source) {
+  std::vector<bool> seen(kCodePoints);
+  std::uint32_t highest = 0;
+  for_each_character(text, source, [&](std::string_view c, std::size_t) {
+    const std::uint32_t cp = code_point(c);
+    seen[cp] = true;
+    highest = std::max(highest, cp);
+  });
+  std::vector<std::string> tokens;
+  for (std::uint32_t cp = 0; cp <= highest && !text.empty(); ++cp)
+    if (seen[cp]) tokens.push_back(utf8_of(cp));
+  return from_tokens(std::move(tokens));
 }
 
 Vocabulary Vocabulary::from_tokens(std::vector<std::string> tokens) {
@@ -80,6 +129,26 @@ std::vector<std::int64_t> Vocabulary::encode(const std::vector<std::string>& cha
   return ids;
 }
 
+std::vector<std::int64_t> Vocabulary::encode_text(std::string_view text, const std::string& source) const {
+  // Id by code point, up to the vocabulary's highest (its last token): 128 entries for ASCII.
+  std::vector<std::int64_t> id_of(tokens_.empty() ? 0 : code_point(tokens_.back()) + 1, -1);
+  for (std::size_t id = 0; id < tokens_.size(); ++id) id_of[code_point(tokens_[id])] = std::int64_t(id);
+  std::size_t characters = 0;
+  for_each_character(text, source, [&](std::string_view, std::size_t) { ++characters; });
+  std::vector<std::int64_t> ids;
+  ids.reserve(characters);
+  for_each_character(text, source, [&](std::string_view c, std::size_t index) {
+    const std::uint32_t cp = code_point(c);
+    const std::int64_t id = cp < id_of.size() ? id_of[cp] : -1;
+    if (id < 0)
+      throw DataError(source + ": character " + describe_character(std::string(c)) + " at position " +
+                      std::to_string(index) + " is not in the model's vocabulary of " + std::to_string(size()) +
+                      " characters");
+    ids.push_back(id);
+  });
+  return ids;
+}
+
 std::string Vocabulary::decode(const std::vector<std::int64_t>& ids) const {
   std::string text;
   for (auto id : ids) text += token(id);
@@ -90,7 +159,14 @@ std::string Vocabulary::to_json() const { return nlohmann::json(tokens_).dump();
 
 Vocabulary Vocabulary::from_json(const std::string& json, const std::string& source) {
   try {
-    const auto j = nlohmann::json::parse(json);
+    // A list of strings: anything nested fails at its start, before a tree of it is built.
+    const auto flat = [](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+      using Event = nlohmann::json::parse_event_t;
+      if (depth > 0 && (event == Event::object_start || event == Event::array_start))
+        throw DataError("an entry is not a string");
+      return true;
+    };
+    const auto j = nlohmann::json::parse(json, flat);
     if (!j.is_array()) throw DataError("not a JSON array");
     std::vector<std::string> tokens;
     for (const auto& t : j) {
@@ -104,14 +180,32 @@ Vocabulary Vocabulary::from_json(const std::string& json, const std::string& sou
 }
 
 Text read_text_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw DataError(path.string() + ": no such file");
-  if (std::filesystem::is_directory(path, ec)) throw DataError(path.string() + ": is a directory, not a text file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError(path.string() + ": cannot open for reading");
-  Text text{std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), path.string()};
-  if (in.bad()) throw DataError(path.string() + ": read error");
-  if (text.bytes.empty()) throw DataError(path.string() + ": the file is empty");
+  const std::string name = path.string();
+  // O_NONBLOCK: opening a FIFO does not wait for a writer; the type is checked on the open file.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw DataError(name + (errno == ENOENT ? ": no such file" : ": cannot open for reading: " + std::string(std::strerror(errno))));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) throw DataError(name + ": cannot read: " + std::strerror(errno));
+  if (S_ISDIR(info.st_mode)) throw DataError(name + ": is a directory, not a text file");
+  if (!S_ISREG(info.st_mode)) throw DataError(name + ": not a regular file (a FIFO, device or socket): give a text file");
+  if (std::uint64_t(info.st_size) > kMaxTextBytes)
+    throw DataError(name + ": " + std::to_string(info.st_size) + " bytes is over the limit of " +
+                    std::to_string(kMaxTextBytes >> 20) + " MiB for a text file");
+  Text text{std::string(std::size_t(info.st_size), '\0'), name};
+  std::size_t done = 0;
+  while (done < text.bytes.size()) {  // a file that shrinks while read ends early; one that grows is cut at its size
+    const ::ssize_t n = ::read(fd, text.bytes.data() + done, text.bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw DataError(name + ": read error: " + std::strerror(errno));
+    if (n == 0) break;
+    done += std::size_t(n);
+  }
+  text.bytes.resize(done);
+  if (text.bytes.empty()) throw DataError(name + ": the file is empty");
   return text;
 }
 
@@ -136,9 +230,8 @@ std::uint64_t fingerprint(std::string_view bytes) {
 }
 
 Corpus make_corpus(const Text& text, std::size_t block_size) {
-  const auto characters = split_utf8(text.bytes, text.source);
-  Corpus corpus{Vocabulary::of(characters), {}, {}};
-  auto ids = corpus.vocab.encode(characters, text.source);
+  Corpus corpus{Vocabulary::of_text(text.bytes, text.source), {}, {}};
+  auto ids = corpus.vocab.encode_text(text.bytes, text.source);
   const std::size_t n_train = ids.size() * 9 / 10;
   const std::size_t window = block_size + 1;
   if (n_train < window || ids.size() - n_train < window)

@@ -1,6 +1,7 @@
 // train_lm/text_data.hpp — text in, token ids out.
 //
-//   UTF-8 bytes --decode--> characters (each one code point, kept as its UTF-8 string)
+//   UTF-8 bytes --decode--> characters (each one code point; the text stays bytes, the
+//                           corpus is its token ids)
 //   vocabulary  = the sorted set of characters of the training text; id = rank
 //   split       = first 90% of the tokens for training, the last 10% for validation
 //   window      = T+1 consecutive tokens w; inputs = w[0:T], targets = w[1:T+1]
@@ -39,6 +40,9 @@ class Vocabulary {
   Vocabulary() = default;
   // The sorted set of `characters` (byte-wise order of the UTF-8 strings, which is code point order).
   static Vocabulary of(const std::vector<std::string>& characters);
+  // The same for the characters of a UTF-8 text, without a string per character;
+  // DataError naming `source` as split_utf8's.
+  static Vocabulary of_text(std::string_view text, const std::string& source);
   // The tokens in id order, as saved in a checkpoint; DataError naming the token unless
   // each is exactly one UTF-8 character and they are strictly increasing (sorted, no repeats).
   static Vocabulary from_tokens(std::vector<std::string> tokens);
@@ -51,6 +55,9 @@ class Vocabulary {
   // Ids of `characters`; a DataError naming `source`, the character and its
   // position when one is not in the vocabulary.
   std::vector<std::int64_t> encode(const std::vector<std::string>& characters, const std::string& source) const;
+  // The ids of a UTF-8 text's characters (8 bytes per character, nothing else per
+  // character); the errors of split_utf8 and encode.
+  std::vector<std::int64_t> encode_text(std::string_view text, const std::string& source) const;
   std::string decode(const std::vector<std::int64_t>& ids) const;
 
   // JSON array of the token strings (the checkpoint's `vocab` metadata) and back.
@@ -68,7 +75,12 @@ struct Text {
   std::string source;  // a file path, or a description of the default corpus
 };
 
-// The whole file; DataError when it is missing, unreadable or empty.
+// Text files are read whole, and the token ids take 8 bytes per character: training
+// on a file of N bytes of ASCII needs about 9N bytes. Past this size a file is refused.
+inline constexpr std::uint64_t kMaxTextBytes = std::uint64_t{256} << 20;
+
+// The whole file; DataError when it is missing, not a regular file (a FIFO or
+// /dev/zero would block or never end), over kMaxTextBytes, unreadable or empty.
 Text read_text_file(const std::filesystem::path& path);
 
 // Where `train` looks when no --data is given (Debian's `fortunes` package).

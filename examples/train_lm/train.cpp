@@ -37,6 +37,7 @@ struct Plan {
   bool final_sample = true;
   Corpus corpus;
   CheckpointDir dir;
+  std::optional<DirectoryLock> lock;       // rank 0's, on dir, for the run's life
   std::optional<SavedState> resume_from;  // rank 0's only
   RowRange rows;                          // this rank's rows of each global batch
 };
@@ -83,6 +84,24 @@ RunSettings settings_from(const TrainOptions& o, const tapegrad::nn::Preset& pre
   return s;
 }
 
+// A fresh run never writes over a checkpoint.
+void refuse_a_checkpoint(const CheckpointDir& dir, bool resume) {
+  if (!resume && dir.holds_checkpoint())
+    throw UsageError("--out " + dir.dir.string() + " already holds a checkpoint; continue it with --resume, or choose another --out");
+}
+
+// Rank 0, after every check (a run that fails them leaves no directory behind): create
+// --out, lock a new one for the run's life and judge it again (another run may have
+// started in it meanwhile), and remove the temporary files dead writers left.
+void take_out_dir(Plan& plan, bool resume) {
+  plan.dir.prepare_for_writing();
+  if (!plan.lock) {
+    plan.lock.emplace(plan.dir.lock());
+    refuse_a_checkpoint(plan.dir, resume);
+  }
+  plan.dir.remove_stale_temporary_files();
+}
+
 // Every rank reads the data and checks the options; rank 0 alone checks and prepares
 // the output directory and reads the state to resume.
 Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
@@ -106,14 +125,17 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   plan.final_sample = !o.no_sample;
 
   plan.dir = CheckpointDir{o.out};
-  const bool owns_out = replicas.is_root();
-  if (owns_out && o.resume) {
+  // Rank 0 owns --out. An existing directory is locked before what it holds is judged
+  // or read; a new one once it is created, after every check (take_out_dir).
+  if (replicas.is_root()) {
     std::error_code ec;
-    if (!std::filesystem::exists(plan.dir.state(), ec))
-      throw UsageError("--resume: " + plan.dir.state().string() + " does not exist: nothing to resume");
-    plan.resume_from = read_state_file(plan.dir);
-  } else if (owns_out && plan.dir.holds_checkpoint()) {
-    throw UsageError("--out " + o.out.string() + " already holds a checkpoint; continue it with --resume, or choose another --out");
+    if (std::filesystem::is_directory(plan.dir.dir, ec)) plan.lock.emplace(plan.dir.lock());
+    refuse_a_checkpoint(plan.dir, o.resume);
+    if (o.resume) {
+      if (!std::filesystem::exists(plan.dir.state(), ec))
+        throw UsageError("--resume: " + plan.dir.state().string() + " does not exist: nothing to resume");
+      plan.resume_from = read_state_file(plan.dir);
+    }
   }
 
   const Text text = o.data.empty() ? read_default_corpus() : read_text_file(o.data);
@@ -121,6 +143,11 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   plan.settings.model.vocab_size = plan.corpus.vocab.size();
   plan.settings.data_fingerprint = fingerprint(text.bytes);
   plan.settings.data_source = text.source;
+  require_memory({.config = plan.settings.model,
+                  .batch = plan.settings.batch,
+                  .window = plan.settings.model.block_size,
+                  .training = true},
+                 "--preset " + o.preset + " with the options given");
 
   if (plan.resume_from) {
     const RunSettings& saved = plan.resume_from->state.settings;
@@ -343,7 +370,7 @@ TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream&
   replicas.require_all_ok(replicas.root_value(data) == data ? "" : plan->settings.data_source +
                           " is not the text rank 0 read (the contents differ): every machine needs the same data file");
   try {
-    if (replicas.is_root()) plan->dir.prepare_for_writing();  // after the checks: a run that fails them leaves no directory
+    if (replicas.is_root()) take_out_dir(*plan, options.resume);
     return Session(std::move(*plan), out, progress, progress_is_terminal, replicas, options.test_failure).run();
   } catch (const std::exception& e) {
     if (replicas.size() > 1) replicas.fail(e.what());

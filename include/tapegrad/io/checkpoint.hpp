@@ -8,6 +8,8 @@
 // anything: the same names (missing and unexpected ones are listed), the same
 // shapes, the model's dtype, and finite values (a NaN or inf weight is a corrupt
 // checkpoint). A mismatch is a FormatError and leaves every parameter as it was.
+// save_parameters writes no file holding a NaN or inf weight either: it throws a
+// FormatError naming `path`, and the file at `path` stays as it was.
 #pragma once
 
 #include "../core/tensor.hpp"
@@ -16,6 +18,8 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <optional>
+#include <stdexcept>
 #include <set>
 #include <span>
 #include <string>
@@ -23,8 +27,28 @@
 
 namespace tapegrad::io {
 
+namespace detail {
+// "tensor 'name' holds a non-finite value (nan) at flat index 3", or nothing when all are finite.
+template <FloatElement T>
+std::optional<std::string> non_finite_value(const std::string& name, std::span<const T> values) {
+  for (std::size_t i = 0; i < values.size(); ++i)
+    if (!std::isfinite(values[i]))
+      return "tensor '" + name + "' holds a non-finite value (" + std::to_string(values[i]) + ") at flat index " +
+             std::to_string(i);
+  return std::nullopt;
+}
+template <FloatElement T>
+std::optional<std::string> non_finite_value(const NamedTensors<T>& tensors) {
+  for (const auto& [name, t] : tensors)
+    if (auto found = non_finite_value(name, std::span<const T>(t.data(), t.size()))) return found;
+  return std::nullopt;
+}
+}  // namespace detail
+
 template <FloatElement T>
 void save_parameters(const std::filesystem::path& path, const NamedTensors<T>& params, const Metadata& metadata = {}) {
+  if (const auto bad = detail::non_finite_value(params))
+    throw FormatError(path, "not written: " + *bad);
   std::vector<TensorView> views;
   views.reserve(params.size());
   for (const auto& [name, p] : params) views.emplace_back(name, p.value());
@@ -90,10 +114,7 @@ void load_parameters(const Safetensors& file, const NamedTensors<T>& into) {
   for (const auto& [name, handle] : into) {
     staged.push_back(file.get<T>(name));
     const Array<T>& values = staged.back();
-    for (std::size_t i = 0; i < values.size(); ++i)
-      if (!std::isfinite(values.data()[i]))
-        file.fail("tensor '" + name + "' holds a non-finite value (" + std::to_string(values.data()[i]) +
-                  ") at flat index " + std::to_string(i));
+    if (const auto bad = detail::non_finite_value(name, std::span<const T>(values.data(), values.size()))) file.fail(*bad);
   }
   for (std::size_t k = 0; k < into.size(); ++k) {
     Tensor<T> p = into[k].second;

@@ -91,26 +91,29 @@ using Metadata = std::map<std::string, std::string>;
 // A file that cannot be read or breaks the format: what() is "<path>: <reason>" (core/error.hpp).
 using FormatError = tapegrad::FormatError;
 
-// ---- byte-level helpers
+// ---- limits
+
+// What a header may hold. A header is parsed event by event into the tensor list (no
+// JSON tree), so reading one costs time and memory linear in its length, with these
+// bounds on what it can ask for. A tapegrad checkpoint is far inside them (a GPT
+// state file holds 48 tensors per layer, a vocabulary of 1000 characters is ~6 kB).
+struct SafetensorsLimits {
+  static constexpr std::uint64_t header_bytes = 16u << 20;     // 16 MiB
+  static constexpr std::size_t tensors = 65536;                // and as many __metadata__ entries
+  static constexpr std::size_t name_bytes = 4096;              // tensor names and metadata keys
+  static constexpr std::size_t rank = 8;                       // dimensions of a shape
+  static constexpr std::uint64_t extent_product = 1ull << 48;  // extents multiplied, a 0 counted as 1
+};
 
 namespace detail {
 
-inline constexpr std::uint64_t max_header_length = 100'000'000;  // the reference implementation's limit
-inline constexpr int max_header_depth = 64;
-
-inline std::uint64_t decode_le64(const unsigned char* bytes) {
+inline std::uint64_t decode_le64(const std::byte* bytes) {
   std::uint64_t value = 0;
-  for (int i = 7; i >= 0; --i) value = (value << 8) | bytes[i];
+  for (int i = 7; i >= 0; --i) value = (value << 8) | std::to_integer<std::uint64_t>(bytes[i]);
   return value;
 }
 inline void append_le64(std::string& out, std::uint64_t value) {
   for (int i = 0; i < 8; ++i) out += static_cast<char>((value >> (8 * i)) & 0xff);
-}
-
-inline std::optional<std::uint64_t> non_negative_integer(const nlohmann::json& value) {
-  if (value.is_number_unsigned()) return value.get<std::uint64_t>();
-  if (value.is_number_integer() && value.get<std::int64_t>() >= 0) return value.get<std::uint64_t>();
-  return std::nullopt;
 }
 
 inline std::optional<std::uint64_t> checked_multiply(std::uint64_t a, std::uint64_t b) {
@@ -134,29 +137,220 @@ struct StoredTensor {
   std::size_t numel() const { return byte_size() / dtype_size(dtype); }
 };
 
-// A safetensors file read into memory and validated. Rules checked (each failure
-// is a FormatError whose reason names the rule):
-//  - the file exists, is a regular file, can be read, and is at least 8 bytes long;
-//  - the header length is at most 100 MB and within the file;
-//  - the header is UTF-8, JSON, an object, starts with '{', has no duplicate key at
-//    any level (duplicate tensor names included) and nests at most 64 levels deep;
-//  - __metadata__ is an object of string values (and not a tensor entry);
-//  - each tensor entry is an object with exactly dtype, shape and data_offsets: a known
-//    dtype, a shape of non-negative integers, data_offsets a pair of non-negative
-//    integers with begin <= end, whose size equals dtype size x shape (overflow-checked);
-//  - in offset order the tensors start at 0 and tile the data buffer to its end exactly
-//    (no gap, no overlap).
-class Safetensors {
+namespace detail {
+
+// Turns the header's JSON parse events (nlohmann::json::sax_parse) straight into
+// tensor entries and metadata, failing at the first event a valid header cannot
+// hold: so a header nests at most 3 levels, and nothing but the entries themselves
+// is kept. Errors are FormatErrors naming `source`.
+class HeaderEvents : public nlohmann::json_sax<nlohmann::json> {
  public:
-  static Safetensors read(const std::filesystem::path& path) {
-    Safetensors file(path);
-    const std::string header = file.read_header_and_data();
-    file.parse_header(header);
-    file.check_layout();
-    file.index_by_name();
-    return file;
+  HeaderEvents(const std::filesystem::path& source, std::vector<StoredTensor>& tensors, Metadata& metadata)
+      : source_(source), tensors_(tensors), metadata_(metadata) {}
+
+  bool start_object(std::size_t) override {
+    if (depth_ == 0) {
+      place_ = Place::top;
+    } else if (place_ == Place::top && key_ == "__metadata__") {
+      place_ = Place::metadata;
+    } else if (place_ == Place::top) {
+      if (tensors_.size() == SafetensorsLimits::tensors)
+        fail_("header lists more than " + std::to_string(SafetensorsLimits::tensors) + " tensors");
+      tensors_.push_back(StoredTensor{key_, DType::F32, {}, 0, 0});
+      seen_ = {};
+      place_ = Place::entry;
+    } else {
+      unexpected("an object");
+    }
+    ++depth_;
+    return true;
+  }
+  bool end_object() override {
+    --depth_;
+    if (place_ == Place::entry) finish_entry();
+    place_ = depth_ == 0 ? Place::done : Place::top;
+    return true;
+  }
+  bool key(string_t& key) override {
+    if (key.size() > SafetensorsLimits::name_bytes)
+      fail_(std::string(place_ == Place::top ? "a tensor name" : "a key") + " is longer than " +
+            std::to_string(SafetensorsLimits::name_bytes) + " bytes ('" + key.substr(0, 40) + "...')");
+    if (place_ == Place::top) {
+      if (key == "__metadata__" ? std::exchange(metadata_seen_, true) : names_.contains(key))
+        fail_("duplicate tensor name '" + key + "'");
+      if (key != "__metadata__") names_.insert(key);
+    } else if (place_ == Place::metadata) {
+      if (metadata_.contains(key)) fail_("duplicate key '" + key + "'");
+      if (metadata_.size() == SafetensorsLimits::tensors)
+        fail_("__metadata__ has more than " + std::to_string(SafetensorsLimits::tensors) + " entries");
+    } else {
+      const int field = key == "dtype" ? 0 : key == "shape" ? 1 : key == "data_offsets" ? 2 : -1;
+      if (field < 0) fail_(entry() + ": unknown key '" + key + "'");
+      if (seen_[std::size_t(field)]) fail_("duplicate key '" + key + "'");
+      seen_[std::size_t(field)] = true;
+    }
+    key_ = std::move(key);
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    if (place_ == Place::entry && key_ == "shape") {
+      place_ = Place::shape;
+    } else if (place_ == Place::entry && key_ == "data_offsets") {
+      place_ = Place::offsets;
+      offsets_count_ = 0;
+    } else {
+      unexpected("a list");
+    }
+    ++depth_;
+    return true;
+  }
+  bool end_array() override {
+    --depth_;
+    if (place_ == Place::offsets && offsets_count_ != 2) fail_(entry() + ": data_offsets is not a pair [begin, end]");
+    place_ = Place::entry;
+    return true;
   }
 
+  bool string(string_t& text) override {
+    if (place_ == Place::metadata) {
+      metadata_.emplace(key_, std::move(text));
+    } else if (place_ == Place::entry && key_ == "dtype") {
+      const auto known = dtype_from_name(text);
+      if (!known) fail_(entry() + ": unknown dtype \"" + text + "\" (tapegrad reads F32, F64, I32, I64)");
+      tensors_.back().dtype = *known;
+    } else {
+      unexpected("\"" + text + "\"");
+    }
+    return true;
+  }
+  bool number_unsigned(number_unsigned_t n) override {
+    if (place_ == Place::shape) {
+      Shape& shape = tensors_.back().shape;
+      if (shape.size() == SafetensorsLimits::rank)
+        fail_(entry() + ": shape has more than " + std::to_string(SafetensorsLimits::rank) + " dimensions");
+      shape.push_back(n);
+    } else if (place_ == Place::offsets) {
+      if (offsets_count_ == 2) fail_(entry() + ": data_offsets is not a pair [begin, end]");
+      (offsets_count_++ == 0 ? tensors_.back().begin : tensors_.back().end) = n;
+    } else {
+      unexpected(std::to_string(n));
+    }
+    return true;
+  }
+  bool number_integer(number_integer_t n) override {
+    if (n < 0) unexpected(std::to_string(n));
+    return number_unsigned(number_unsigned_t(n));
+  }
+  bool number_float(number_float_t, const string_t& text) override {
+    unexpected(text);
+  }
+  bool boolean(bool b) override {
+    unexpected(b ? "true" : "false");
+  }
+  bool null() override {
+    unexpected("null");
+  }
+  bool binary(binary_t&) override {
+    unexpected("binary data");
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    fail_(std::string("header is not valid JSON (") + e.what() + ")");
+  }
+
+  // The rule a value (described as `value`) breaks where it stands.
+  [[noreturn]] void unexpected(const std::string& value) {
+    switch (place_) {
+      case Place::start: fail_("header is not a JSON object");
+      case Place::top:
+        if (key_ == "__metadata__") fail_("__metadata__ is not an object");
+        fail_(entry_named(key_) + ": entry is not an object");
+      case Place::metadata:
+        if (key_ == "shape" || key_ == "data_offsets") fail_("a tensor may not be named '__metadata__'");
+        fail_("__metadata__ value '" + key_ + "' is not a string");
+      case Place::entry:
+        if (key_ == "dtype") fail_(entry() + ": unknown dtype " + value + " (tapegrad reads F32, F64, I32, I64)");
+        if (key_ == "shape") fail_(entry() + ": shape is not a list of non-negative integers");
+        fail_(entry() + ": data_offsets is not a pair [begin, end]");
+      case Place::shape: fail_(entry() + ": shape is not a list of non-negative integers");
+      case Place::offsets: fail_(entry() + ": data_offsets are not non-negative integers");
+      case Place::done: break;
+    }
+    fail_("header is not a JSON object");
+  }
+  [[noreturn]] void fail_(const std::string& reason) const { throw FormatError(source_, reason); }
+
+ private:
+  // Where the next event stands: before the header, in the top-level object, in
+  // __metadata__, in a tensor entry, in its shape or data_offsets list, or after the end.
+  enum class Place { start, top, metadata, entry, shape, offsets, done };
+
+  static std::string entry_named(const std::string& name) { return "tensor '" + name + "'"; }
+  std::string entry() const { return entry_named(tensors_.back().name); }
+
+  // The entry's checks once it is complete: all keys there, offsets in order, and a
+  // shape whose extents stay within SafetensorsLimits (so that no stride computation
+  // overflows, even for a tensor with a zero extent) and match the byte size.
+  void finish_entry() {
+    const char* keys[] = {"dtype", "shape", "data_offsets"};
+    for (std::size_t k = 0; k < 3; ++k)
+      if (!seen_[k]) fail_(entry() + ": missing '" + keys[k] + "'");
+    const StoredTensor& t = tensors_.back();
+    if (t.end < t.begin) fail_(entry() + ": data_offsets end < begin");
+    std::optional<std::uint64_t> product = 1;
+    bool empty = false;
+    for (std::size_t i = 0; i < t.shape.size() && product; ++i) {
+      product = checked_multiply(*product, std::max<std::uint64_t>(t.shape[i], 1));
+      empty = empty || t.shape[i] == 0;
+    }
+    if (!product || *product > SafetensorsLimits::extent_product)
+      fail_(entry() + ": shape " + shape_str(t.shape) + " is too large (its extents, a 0 counted as 1, multiply to more than 2^48)");
+    const std::uint64_t expected = empty ? 0 : dtype_size(t.dtype) * *product;
+    if (expected != t.byte_size())
+      fail_(entry() + ": byte size " + std::to_string(t.byte_size()) + " disagrees with dtype x shape (" +
+            std::string(dtype_name(t.dtype)) + " x " + shape_str(t.shape) + " = " + std::to_string(expected) + " bytes)");
+  }
+
+  const std::filesystem::path& source_;
+  std::vector<StoredTensor>& tensors_;
+  Metadata& metadata_;
+  std::set<std::string> names_;
+  bool metadata_seen_ = false;
+  Place place_ = Place::start;
+  int depth_ = 0;
+  std::string key_;
+  std::array<bool, 3> seen_{};  // dtype, shape, data_offsets in the current entry
+  int offsets_count_ = 0;
+};
+
+}  // namespace detail
+
+// Safetensors bytes, read into memory and validated. Rules checked (each failure is
+// a FormatError "<name>: <reason>" whose reason names the rule):
+//  - (read) the file exists, is a regular file and can be read;
+//  - the bytes are at least 8 long; the header length is at most 16 MiB and within them;
+//  - the header is UTF-8, JSON, an object, starts with '{', has no duplicate key at
+//    any level (duplicate tensor names included), at most 65536 tensors and 65536
+//    __metadata__ entries, names and keys of at most 4096 bytes;
+//  - __metadata__ is an object of string values (and not a tensor entry);
+//  - each tensor entry is an object with exactly dtype, shape and data_offsets: a known
+//    dtype, a shape of at most 8 non-negative integers whose product (a 0 counted as 1)
+//    is at most 2^48, data_offsets a pair of non-negative integers with begin <= end,
+//    whose size equals dtype size x shape;
+//  - in offset order the tensors start at 0 and tile the data buffer to its end exactly
+//    (no gap, no overlap).
+// The header is parsed without building a JSON tree (detail::HeaderEvents), so a
+// hostile header costs time and memory linear in its length and fails at its first fault.
+class Safetensors {
+ public:
+  // The file at `path`, read whole; errors name the path.
+  static Safetensors read(const std::filesystem::path& path) { return parse(read_file(path), path); }
+  // Bytes already in memory (copied), as the Rust crate's SafeTensors::deserialize;
+  // errors name `source`.
+  static Safetensors from_bytes(std::span<const std::byte> bytes, std::filesystem::path source = "<bytes>") {
+    return parse(std::vector<std::byte>(bytes.begin(), bytes.end()), std::move(source));
+  }
+
+  // The file's path, or from_bytes' `source`.
   const std::filesystem::path& path() const { return path_; }
   const Metadata& metadata() const { return metadata_; }
   // In data order (by data_offsets), which for files tapegrad writes is the order written.
@@ -208,135 +402,72 @@ class Safetensors {
   [[noreturn]] void fail(const std::string& reason) const { throw FormatError(path_, reason); }
 
  private:
-  explicit Safetensors(std::filesystem::path path) : path_(std::move(path)) {}
+  Safetensors(std::vector<std::byte> bytes, std::filesystem::path path) : path_(std::move(path)), bytes_(std::move(bytes)) {}
 
-  const std::byte* bytes_of(const StoredTensor& t) const { return data_.data() + t.begin; }
+  static Safetensors parse(std::vector<std::byte> bytes, std::filesystem::path path) {
+    Safetensors file(std::move(bytes), std::move(path));
+    file.parse_header(file.header_text());
+    file.check_layout();
+    file.index_by_name();
+    return file;
+  }
+
+  const std::byte* bytes_of(const StoredTensor& t) const { return bytes_.data() + data_begin_ + t.begin; }
+  std::uint64_t data_size() const { return bytes_.size() - data_begin_; }
   void copy_bytes(const StoredTensor& t, void* out) const {
     if (t.byte_size() != 0) std::memcpy(out, bytes_of(t), t.byte_size());  // an empty array's data() may be null
   }
 
-  // Reads the file: returns the header text and keeps the data buffer that follows it.
-  std::string read_header_and_data() {
+  // Checks the header length (the limit, and against `total` bytes) from its 8 bytes.
+  static std::uint64_t checked_header_length(const std::byte* length_bytes, std::uint64_t total,
+                                             const std::filesystem::path& source) {
+    const auto fail = [&](const std::string& reason) { throw FormatError(source, reason); };
+    const std::uint64_t length = detail::decode_le64(length_bytes);
+    if (length > SafetensorsLimits::header_bytes)
+      fail("header length " + std::to_string(length) + " is over the 16 MiB limit");
+    if (length > total - 8)
+      fail("header length " + std::to_string(length) + " runs past the end of the file (" + std::to_string(total) +
+           " bytes)");
+    return length;
+  }
+
+  // The header's text; sets data_begin_ past it.
+  std::string_view header_text() {
+    if (bytes_.size() < 8) fail("file is shorter than 8 bytes, the size of the header length");
+    const std::uint64_t length = checked_header_length(bytes_.data(), bytes_.size(), path_);
+    data_begin_ = 8 + length;
+    return {reinterpret_cast<const char*>(bytes_.data() + 8), length};
+  }
+
+  // The whole file, once it is known to be a regular file whose header length is sane.
+  static std::vector<std::byte> read_file(const std::filesystem::path& path) {
+    const auto fail = [&](const std::string& reason) { throw FormatError(path, reason); };
     std::error_code error;
-    const auto status = std::filesystem::status(path_, error);
+    const auto status = std::filesystem::status(path, error);
     if (status.type() == std::filesystem::file_type::not_found) fail("cannot read: no such file");
     if (error) fail("cannot read: " + error.message());
     if (!std::filesystem::is_regular_file(status)) fail("cannot read: not a regular file");
-    const std::uint64_t file_size = std::filesystem::file_size(path_, error);
-    std::ifstream in(path_, std::ios::binary);
+    const std::uint64_t file_size = std::filesystem::file_size(path, error);
+    std::ifstream in(path, std::ios::binary);
     if (error || !in) fail("cannot read: the file cannot be opened");
     if (file_size < 8) fail("file is shorter than 8 bytes, the size of the header length");
-
-    unsigned char length_bytes[8];
-    read_exactly(in, reinterpret_cast<char*>(length_bytes), 8);
-    const std::uint64_t header_length = detail::decode_le64(length_bytes);
-    if (header_length > detail::max_header_length)
-      fail("header length " + std::to_string(header_length) + " is over the 100 MB limit");
-    if (header_length > file_size - 8)
-      fail("header length " + std::to_string(header_length) + " runs past the end of the file (" +
-           std::to_string(file_size) + " bytes)");
-
-    std::string header(header_length, '\0');
-    read_exactly(in, header.data(), header.size());
-    data_.resize(file_size - 8 - header_length);
-    read_exactly(in, reinterpret_cast<char*>(data_.data()), data_.size());
-    return header;
-  }
-  void read_exactly(std::ifstream& in, char* out, std::size_t count) const {
-    if (!in.read(out, static_cast<std::streamsize>(count)))
-      fail("cannot read: the file ended early (changed while reading?)");
-  }
-
-  void parse_header(const std::string& header) {
-    const nlohmann::json json = parse_json(header);
-    for (const auto& [key, value] : json.items()) {
-      if (key == "__metadata__")
-        parse_metadata(value);
-      else
-        tensors_.push_back(parse_entry(key, value));
-    }
-  }
-
-  nlohmann::json parse_json(const std::string& header) const {
-    if (!is_valid_utf8(header)) fail("header is not valid UTF-8");
-    nlohmann::json json;
-    try {
-      json = nlohmann::json::parse(header, header_structure_checker());
-    } catch (const nlohmann::json::parse_error& e) {
-      fail(std::string("header is not valid JSON (") + e.what() + ")");
-    }
-    if (!json.is_object()) fail("header is not a JSON object");
-    if (header.front() != '{') fail("header does not start with '{'");
-    return json;
-  }
-
-  // A parser callback that rejects, as the parse goes: the second of two equal keys in
-  // any object (nlohmann::json would keep the last silently), and nesting deeper than
-  // max_header_depth (a valid header nests 3 levels; deeper only costs memory).
-  nlohmann::json::parser_callback_t header_structure_checker() const {
-    auto open_objects = std::make_shared<std::vector<std::set<std::string>>>();
-    return [this, open_objects](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-      using Event = nlohmann::json::parse_event_t;
-      if ((event == Event::object_start || event == Event::array_start) && depth >= detail::max_header_depth)
-        fail("header nests deeper than " + std::to_string(detail::max_header_depth) + " levels");
-      if (event == Event::object_start) open_objects->emplace_back();
-      if (event == Event::object_end) open_objects->pop_back();
-      if (event == Event::key && !open_objects->back().insert(parsed.get<std::string>()).second)
-        fail((depth == 1 ? "duplicate tensor name '" : "duplicate key '") + parsed.get<std::string>() + "'");
-      return true;
+    std::vector<std::byte> bytes(8);
+    const auto read_exactly = [&](std::byte* out, std::size_t count) {
+      if (!in.read(reinterpret_cast<char*>(out), static_cast<std::streamsize>(count)))
+        fail("cannot read: the file ended early (changed while reading?)");
     };
+    read_exactly(bytes.data(), 8);
+    checked_header_length(bytes.data(), file_size, path);  // before the header and data are allocated
+    bytes.resize(file_size);
+    read_exactly(bytes.data() + 8, file_size - 8);
+    return bytes;
   }
 
-  void parse_metadata(const nlohmann::json& value) {
-    if (!value.is_object()) fail("__metadata__ is not an object");
-    if (value.contains("data_offsets") && !value.at("data_offsets").is_string())
-      fail("a tensor may not be named '__metadata__'");
-    for (const auto& [key, text] : value.items()) {
-      if (!text.is_string()) fail("__metadata__ value '" + key + "' is not a string");
-      metadata_[key] = text.get<std::string>();
-    }
-  }
-
-  StoredTensor parse_entry(const std::string& name, const nlohmann::json& entry) const {
-    const std::string tensor = "tensor '" + name + "'";
-    if (!entry.is_object()) fail(tensor + ": entry is not an object");
-    for (const auto& [key, value] : entry.items())
-      if (key != "dtype" && key != "shape" && key != "data_offsets") fail(tensor + ": unknown key '" + key + "'");
-    for (const char* key : {"dtype", "shape", "data_offsets"})
-      if (!entry.contains(key)) fail(tensor + ": missing '" + key + "'");
-
-    StoredTensor t;
-    t.name = name;
-    const nlohmann::json& dtype = entry.at("dtype");
-    const auto known = dtype.is_string() ? dtype_from_name(dtype.get<std::string>()) : std::nullopt;
-    if (!known) fail(tensor + ": unknown dtype " + dtype.dump() + " (tapegrad reads F32, F64, I32, I64)");
-    t.dtype = *known;
-
-    const nlohmann::json& shape = entry.at("shape");
-    if (!shape.is_array()) fail(tensor + ": shape is not a list of non-negative integers");
-    for (const auto& extent : shape) {
-      const auto n = detail::non_negative_integer(extent);
-      if (!n) fail(tensor + ": shape is not a list of non-negative integers");
-      t.shape.push_back(*n);
-    }
-
-    const nlohmann::json& offsets = entry.at("data_offsets");
-    if (!offsets.is_array() || offsets.size() != 2) fail(tensor + ": data_offsets is not a pair [begin, end]");
-    const auto begin = detail::non_negative_integer(offsets[0]), end = detail::non_negative_integer(offsets[1]);
-    if (!begin || !end) fail(tensor + ": data_offsets are not non-negative integers");
-    if (*end < *begin) fail(tensor + ": data_offsets end < begin");
-    t.begin = *begin;
-    t.end = *end;
-
-    std::optional<std::uint64_t> expected = dtype_size(t.dtype);
-    for (std::size_t i = 0; i < t.shape.size() && expected; ++i)
-      expected = detail::checked_multiply(*expected, t.shape[i]);
-    if (!expected) fail(tensor + ": byte size of dtype x shape " + shape_str(t.shape) + " overflows 64 bits");
-    if (*expected != t.byte_size())
-      fail(tensor + ": byte size " + std::to_string(t.byte_size()) + " disagrees with dtype x shape (" +
-           std::string(dtype_name(t.dtype)) + " x " + shape_str(t.shape) + " = " + std::to_string(*expected) +
-           " bytes)");
-    return t;
+  void parse_header(std::string_view header) {
+    if (!is_valid_utf8(header)) fail("header is not valid UTF-8");
+    detail::HeaderEvents events(path_, tensors_, metadata_);
+    nlohmann::json::sax_parse(header, &events);
+    if (header.front() != '{') fail("header does not start with '{'");
   }
 
   // Sorts the tensors by offset and checks that they tile the data buffer exactly.
@@ -356,19 +487,20 @@ class Safetensors {
       previous = &t;
     }
     const std::uint64_t covered = previous ? previous->end : 0;
-    if (covered != data_.size())
+    if (covered != data_size())
       fail("data_offsets do not cover the byte buffer to its end exactly (tensors end at " + std::to_string(covered) +
-           ", the buffer has " + std::to_string(data_.size()) + " bytes)");
+           ", the buffer has " + std::to_string(data_size()) + " bytes)");
   }
   void index_by_name() {
     for (std::size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
   }
 
   std::filesystem::path path_;
+  std::vector<std::byte> bytes_;  // the whole file: header length, header, data
+  std::uint64_t data_begin_ = 0;  // where the data buffer starts in bytes_
   Metadata metadata_;
   std::vector<StoredTensor> tensors_;
   std::map<std::string, std::size_t> index_;
-  std::vector<std::byte> data_;
 };
 
 // ---- writing

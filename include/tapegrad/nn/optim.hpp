@@ -20,6 +20,7 @@
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -91,12 +92,18 @@ class Optimizer {
     return out;
   }
 
+  // Largest step count load_state accepts (2^53: the step count is used as a double).
+  static constexpr std::int64_t max_step_count = std::int64_t{1} << 53;
+
   // Restore what state() returned, and the step count saved with it. Every buffer
-  // must be present exactly once with the parameter's shape, and nothing else;
-  // everything is checked before anything changes.
+  // must be present exactly once with the parameter's shape, and nothing else; every
+  // value must be finite (and >= 0 in a slot that holds squares, as AdamW's "v"); the
+  // step count in [0, 2^53]. Everything is checked before anything changes: a corrupt
+  // state is a FormatError naming the buffer, the index and the value.
   void load_state(const NamedTensors<T>& state, std::int64_t step_count) {
     const std::string where = kind_ + "::load_state: ";
-    if (step_count < 0) throw FormatError(where + "step count must be >= 0, got " + std::to_string(step_count));
+    if (step_count < 0 || step_count > max_step_count)
+      throw FormatError(where + "step count must be in [0, 2^53], got " + std::to_string(step_count));
     std::vector<std::vector<const Tensor<T>*>> found(slots_.size(), std::vector<const Tensor<T>*>(params_.size(), nullptr));
     for (const auto& [name, t] : state) {
       const auto it = index_.find(name);
@@ -108,6 +115,12 @@ class Optimizer {
       if (t.shape() != params_[i].second.shape())
         throw FormatError(where + "state '" + name + "' has shape " + shape_str(t.shape()) + " but parameter '" +
                                     params_[i].first + "' has shape " + shape_str(params_[i].second.shape()));
+      const T* values = t.data();
+      for (std::size_t k = 0, n = t.size(); k < n; ++k)
+        if (!std::isfinite(values[k]) || (non_negative_[s] && values[k] < 0))
+          throw FormatError(where + "state '" + name + "' holds " + std::to_string(values[k]) +
+                                      " at flat index " + std::to_string(k) + " (its values must be finite" +
+                                      (non_negative_[s] ? " and >= 0)" : ")"));
       found[s][i] = &t;
     }
     for (std::size_t s = 0; s < slots_.size(); ++s)
@@ -125,9 +138,14 @@ class Optimizer {
 
  protected:
   // `kind` names the optimiser in errors; `slots` are the per-parameter buffers
-  // it keeps (zero-initialised, shaped like the parameter).
-  Optimizer(std::string kind, const NamedTensors<T>& params, double lr, std::vector<std::string> slots)
+  // it keeps (zero-initialised, shaped like the parameter); `non_negative_slots`
+  // those of them whose values can never be negative (load_state checks it).
+  Optimizer(std::string kind, const NamedTensors<T>& params, double lr, std::vector<std::string> slots,
+            const std::vector<std::string>& non_negative_slots = {})
       : kind_(std::move(kind)), slots_(std::move(slots)) {
+    for (const auto& slot : slots_)
+      non_negative_.push_back(std::find(non_negative_slots.begin(), non_negative_slots.end(), slot) !=
+                              non_negative_slots.end());
     set_lr(lr);
     std::unordered_map<std::string, bool> seen;
     for (const auto& [name, p] : params) {
@@ -171,6 +189,7 @@ class Optimizer {
 
   std::string kind_;
   std::vector<std::string> slots_;
+  std::vector<bool> non_negative_;  // per slot
   NamedTensors<T> params_;
   std::vector<std::vector<Array<T>>> buffers_;  // [slot][parameter]
   std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> index_;  // state name -> (slot, parameter)
@@ -193,7 +212,7 @@ template <class T>
 class AdamW final : public Optimizer<T> {
  public:
   explicit AdamW(const NamedTensors<T>& params, AdamWOptions opt = {})
-      : Optimizer<T>("AdamW", params, opt.lr, {"m", "v"}), opt_(opt) {
+      : Optimizer<T>("AdamW", params, opt.lr, {"m", "v"}, {"v"}), opt_(opt) {
     auto check = [](bool ok, const std::string& what) {
       if (!ok) throw ConfigError("AdamW: " + what);
     };
