@@ -46,7 +46,6 @@ Tensor<float> randn(const Shape& shape, std::mt19937_64& rng) {
 }
 
 void run(const Shape4& s, int threads, int runs, int warmup) {
-  blas::set_threads(threads);
   std::mt19937_64 rng(3);
   const Shape shape{s.B, s.h, s.T, s.dh};
   const Tensor<float> q = randn(shape, rng), k = randn(shape, rng), v = randn(shape, rng);
@@ -58,7 +57,7 @@ void run(const Shape4& s, int threads, int runs, int warmup) {
     for (int path = 0; path < 2; ++path) {
       for (const auto* x : {&q, &k, &v}) x->zero_grad();
       const auto start = std::chrono::steady_clock::now();
-      Tape tape;
+      Tape tape(Context{threads});
       const std::size_t before = heap_in_use();
       const Tensor<float> o = path == 0 ? ops::causal_attention(tape, q, k, v)
                                         : nn::CausalSelfAttention<float>::attend_composed(tape, q, k, v);

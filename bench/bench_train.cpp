@@ -29,11 +29,12 @@ constexpr std::size_t kVocab = 65;  // tinyshakespeare's character count
 
 void run(const nn::Preset& preset, int threads, int steps, int warmup) {
   retain_freed_memory();
-  blas::set_threads(threads);
+  const Context context{threads};
   const nn::GPTConfig config{kVocab, preset.block_size, preset.n_layer, preset.n_head, preset.d_model};
   nn::GPT<float> model(config, 1);
   const auto params = model.named_parameters();
   nn::AdamW<float> optimizer(params);
+  optimizer.set_context(context);
   std::mt19937_64 rng(2);
   std::uniform_int_distribution<std::int64_t> token(0, kVocab - 1);
   Ids inputs = Ids::from_shape({preset.batch, preset.block_size}), targets = inputs;
@@ -42,11 +43,11 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
     for (auto& v : inputs) v = token(rng);
     for (auto& v : targets) v = token(rng);
     const auto start = std::chrono::steady_clock::now();
-    Tape tape;
+    Tape tape(context);
     optimizer.zero_grad();
     const Tensor<float> loss = model.loss(tape, inputs, targets);
     tape.backward(loss);
-    nn::clip_grad_norm(params, 1.0f);
+    nn::clip_grad_norm(params, 1.0f, context);
     optimizer.step();
     const auto stop = std::chrono::steady_clock::now();
     if (step >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());

@@ -16,12 +16,13 @@
 
 namespace train_lm {
 
+// `context`: the threads the forward passes run on (the losses do not depend on it).
 template <class T>
-double batch_loss(const GPT<T>& model, const Batch& batch);
+double batch_loss(const GPT<T>& model, const Batch& batch, const tapegrad::Context& context = {});
 
 template <class T>
 double validation_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
-                       std::size_t block, std::size_t n_batches, std::uint64_t seed);
+                       std::size_t block, std::size_t n_batches, std::uint64_t seed, const tapegrad::Context& context = {});
 
 struct TextLoss {
   double loss = 0;           // mean over the predicted tokens
@@ -30,7 +31,8 @@ struct TextLoss {
 };
 
 template <class T>
-TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch);
+TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch,
+                   const tapegrad::Context& context = {});
 
 struct EvalOptions {
   std::filesystem::path checkpoint;

@@ -137,6 +137,8 @@ class Session {
         progress_(progress, terminal, plan_.settings.steps, plan_.print_every),
         log_(restore_then_open_log()) {
     state_.settings = plan_.settings;
+    context_ = use_threads(plan_.settings.threads);
+    optimizer_.set_context(context_);
     if (plan_.resume_from) {
       const TrainState& saved = plan_.resume_from->state;
       state_.step = saved.step;
@@ -205,12 +207,12 @@ class Session {
   double train_step() {
     const Batch batch = random_batch(plan_.corpus.train, plan_.settings.batch, plan_.settings.model.block_size, state_.sampler);
     optimizer_.zero_grad();
-    tapegrad::Tape tape;
+    tapegrad::Tape tape(context_);
     const auto loss = model_.loss(tape, batch.inputs, batch.targets);
     const double value = loss.item();
     require_finite("the training loss", value, state_.step + 1);
     tape.backward(loss);
-    require_finite("the gradient norm", tapegrad::nn::clip_grad_norm(optimizer_.parameters(), 1.0f), state_.step + 1);
+    require_finite("the gradient norm", tapegrad::nn::clip_grad_norm(optimizer_.parameters(), 1.0f, context_), state_.step + 1);
     current_lr_ = tapegrad::nn::warmup_cosine_lr(state_.step, plan_.settings.lr, plan_.warmup, plan_.settings.steps,
                                                  plan_.settings.lr / 10);
     optimizer_.step(current_lr_);
@@ -220,7 +222,7 @@ class Session {
 
   double evaluate(double tokens_per_s = 0, double wall = 0) {
     const double loss = validation_loss(model_, plan_.corpus.val, plan_.settings.batch, plan_.settings.model.block_size,
-                                        kEvalBatches, stream_seed(plan_.settings.seed, Stream::validation));
+                                        kEvalBatches, stream_seed(plan_.settings.seed, Stream::validation), context_);
     require_finite("the validation loss", loss, state_.step);  // before it is logged, and so before any save
     char line[128];
     std::snprintf(line, sizeof line, "step %lld: val loss %.4f, perplexity %.2f", (long long)state_.step, loss, std::exp(loss));
@@ -278,7 +280,7 @@ class Session {
     progress_.message(line);
     if (!plan_.final_sample) return;
     SamplingOptions sampling{.tokens = kFinalSampleTokens, .temperature = 1.0, .top_k = 0,
-                             .seed = stream_seed(plan_.settings.seed, Stream::final_sample)};
+                             .seed = stream_seed(plan_.settings.seed, Stream::final_sample), .context = context_};
     out_ << "--- sample ---\n";
     stream_sample(model_, plan_.corpus.vocab, "", sampling, out_);
   }
@@ -287,6 +289,7 @@ class Session {
   std::ostream& out_;
   GPT<float> model_;
   AdamW<float> optimizer_;
+  tapegrad::Context context_;  // --threads
   Progress progress_;
   TrainLog log_;
   TrainState state_;
@@ -303,7 +306,7 @@ std::int64_t default_steps(const std::string& preset) {
 
 TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream& progress, bool progress_is_terminal) {
   stop_requested = false;
-  use_threads(options.threads);
+  use_threads(options.threads);  // checked before anything is read
   Plan plan = make_plan(options);
   return Session(std::move(plan), out, progress, progress_is_terminal).run();
 }

@@ -62,25 +62,27 @@ Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, c
   const T c = T(1 / std::sqrt(double(dh)));
 
   Tensor<T> o(Array<T>::from_shape(qs));
-  std::vector<T> lse(mats * n), p(n * n);  // L (..., T), saved; scratch: one matrix's P
-  for (std::size_t i = 0; i < mats; ++i) {
+  std::vector<T> lse(mats * n);  // L (..., T), saved
+  const Context ctx = tape.context();
+  parallel_blocks(ctx, mats, 1, [&](std::size_t i, std::size_t) {
+    std::vector<T> p(n * n);  // scratch: this matrix's P
     detail::causal_probs<T>(q.data() + i * sm, k.data() + i * sm, n, dh, c, p.data(), lse.data() + i * n, nullptr);
     blas::gemm(false, false, n, dh, n, T(1), p.data(), v.data() + i * sm, T(0), o.data() + i * sm);  // O = P V
-  }
+  });
 
-  return tape.record(kCausalAttention, o, [q, k, v, o, lse = std::move(lse), mats, n, dh, sm, c] {
+  return tape.record(kCausalAttention, o, [q, k, v, o, lse = std::move(lse), ctx, mats, n, dh, sm, c] {
     const T* dO = o.grad().data();
     const T* ov = o.data();
     const bool qk = q.requires_grad() || k.requires_grad();
     T* dQ = q.requires_grad() ? q.grad_accumulator(kCausalAttention.name()).data() : nullptr;
     T* dK = k.requires_grad() ? k.grad_accumulator(kCausalAttention.name()).data() : nullptr;
     T* dV = v.requires_grad() ? v.grad_accumulator(kCausalAttention.name()).data() : nullptr;
-    std::vector<T> p(n * n), ds(qk ? n * n : 0), D(n);  // scratch: one matrix's P, dP -> dS, D
-    for (std::size_t i = 0; i < mats; ++i) {
+    parallel_blocks(ctx, mats, 1, [&](std::size_t i, std::size_t) {
+      std::vector<T> p(n * n), ds(qk ? n * n : 0), D(n);  // scratch: this matrix's P, dP -> dS, D
       const std::size_t at = i * sm;
       detail::causal_probs<T>(q.data() + at, k.data() + at, n, dh, c, p.data(), nullptr, lse.data() + i * n);
       if (dV) blas::gemm(true, false, n, dh, n, T(1), p.data(), dO + at, T(1), dV + at);  // dV += P^T dO
-      if (!qk) continue;
+      if (!qk) return;
       for (std::size_t t = 0; t < n; ++t) {  // D = rowsum(dO ∘ O)
         T dot = 0;
         for (std::size_t e = 0; e < dh; ++e) dot += dO[at + t * dh + e] * ov[at + t * dh + e];
@@ -95,7 +97,7 @@ Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, c
       }
       if (dQ) blas::gemm(false, false, n, dh, n, c, ds.data(), k.data() + at, T(1), dQ + at);  // dQ += c dS K
       if (dK) blas::gemm(true, false, n, dh, n, c, ds.data(), q.data() + at, T(1), dK + at);   // dK += c dS^T Q
-    }
+    });
   }, q, k, v);
 }
 

@@ -37,20 +37,25 @@ Tensor<T> gelu(Tape& tape, const Tensor<T>& x) {
   std::vector<T> t(x.size());
   const T* xs = x.data();
   T* ys = y.data();
-  for (std::size_t i = 0, n = x.size(); i < n; ++i) {
-    const T v = xs[i];
-    t[i] = detail::gelu_tanh(gelu_k<T> * (v + gelu_c<T> * v * v * v));
-    ys[i] = T(0.5) * v * (T(1) + t[i]);
-  }
+  const Context ctx = tape.context();
+  parallel_blocks(ctx, x.size(), kElementBlock, [&](std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i) {
+      const T v = xs[i];
+      t[i] = detail::gelu_tanh(gelu_k<T> * (v + gelu_c<T> * v * v * v));
+      ys[i] = T(0.5) * v * (T(1) + t[i]);
+    }
+  });
 
-  return tape.record(kGelu, y, [x, y = GradRef<T>(y), t = std::move(t)] {
+  return tape.record(kGelu, y, [x, y = GradRef<T>(y), t = std::move(t), ctx] {
     const T* dy = y.grad().data();
     const T* xin = x.data();
     T* dx = x.grad_accumulator(kGelu.name()).data();
-    for (std::size_t i = 0, n = x.size(); i < n; ++i) {
-      const T v = xin[i], du = gelu_k<T> * (T(1) + T(3) * gelu_c<T> * v * v);
-      dx[i] += dy[i] * (T(0.5) * (T(1) + t[i]) + T(0.5) * v * (T(1) - t[i] * t[i]) * du);
-    }
+    parallel_blocks(ctx, x.size(), kElementBlock, [&](std::size_t b, std::size_t e) {
+      for (std::size_t i = b; i < e; ++i) {
+        const T v = xin[i], du = gelu_k<T> * (T(1) + T(3) * gelu_c<T> * v * v);
+        dx[i] += dy[i] * (T(0.5) * (T(1) + t[i]) + T(0.5) * v * (T(1) - t[i] * t[i]) * du);
+      }
+    });
   }, x);
 }
 
