@@ -259,9 +259,7 @@ class Session {
                              ? ", and so may the warm-up, which lasts min(" + std::to_string(kWarmupSteps) +
                                    ", --steps) steps"
                              : std::string()));
-    if (saved.threads != plan_.settings.threads)
-      progress_.message("note: --threads " + std::to_string(plan_.settings.threads) + " differs from the original " +
-                        std::to_string(saved.threads) + ": results may differ in the last bits from an uninterrupted run");
+    // A different --threads needs no note: results do not depend on it (core/parallel.hpp).
   }
 
   void finish(const TrainSummary& summary) {
