@@ -48,8 +48,10 @@ Tensor<T> cross_entropy(Tape& tape, const Tensor<T>& logits, const Ids& targets)
     const T* x = logits.data();
     T* dx = logits.grad_accumulator(kCrossEntropy.name()).data();
     parallel_blocks(ctx, N, detail::row_block(V), [&](std::size_t b, std::size_t e) {
+      std::vector<T> p(V);  // one row's softmax
       for (std::size_t n = b; n < e; ++n) {
-        for (std::size_t j = 0; j < V; ++j) dx[n * V + j] += g * std::exp(x[n * V + j] - lse[n]);
+        vec::exp_shifted(x + n * V, V, lse[n], p.data());
+        for (std::size_t j = 0; j < V; ++j) dx[n * V + j] += g * p[j];
         dx[n * V + targets.data()[n]] -= g;
       }
     });

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "../core/tape.hpp"
+#include "../core/vecmath.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -35,18 +36,21 @@ struct RowExp {
 // One row's max and max-subtracted exponential sum; writes e[i] = exp(x[i] - max)
 // when e is given (0 for a row entirely -inf). Shared by softmax, log_softmax and
 // cross_entropy.
+// The exponentials are vec::exp_shifted's (core/vecmath.hpp).
 template <class T>
 RowExp<T> row_exp(const T* x, std::size_t n, T* e = nullptr) {
   RowExp<T> r{-std::numeric_limits<T>::infinity(), T(0)};
-  for (std::size_t i = 0; i < n; ++i) r.max = std::max(r.max, x[i]);
+  if (n == 0) return r;
+  r.max = vec::max_of(x, n);
   if (r.max == -std::numeric_limits<T>::infinity()) {
     if (e) std::fill(e, e + n, T(0));
     return r;
   }
-  for (std::size_t i = 0; i < n; ++i) {
-    const T v = std::exp(x[i] - r.max);
-    if (e) e[i] = v;
-    r.sum += v;
+  if (e) {
+    r.sum = vec::exp_shifted(x, n, r.max, e);
+  } else {  // the sum only: through a small buffer
+    T buffer[256];
+    for (std::size_t i = 0; i < n; i += 256) r.sum += vec::exp_shifted(x + i, std::min<std::size_t>(256, n - i), r.max, buffer);
   }
   return r;
 }
