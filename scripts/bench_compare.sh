@@ -50,7 +50,8 @@ for line in open(sys.argv[1]):
     if not line.startswith("{"):
         continue
     d = json.loads(line)
-    runs[(d["impl"], d["preset"], int(d["threads"]))].append(float(d["tokens_per_s"]))
+    impl = "llm.c" if d["impl"].startswith("llm.c") else d["impl"]  # run.sh's own line names it llm.c-cpu
+    runs[(impl, d["preset"], int(d["threads"]))].append(float(d["tokens_per_s"]))
 impls = [i for i in ("tapegrad", "pytorch", "llm.c") if any(k[0] == i for k in runs)]
 presets = list(dict.fromkeys(k[1] for k in runs))
 threads = sorted({k[2] for k in runs})

