@@ -55,11 +55,11 @@ double flops_per_step(const nn::Preset& p) {
 void run(const nn::Preset& preset, int threads, int steps, int warmup) {
   retain_freed_memory();
   const Context context{threads};
-  const nn::GPTConfig config{kVocab, preset.block_size, preset.n_layer, preset.n_head, preset.d_model};
-  nn::GPT<float> model(config, 1);
+  nn::GPT<float> model(preset.model(kVocab), 1);
   const auto params = model.named_parameters();
-  nn::AdamW<float> optimizer(params);
-  optimizer.set_context(context);
+  const nn::Recipe& recipe = preset.recipe;
+  nn::AdamW<float> optimizer(params, recipe.adamw);
+  optimizer.set_context(context);  // nn::train_step runs its tape and clip with it
   std::mt19937_64 rng(2);
   std::uniform_int_distribution<std::int64_t> token(0, kVocab - 1);
   Ids inputs = Ids::from_shape({preset.batch, preset.block_size}), targets = inputs;
@@ -68,12 +68,8 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
     for (auto& v : inputs) v = token(rng);
     for (auto& v : targets) v = token(rng);
     const auto start = std::chrono::steady_clock::now();
-    Tape tape(context);
-    optimizer.zero_grad();
-    const Tensor<float> loss = model.loss(tape, inputs, targets);
-    tape.backward(loss);
-    nn::clip_grad_norm(params, 1.0f, context);
-    optimizer.step();
+    nn::train_step(optimizer, recipe.lr_at(step, warmup + steps), recipe.clip_norm,
+                   [&](Tape& tape) { return model.loss(tape, inputs, targets); });
     const auto stop = std::chrono::steady_clock::now();
     if (step >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
   }
@@ -93,8 +89,9 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const auto opt = bench::parse_options("bench_train", "--presets", "--steps",
-                                        {{"tiny", "small", "medium", "long"}, {1, 2}, 10, 2}, argc, argv);
+  std::vector<std::string> every_preset;
+  for (const auto& p : nn::kPresets) every_preset.emplace_back(p.name);
+  const auto opt = bench::parse_options("bench_train", "--presets", "--steps", {every_preset, {1, 2}, 10, 2}, argc, argv);
   const std::vector<std::string>& presets = opt.names;
   for (const auto& name : presets) {
     try {

@@ -22,19 +22,17 @@ int main() {
       {{"w", w}, {"b", b}});
   std::printf("gradcheck: worst relative error %.2e\n", report.worst_rel_error());
 
-  // 3. A GPT and one AdamW training step.
+  // 3. A GPT and two training steps with the SPEC's recipe (nn/train_step.hpp).
   nn::GPT<float> model({.vocab_size = 65, .block_size = 32, .n_layer = 2, .n_head = 4, .d_model = 32}, /*seed=*/1);
-  nn::AdamW<float> optimizer(model.named_parameters());  // lr 1e-3, betas (0.9, 0.99), wd 0.1 on matrices
+  const nn::Recipe recipe;  // AdamW lr 1e-3, betas (0.9, 0.99), wd 0.1 on matrices; clip 1; warm-up + cosine
+  nn::AdamW<float> optimizer(model.named_parameters(), recipe.adamw);
   Ids inputs = Ids::from_shape({4, 32}), targets = Ids::from_shape({4, 32});
   for (std::size_t i = 0; i < inputs.size(); ++i) inputs.data()[i] = std::int64_t(i % 65), targets.data()[i] = std::int64_t((i + 1) % 65);
   for (int step = 0; step < 2; ++step) {
-    Tape step_tape;
-    optimizer.zero_grad();
-    auto lm_loss = model.loss(step_tape, inputs, targets);  // mean next-token cross-entropy
-    step_tape.backward(lm_loss);
-    nn::clip_grad_norm(optimizer.parameters(), 1.0f);
-    optimizer.step();
-    std::printf("step %d: loss %.4f (ln 65 = 4.1744)\n", step, lm_loss.item());
+    // zero grads, loss, backward, clip, AdamW step; the loss is mean next-token cross-entropy
+    const auto r = nn::train_step(optimizer, recipe.lr_at(step, 2), recipe.clip_norm,
+                                  [&](Tape& t) { return model.loss(t, inputs, targets); });
+    std::printf("step %d: loss %.4f (ln 65 = 4.1744), gradient norm %.3f\n", step, r.loss, r.grad_norm);
   }
   return report.worst_rel_error() < 1e-7 ? 0 : 1;
 }

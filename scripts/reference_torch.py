@@ -17,7 +17,7 @@ LayerNorm and the MLP only, tanh GELU, tied wte). Three subcommands:
       recipe and compares the per-step training losses of the two (float32).
       Without --data it makes its own text. Exits 1 above --limit.
 
-  train --data FILE [--seed N] [--nanogpt]
+  train --data FILE [--train-lm BIN] [--seed N] [--nanogpt]
       The train_lm recipe as nanoGPT's train.py runs it on CPU (random windows,
       AdamW with the SPEC's defaults, warm-up + cosine to lr/10, clip 1.0).
       Prints the 20-batch validation estimate every --eval-every steps and, at
@@ -26,9 +26,12 @@ LayerNorm and the MLP only, tanh GELU, tied wte). Three subcommands:
 
   bench [--presets tiny,small,medium,long] [--threads 1] [--steps 10] [--warmup 2]
       Times full training steps (forward, backward, clip 1.0, AdamW as train) on
-      random batches, vocabulary 65, as bench/bench_train does, and prints one JSON
+      random batches, vocabulary 65, presets from --train-lm, as bench/bench_train does, and prints one JSON
       line per preset: median ms/step, tokens/s, peak RSS. One thread count per
       process (torch.set_num_threads), so the peak RSS is the run's own.
+
+The presets (sizes, batch, steps, recipe) are not copied here: each subcommand
+reads them from `train_lm presets --json`, the table in tapegrad/nn/presets.hpp.
 """
 import argparse
 import json
@@ -48,12 +51,15 @@ except ImportError as e:  # 77: ctest's "skipped"
     print(f"reference_torch.py: skipped: {e} (apt-get install python3-torch)")
     sys.exit(77)
 
-PRESETS = {  # SPEC section 4: layers, heads, d_model, block, batch
-    "tiny": (2, 4, 32, 32, 4),
-    "small": (4, 4, 128, 64, 12),
-    "medium": (6, 6, 384, 256, 8),
-    "long": (4, 4, 128, 1024, 4),
-}
+PRESET_NAMES = ("tiny", "small", "medium", "long")  # SPEC section 4; their values come from train_lm
+
+
+def read_presets(train_lm):
+    """The preset table (model sizes, batch, steps, recipe) as `train_lm presets --json` prints it."""
+    run = subprocess.run([train_lm, "presets", "--json"], capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"reference_torch.py: {train_lm} presets --json failed: {run.stderr.strip()}")
+    return json.loads(run.stdout)
 
 
 class LayerNorm(torch.nn.Module):
@@ -67,11 +73,11 @@ class LayerNorm(torch.nn.Module):
 
 
 class Block(torch.nn.Module):
-    def __init__(self, d, h, L, bias, gelu):
+    def __init__(self, d, h, L, bias, gelu, std):
         super().__init__()
         self.h, self.gelu = h, gelu
         self.ln_1, self.ln_2 = LayerNorm(d, bias), LayerNorm(d, bias)
-        std, proj_std = 0.02, 0.02 / math.sqrt(2 * L)
+        proj_std = std / math.sqrt(2 * L)
         p = lambda *shape, s: torch.nn.Parameter(torch.randn(*shape) * s)
         self.w_q, self.w_k, self.w_v = p(d, d, s=std), p(d, d, s=std), p(d, d, s=std)
         self.w_o = p(d, d, s=proj_std)
@@ -99,11 +105,11 @@ class Block(torch.nn.Module):
 
 
 class GPT(torch.nn.Module):
-    def __init__(self, V, T_max, L, h, d, bias=True, gelu="tanh"):
+    def __init__(self, V, T_max, L, h, d, bias=True, gelu="tanh", std=0.02):
         super().__init__()
-        self.wte = torch.nn.Parameter(torch.randn(V, d) * 0.02)
-        self.wpe = torch.nn.Parameter(torch.randn(T_max, d) * 0.02)
-        self.h = torch.nn.ModuleList(Block(d, h, L, bias, gelu) for _ in range(L))
+        self.wte = torch.nn.Parameter(torch.randn(V, d) * std)
+        self.wpe = torch.nn.Parameter(torch.randn(T_max, d) * std)
+        self.h = torch.nn.ModuleList(Block(d, h, L, bias, gelu, std) for _ in range(L))
         self.ln_f = LayerNorm(d, bias)
 
     def named(self):  # SPEC section 1's checkpoint names
@@ -119,17 +125,18 @@ class GPT(torch.nn.Module):
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def adamw(model, lr):
-    """SPEC section 4's optimiser: decay 0.1 on the 2-D parameters only."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                             lr=lr, betas=(0.9, 0.99), eps=1e-8)
+def adamw(model, lr, p):
+    """SPEC section 4's optimiser, with preset p's settings: weight decay on the 2-D parameters only."""
+    decay = [q for q in model.parameters() if q.dim() >= 2]
+    no_decay = [q for q in model.parameters() if q.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": p["weight_decay"]},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=lr, betas=(p["beta1"], p["beta2"]), eps=p["eps"])
 
 
-def lr_at(step, base_lr, steps):
-    """nanoGPT's get_lr: warm-up over min(100, steps) steps, cosine to base_lr / 10 at `steps`."""
-    warmup, min_lr = min(100, steps), base_lr / 10
+def lr_at(step, base_lr, steps, p):
+    """nanoGPT's get_lr: warm-up over min(warmup_steps, steps) steps, cosine to base_lr * min_lr_fraction at `steps`."""
+    warmup, min_lr = min(p["warmup_steps"], steps), base_lr * p["min_lr_fraction"]
     if step < warmup:
         return base_lr * (step + 1) / (warmup + 1)
     if step >= steps:
@@ -138,14 +145,14 @@ def lr_at(step, base_lr, steps):
     return min_lr + 0.5 * (1 + math.cos(math.pi * ratio)) * (base_lr - min_lr)
 
 
-def train_step(model, opt, inputs, targets, lr):
-    """Forward, backward, clip to 1, AdamW at `lr`; returns the batch loss."""
+def train_step(model, opt, inputs, targets, lr, clip_norm):
+    """Forward, backward, clip to clip_norm, AdamW at `lr`; returns the batch loss."""
     for group in opt.param_groups:
         group["lr"] = lr
     loss = model(inputs, targets)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     opt.step()
     return loss.item()
 
@@ -261,16 +268,16 @@ def replay(args):
         theirs = [float(r[2]) for r in rows if r[0] == "train"]
         init = read_safetensors(os.path.join(tmp, "init.safetensors"))
         batches = read_safetensors(os.path.join(tmp, "batches.safetensors"))
-    L, h, d, T, B = PRESETS[args.preset]
-    model = GPT(init["wte"].shape[0], T, L, h, d)
+    p = read_presets(args.train_lm)[args.preset]
+    model = GPT(init["wte"].shape[0], p["block_size"], p["n_layer"], p["n_head"], p["d_model"])
     with torch.no_grad():
-        for name, p in model.named().items():
-            p.copy_(torch.from_numpy(init[name].copy()))
-    opt = adamw(model, 1e-3)
+        for name, q in model.named().items():
+            q.copy_(torch.from_numpy(init[name].copy()))
+    opt = adamw(model, p["lr"], p)
     inputs, targets = (torch.from_numpy(batches[k].copy()) for k in ("inputs", "targets"))
     worst, worst_step = 0.0, 0
     for step in range(args.steps):
-        loss = train_step(model, opt, inputs[step], targets[step], lr_at(step, 1e-3, args.steps))
+        loss = train_step(model, opt, inputs[step], targets[step], lr_at(step, p["lr"], args.steps, p), p["clip_norm"])
         diff = abs(loss - theirs[step])
         if diff > worst:
             worst, worst_step = diff, step + 1
@@ -283,7 +290,10 @@ def replay(args):
 def train(args):
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    L, h, d, T, B = PRESETS[args.preset]
+    p = read_presets(args.train_lm)[args.preset]
+    T, B = p["block_size"], p["batch"]
+    if args.steps is None:
+        args.steps = p["steps"]
     text = open(args.data, encoding="utf-8").read()
     chars = sorted(set(text))
     lookup = {c: i for i, c in enumerate(chars)}
@@ -298,8 +308,9 @@ def train(args):
         y = torch.stack([data[i + 1 : i + 1 + T] for i in start])
         return x, y
 
-    model = GPT(len(chars), T, L, h, d, bias=not args.nanogpt, gelu="none" if args.nanogpt else "tanh")
-    opt = adamw(model, args.lr)
+    model = GPT(len(chars), T, p["n_layer"], p["n_head"], p["d_model"], bias=not args.nanogpt,
+                gelu="none" if args.nanogpt else "tanh", std=p["init_stddev"])
+    opt = adamw(model, args.lr if args.lr is not None else p["lr"], p)
 
     @torch.no_grad()
     def estimate(name, batches=20):
@@ -312,7 +323,7 @@ def train(args):
                   f"({time.time() - t0:.0f} s)", flush=True)
         if step == args.steps:
             break
-        train_step(model, opt, *batch("train"), lr_at(step, args.lr, args.steps))
+        train_step(model, opt, *batch("train"), lr_at(step, opt.defaults["lr"], args.steps, p), p["clip_norm"])
     val = text_loss(model, split["val"], T)
     print(f"full validation split: loss {val:.4f} perplexity {math.exp(val):.2f} "
           f"({time.time() - t0:.0f} s)")
@@ -324,9 +335,11 @@ def bench(args):
     import statistics
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
+    presets = read_presets(args.train_lm)
     for name in args.presets.split(","):
-        L, h, d, T, B = PRESETS[name]
-        model = GPT(65, T, L, h, d)
+        p = presets[name]
+        T, B = p["block_size"], p["batch"]
+        model = GPT(65, T, p["n_layer"], p["n_head"], p["d_model"])
         opt = adamw(model, 1e-3)
         ms = []
         for step in range(args.warmup + args.steps):
@@ -352,22 +365,26 @@ def main():
     r.add_argument("--train-lm", required=True, help="path of the train_lm binary")
     r.add_argument("--run-inputs", required=True, help="path of tests' run_inputs binary")
     r.add_argument("--data", help="text file (default: made-up text)")
-    r.add_argument("--preset", default="tiny", choices=PRESETS)
+    r.add_argument("--preset", default="tiny", choices=PRESET_NAMES)
     r.add_argument("--steps", type=int, default=100)
     r.add_argument("--seed", type=int, default=1337)
     r.add_argument("--limit", type=float, default=1e-4, help="largest allowed per-step loss difference")
     r.add_argument("--print-every", type=int, default=25)
     t = sub.add_parser("train", help="the train_lm recipe in PyTorch")
     t.add_argument("--data", required=True)
-    t.add_argument("--preset", default="small", choices=PRESETS)
-    t.add_argument("--steps", type=int, default=2000)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--train-lm", default=os.path.join(os.path.dirname(__file__), "..", "build", "examples", "train_lm"),
+                   help="the train_lm binary whose preset table is used (default: build/examples/train_lm)")
+    t.add_argument("--preset", default="small", choices=PRESET_NAMES)
+    t.add_argument("--steps", type=int, default=None, help="default: the preset's")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     t.add_argument("--seed", type=int, default=1337)
     t.add_argument("--eval-every", type=int, default=250)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--nanogpt", action="store_true", help="nanoGPT's model: no biases, erf GELU")
     b = sub.add_parser("bench", help="time training steps per preset, as bench_train")
-    b.add_argument("--presets", default="tiny,small,medium,long")
+    b.add_argument("--presets", default=",".join(PRESET_NAMES))
+    b.add_argument("--train-lm", default=os.path.join(os.path.dirname(__file__), "..", "build", "examples", "train_lm"),
+                   help="train_lm binary, for the preset table")
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--steps", type=int, default=10)
     b.add_argument("--warmup", type=int, default=2)

@@ -10,6 +10,6 @@ for header in xtensor/xarray.hpp cblas.h nlohmann/json.hpp CLI/CLI.hpp doctest/d
   fi
 done
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTAPEGRAD_WERROR=ON  # -Wall -Wextra -Wshadow as errors
 cmake --build build -j "$(nproc)"
 ctest --test-dir build --output-on-failure -j "$(nproc)"

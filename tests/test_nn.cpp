@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -22,29 +23,97 @@ Ids ids_from(const Shape& shape, std::int64_t vocab, std::uint64_t seed) {
   return ids;
 }
 
+// SPEC section 1's parameter table as the SPEC writes it: a name ({i}: every layer)
+// and a shape in V, T_max and d.
+const std::vector<std::pair<std::string, std::string>> kSpecTable = {
+    {"wte", "[V, d]"},
+    {"wpe", "[T_max, d]"},
+    {"h.{i}.ln_1.weight", "[d]"},
+    {"h.{i}.ln_1.bias", "[d]"},
+    {"h.{i}.attn.w_q", "[d, d]"},
+    {"h.{i}.attn.w_k", "[d, d]"},
+    {"h.{i}.attn.w_v", "[d, d]"},
+    {"h.{i}.attn.w_o", "[d, d]"},
+    {"h.{i}.ln_2.weight", "[d]"},
+    {"h.{i}.ln_2.bias", "[d]"},
+    {"h.{i}.mlp.w_1", "[d, 4d]"},
+    {"h.{i}.mlp.b_1", "[4d]"},
+    {"h.{i}.mlp.w_2", "[4d, d]"},
+    {"h.{i}.mlp.b_2", "[d]"},
+    {"ln_f.weight", "[d]"},
+    {"ln_f.bias", "[d]"},
+};
+
+// The table spelled out for `c`, in its order with the {i} rows repeated per layer.
+ParameterShapes spec_layout(const GPTConfig& c) {
+  const auto size = [&](const std::string& symbol) -> std::size_t {
+    if (symbol == "V") return c.vocab_size;
+    if (symbol == "T_max") return c.block_size;
+    if (symbol == "d") return c.d_model;
+    if (symbol == "4d") return 4 * c.d_model;
+    FAIL("unknown size " << symbol);
+    return 0;
+  };
+  const auto shape = [&](std::string text) {  // "[d, 4d]"
+    Shape s;
+    text = text.substr(1, text.size() - 2);
+    for (std::size_t at = 0; at <= text.size();) {
+      const std::size_t comma = std::min(text.find(", ", at), text.size());
+      s.push_back(size(text.substr(at, comma - at)));
+      at = comma + 2;
+    }
+    return s;
+  };
+  ParameterShapes out;
+  std::size_t row = 0;
+  for (; row < kSpecTable.size() && kSpecTable[row].first.find("{i}") == std::string::npos; ++row)
+    out.emplace_back(kSpecTable[row].first, shape(kSpecTable[row].second));
+  const std::size_t layer_rows = row;
+  for (std::size_t i = 0; i < c.n_layer; ++i)
+    for (row = layer_rows; row < kSpecTable.size() && kSpecTable[row].first.find("{i}") != std::string::npos; ++row) {
+      std::string name = kSpecTable[row].first;
+      name.replace(name.find("{i}"), 3, std::to_string(i));
+      out.emplace_back(name, shape(kSpecTable[row].second));
+    }
+  for (; row < kSpecTable.size(); ++row) out.emplace_back(kSpecTable[row].first, shape(kSpecTable[row].second));
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("nn: GPT parameters have the SPEC's names and shapes, in order") {
-  const GPTConfig c{.vocab_size = 7, .block_size = 5, .n_layer = 2, .n_head = 2, .d_model = 4};
-  GPT<double> model(c, 1);
-  std::vector<std::pair<std::string, Shape>> expected = {{"wte", {7, 4}}, {"wpe", {5, 4}}};
-  for (std::string i : {"0", "1"}) {
-    const std::string p = "h." + i + ".";
-    for (auto [name, shape] : std::vector<std::pair<std::string, Shape>>{
-             {"ln_1.weight", {4}}, {"ln_1.bias", {4}}, {"attn.w_q", {4, 4}}, {"attn.w_k", {4, 4}},
-             {"attn.w_v", {4, 4}}, {"attn.w_o", {4, 4}}, {"ln_2.weight", {4}}, {"ln_2.bias", {4}},
-             {"mlp.w_1", {4, 16}}, {"mlp.b_1", {16}}, {"mlp.w_2", {16, 4}}, {"mlp.b_2", {4}}})
-      expected.emplace_back(p + name, shape);
+  for (const GPTConfig c : {GPTConfig{.vocab_size = 7, .block_size = 5, .n_layer = 2, .n_head = 2, .d_model = 4},
+                            GPTConfig{.vocab_size = 5, .block_size = 3, .n_layer = 3, .n_head = 3, .d_model = 12}}) {
+    const ParameterShapes spec = spec_layout(c);
+    REQUIRE(spec.size() == 4 + 12 * c.n_layer);
+    const GPT<double> model(c, 1);
+    ParameterShapes built;
+    for (const auto& [name, p] : model.named_parameters()) {
+      built.emplace_back(name, p.shape());
+      CHECK(p.requires_grad());
+    }
+    CHECK(built == spec);
+    CHECK(expected_parameter_shapes(c) == spec);  // the shape-only construction lists the same
   }
-  expected.emplace_back("ln_f.weight", Shape{4});
-  expected.emplace_back("ln_f.bias", Shape{4});
-  const auto params = model.named_parameters();
-  REQUIRE(params.size() == expected.size());
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    CHECK(params[i].first == expected[i].first);
-    CHECK(params[i].second.shape() == expected[i].second);
-    CHECK(params[i].second.requires_grad());
+}
+
+TEST_CASE("nn: a shape-only construction allocates and draws nothing") {
+  const GPTConfig huge{.vocab_size = 100'000, .block_size = 100'000, .n_layer = 2, .n_head = 8, .d_model = 100'000};
+  const ParameterShapes shapes = expected_parameter_shapes(huge);  // 8e10 floats per wte, were it allocated
+  CHECK(shapes.front() == std::pair<std::string, Shape>{"wte", {100'000, 100'000}});
+  {
+    ShapesOnly scope;
+    Rng rng(1);
+    const Rng before = rng;
+    const LayerNorm<float> ln(5);
+    const CausalSelfAttention<float> attn(6, 2, rng);
+    CHECK(ln.weight.shape() == Shape{5});
+    CHECK(ln.weight.value().size() == 0);
+    CHECK(attn.w_q.value().size() == 0);
+    CHECK(rng == before);
   }
+  CHECK_FALSE(ShapesOnly::active());
+  CHECK(LayerNorm<float>(5).weight.value().size() == 5);
 }
 
 TEST_CASE("nn: GPT-2 initialisation statistics") {
@@ -71,18 +140,18 @@ TEST_CASE("nn: module names may not contain '.' or repeat") {
       register_parameter(b, Tensor<double>::zeros({1}));
     }
   };
-  CHECK_THROWS_WITH_AS(Bad("a.b", "c"), doctest::Contains("'a.b'"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(Bad("a", "a"), doctest::Contains("already registered"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(Bad("a.b", "c"), doctest::Contains("'a.b'"), ConfigError);
+  CHECK_THROWS_WITH_AS(Bad("a", "a"), doctest::Contains("already registered"), ConfigError);
 }
 
 TEST_CASE("nn: bad GPT input is rejected with a clear error") {
   GPT<float> model(small_config(), 1);
   Tape tape;
   CHECK_THROWS_WITH_AS(model.forward(tape, ids_from({2, 9}, 11, 1)), doctest::Contains("exceeds block_size 8"),
-                       std::invalid_argument);
-  CHECK_THROWS_WITH_AS(model.forward(tape, ids_from({9}, 11, 1)), doctest::Contains("[B, T]"), std::invalid_argument);
-  CHECK_THROWS_AS(GPT<float>(GPTConfig{11, 8, 2, 3, 16}, 1), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(find_preset("huge"), doctest::Contains("unknown preset 'huge'"), std::invalid_argument);
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(model.forward(tape, ids_from({9}, 11, 1)), doctest::Contains("[B, T]"), ShapeError);
+  CHECK_THROWS_AS(GPT<float>(GPTConfig{11, 8, 2, 3, 16}, 1), ConfigError);
+  CHECK_THROWS_WITH_AS(find_preset("huge"), doctest::Contains("unknown preset 'huge'"), ConfigError);
 }
 
 TEST_CASE("nn: causality — later tokens change neither earlier logits nor earlier gradients") {
@@ -142,7 +211,7 @@ TEST_CASE("nn: a fresh GPT's loss is within 0.1 of ln(V), the tied wte gets grad
 
 TEST_CASE("nn: AdamW overfits one fixed batch of preset tiny (loss < 0.1 within 300 steps)") {
   const Preset& p = find_preset("tiny");
-  const GPTConfig c{.vocab_size = 16, .block_size = p.block_size, .n_layer = p.n_layer, .n_head = p.n_head, .d_model = p.d_model};
+  const GPTConfig c = p.model(16);
   GPT<float> model(c, 42);
   const Ids x = ids_from({p.batch, p.block_size}, 16, 3), y = ids_from({p.batch, p.block_size}, 16, 4);
   AdamW<float> opt(model.named_parameters(), {.lr = 3e-3, .weight_decay = 0.0});

@@ -1,12 +1,16 @@
 // Optimisers, gradient clipping and the learning-rate schedule (nn/optim.hpp):
 // AdamW against a scalar reference written here, weight decay on 2-D parameters
 // only, skipping parameters without gradients, exact resume from state(),
-// load_state's checks, SGD with momentum, clip_grad_norm, warmup_cosine_lr.
+// load_state's checks, SGD with momentum, clip_grad_norm, warmup_cosine_lr, train_step.
 #include <tapegrad/nn/optim.hpp>
+#include <tapegrad/nn/train_step.hpp>
+#include <tapegrad/ops/matmul.hpp>
+#include <tapegrad/ops/reduce.hpp>
 
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -181,7 +185,7 @@ TEST_CASE("optim: AdamW load_state rejects wrong names and shapes, naming them, 
     bool threw = false;
     try {
       opt.load_state(state, step);
-    } catch (const std::invalid_argument& e) {
+    } catch (const FormatError& e) {
       threw = true;
       INFO(e.what());
       CHECK(message_contains(e, needle));
@@ -285,10 +289,10 @@ TEST_CASE("optim: SGD weight decay on 2-D only, state round trip, bad options") 
   m.step();
   n.step();
   CHECK(values(x) == values(y));
-  CHECK_THROWS_WITH_AS(n.load_state({{"momentum.z", y}}, 1), doctest::Contains("'momentum.z'"), std::invalid_argument);
-  CHECK_THROWS_AS(SGD<double>({{"x", x}}, {.momentum = -1}), std::invalid_argument);
-  CHECK_THROWS_AS(AdamW<double>({{"x", x}}, {.beta2 = 1.0}), std::invalid_argument);
-  CHECK_THROWS_AS(AdamW<double>({{"x", x}, {"x", y}}), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(n.load_state({{"momentum.z", y}}, 1), doctest::Contains("'momentum.z'"), FormatError);
+  CHECK_THROWS_AS(SGD<double>({{"x", x}}, {.momentum = -1}), ConfigError);
+  CHECK_THROWS_AS(AdamW<double>({{"x", x}}, {.beta2 = 1.0}), ConfigError);
+  CHECK_THROWS_AS(AdamW<double>({{"x", x}, {"x", y}}), ConfigError);
 }
 
 TEST_CASE("optim: clip_grad_norm returns the pre-clip norm and clips to max_norm") {
@@ -328,7 +332,7 @@ TEST_CASE("optim: clip_grad_norm returns the pre-clip norm and clips to max_norm
     CHECK(norm == doctest::Approx(7.0f));
     CHECK(f.grad().data()[2] == doctest::Approx(6.0f / 7.0f));
   }
-  CHECK_THROWS_AS(nn::clip_grad_norm(params, 0.0), std::invalid_argument);
+  CHECK_THROWS_AS(nn::clip_grad_norm(params, 0.0), ConfigError);
 }
 
 TEST_CASE("optim: warmup_cosine_lr schedule (nanoGPT get_lr convention)") {
@@ -348,6 +352,39 @@ TEST_CASE("optim: warmup_cosine_lr schedule (nanoGPT get_lr convention)") {
   }
   CHECK(nn::warmup_cosine_lr(0, base, 0, 10, min) == base);  // no warm-up
   CHECK(nn::warmup_cosine_lr(5, base, 5, 5, min) == min);    // no decay phase
-  CHECK_THROWS_AS(nn::warmup_cosine_lr(-1, base, warmup, total, min), std::invalid_argument);
-  CHECK_THROWS_AS(nn::warmup_cosine_lr(0, base, 10, 5, min), std::invalid_argument);
+  CHECK_THROWS_AS(nn::warmup_cosine_lr(-1, base, warmup, total, min), ConfigError);
+  CHECK_THROWS_AS(nn::warmup_cosine_lr(0, base, 10, 5, min), ConfigError);
+}
+
+TEST_CASE("optim: train_step zeroes, backpropagates, clips and steps, and after a non-finite loss nothing changes") {
+  const auto make_weight = [] { return Tensor<double>::from({2, 2}, {1, -2, 3, 0.5}, true); };
+  Tensor<double> by_hand = make_weight(), stepped = make_weight();
+  Tensor<double> x = Tensor<double>::from({1, 2}, {3, 4});
+  const auto loss_of = [&x](const Tensor<double>& w) {
+    return [&x, w](Tape& t) { return ops::sum(t, ops::matmul(t, x, w)); };
+  };
+  AdamW<double> hand_opt({{"w", by_hand}}), step_opt({{"w", stepped}});
+  stepped.accumulate_grad("stale", Array<double>(xt::ones<double>({2, 2})));  // train_step must zero it first
+
+  const auto result = nn::train_step(step_opt, 0.01, 0.5, loss_of(stepped));
+  Tape tape;
+  const auto loss = loss_of(by_hand)(tape);
+  tape.backward(loss);
+  const double norm = nn::clip_grad_norm<double>({{"w", by_hand}}, 0.5);  // dL/dw = x^T 1: norm sqrt(50), clipped
+  hand_opt.step(0.01);
+
+  CHECK(result.updated);
+  CHECK(result.loss == loss.item());
+  CHECK(result.grad_norm == doctest::Approx(std::sqrt(50.0)));
+  CHECK(result.grad_norm == norm);
+  for (std::size_t i = 0; i < 4; ++i) CHECK(stepped.data()[i] == by_hand.data()[i]);
+  CHECK(step_opt.step_count() == 1);
+
+  x.data()[0] = std::numeric_limits<double>::quiet_NaN();
+  const Array<double> before = stepped.value();
+  const auto skipped = nn::train_step(step_opt, 0.01, 0.5, loss_of(stepped));
+  CHECK_FALSE(skipped.updated);
+  CHECK(std::isnan(skipped.loss));
+  CHECK(stepped.value() == before);
+  CHECK(step_opt.step_count() == 1);
 }

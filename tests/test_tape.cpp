@@ -102,7 +102,7 @@ TEST_CASE("tape: misuse gets a clear error") {
     try {
       tape.backward(y);
       FAIL("no exception");
-    } catch (const std::logic_error& e) {
+    } catch (const ShapeError& e) {
       CHECK(message_contains(e, "seed"));
       CHECK(message_contains(e, "[1, 3]"));
     }
@@ -115,7 +115,7 @@ TEST_CASE("tape: misuse gets a clear error") {
     try {
       tape.backward(y);
       FAIL("no exception");
-    } catch (const std::logic_error& e) {
+    } catch (const StateError& e) {
       CHECK(message_contains(e, "already replayed"));
     }
   }
@@ -134,7 +134,7 @@ TEST_CASE("tape: misuse gets a clear error") {
     try {
       scale(b, ya, 2.0);
       FAIL("no exception");
-    } catch (const std::logic_error& e) {
+    } catch (const StateError& e) {
       CHECK(message_contains(e, "scale"));
       CHECK(message_contains(e, "different tape"));
     }
@@ -144,27 +144,27 @@ TEST_CASE("tape: misuse gets a clear error") {
     auto x = row_vector();
     auto y = matmul(tape, x, x, {.transpose_b = true});
     tape.backward(y);
-    CHECK_THROWS_WITH_AS(scale(tape, y, 2.0), doctest::Contains("already cleared"), std::logic_error);
+    CHECK_THROWS_WITH_AS(scale(tape, y, 2.0), doctest::Contains("already cleared"), StateError);
   }
   SUBCASE("backward on a loss from another tape") {
     Tape a, b;
     auto x = row_vector();
     auto y = matmul(a, x, x, {.transpose_b = true});
-    CHECK_THROWS_WITH_AS(b.backward(y), doctest::Contains("different tape"), std::logic_error);
+    CHECK_THROWS_WITH_AS(b.backward(y), doctest::Contains("different tape"), StateError);
   }
   SUBCASE("accumulating a gradient of the wrong shape names the op") {
     auto x = row_vector();
     CHECK_THROWS_WITH_AS(x.accumulate_grad("myop", Array<double>(xt::zeros<double>({3, 1}))),
                          doctest::Contains("myop: gradient of shape [3, 1] cannot accumulate into a tensor of shape [1, 3]"),
-                         std::invalid_argument);
+                         ShapeError);
   }
   SUBCASE("matmul with mismatched shapes names the op and the shapes") {
     Tape tape;
     auto a = Tensor<double>::zeros({2, 3}), b = Tensor<double>::zeros({4, 5});
     CHECK_THROWS_WITH_AS(matmul(tape, a, b), doctest::Contains("matmul: inner dimensions differ: a [2, 3], b [4, 5]"),
-                         std::invalid_argument);
+                         ShapeError);
     auto c = Tensor<double>::zeros({2, 2, 3}), d = Tensor<double>::zeros({3, 3, 4});
-    CHECK_THROWS_WITH_AS(matmul(tape, c, d), doctest::Contains("batch dimensions differ"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(matmul(tape, c, d), doctest::Contains("batch dimensions differ"), ShapeError);
   }
 }
 
@@ -209,5 +209,26 @@ TEST_CASE("tape: a GradRef shares the tensor's gradient but not its value") {
   CHECK(ref.grad()(0, 2) == 0.0);
   CHECK_THROWS_WITH_AS(ref.accumulate_grad("test", Array<double>(xt::ones<double>({3}))),
                        doctest::Contains("test: gradient of shape [3] cannot accumulate into a tensor of shape [1, 3]"),
-                       std::invalid_argument);
+                       ShapeError);
+}
+
+TEST_CASE("errors: one type per kind, each a tapegrad::Error, about() names the subject") {
+  Tape tape;
+  const auto a = Tensor<double>::zeros({2, 3}, true), b = Tensor<double>::zeros({4, 5}, true);
+  CHECK_THROWS_AS(matmul(tape, a, b), ShapeError);
+  CHECK_THROWS_AS(a.grad(), StateError);
+  CHECK_THROWS_AS(nn::find_preset("huge"), ConfigError);
+  try {
+    nn::find_preset("huge");
+    FAIL("no exception");
+  } catch (Error& e) {  // a caller adds what the error is about and rethrows the same object
+    CHECK(std::string(e.what()) == e.reason());
+    e.about("--preset");
+    CHECK(e.subject() == "--preset");
+    CHECK(std::string(e.what()) == "--preset: " + e.reason());
+  }
+  const FormatError format("data/x.safetensors", "header is not\nJSON");
+  CHECK(format.path() == "data/x.safetensors");
+  CHECK(format.reason() == "header is not\\x0aJSON");  // one line
+  CHECK(std::string(format.what()) == "data/x.safetensors: header is not\\x0aJSON");
 }

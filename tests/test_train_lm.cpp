@@ -417,16 +417,6 @@ TEST_CASE("train_lm: loss.svg and a resumed log.csv skip non-finite numbers") {
   CHECK(log.rows()[1].step == 4);
 }
 
-TEST_CASE("train_lm: expected_parameter_shapes lists GPT::named_parameters") {
-  for (const GPTConfig config : {GPTConfig{.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 2, .d_model = 16},
-                                 GPTConfig{.vocab_size = 5, .block_size = 3, .n_layer = 3, .n_head = 3, .d_model = 12}}) {
-    const GPT<double> model(config, 0);
-    ParameterShapes built;
-    for (const auto& [name, p] : model.named_parameters()) built.emplace_back(name, p.shape());
-    CHECK(expected_parameter_shapes(config) == built);
-  }
-}
-
 TEST_CASE("train_lm: a model file whose tensors do not fit its metadata is refused before a model is built") {
   TempDir dir;
   const GPTConfig config{.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 2, .d_model = 16};

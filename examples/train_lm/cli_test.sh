@@ -32,7 +32,7 @@ catches_sigint() {
   [ -n "$mask" ] && (( 0x$mask & 2 ))
 }
 
-for sub in train eval sample grad; do
+for sub in train eval sample grad presets; do
   "$bin" "$sub" --help >"$work/help" || fail "$sub --help exits non-zero"
 done
 "$bin" train --help | grep -q -- "--eval-every" || fail "train --help lacks --eval-every"
@@ -40,6 +40,16 @@ done
 "$bin" train --help | grep -q -- "--steps INT:1 to 1000000000" || fail "train --help does not state the --steps maximum"
 "$bin" train --help | grep -q -- "--threads INT:1 to 256" || fail "train --help does not state the --threads maximum"
 "$bin" sample --help | grep -q -- "--tokens UINT:1 to 1000000" || fail "sample --help does not state the --tokens maximum"
+
+# The preset table, as people and programs (scripts/reference_torch.py) read it: the SPEC's
+# four presets with their sizes, batch, steps and recipe.
+"$bin" presets | grep -q "tiny: 2 layers, 4 heads, d_model 32, block 32, batch 4, 200 steps" \
+  || fail "presets does not list tiny as the SPEC states it"
+"$bin" presets --json >"$work/presets.json" || fail "presets --json exits non-zero"
+for key in '"tiny"' '"small"' '"medium"' '"long"' '"clip_norm": 1.0' '"warmup_steps": 100' '"min_lr_fraction": 0.1' \
+  '"beta2": 0.99' '"weight_decay": 0.1'; do
+  grep -qF -- "$key" "$work/presets.json" || fail "presets --json lacks $key"
+done
 
 for i in $(seq 200); do echo "the cat sat on the mat and the dog ran to the big red sun."; done >"$work/text.txt"
 

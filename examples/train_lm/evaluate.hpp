@@ -37,8 +37,8 @@ TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens,
 struct EvalOptions {
   std::filesystem::path checkpoint;
   std::filesystem::path data;
-  std::optional<std::size_t> block;  // default: the checkpoint's block size
-  std::size_t batch = 16;            // windows per forward pass
+  std::optional<std::size_t> block = {};  // default: the checkpoint's block size
+  std::size_t batch = 16;                 // windows per forward pass
   int threads = default_threads();
 };
 

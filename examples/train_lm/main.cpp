@@ -4,6 +4,7 @@
 //   train_lm eval   --checkpoint MODEL --data FILE [--block T]
 //   train_lm sample --checkpoint MODEL [--prompt TEXT] [--tokens N] [--temperature X] [--top-k K] [--seed S]
 //   train_lm grad   --checkpoint W --batch BATCH --out G
+//   train_lm presets [--json]      the preset table (nn/presets.hpp); --json for other programs
 //
 // This file only maps the command line onto the library (train.hpp, evaluate.hpp,
 // sample.hpp, grad.hpp); every error reaches main as one line on stderr and exit 1.
@@ -15,7 +16,9 @@
 #include "usage_error.hpp"
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <tapegrad/core/memory.hpp>
+#include <tapegrad/nn/presets.hpp>
 
 #include <csignal>
 #include <signal.h>
@@ -33,8 +36,34 @@ std::string preset_list() {
   for (const auto& p : tapegrad::nn::kPresets)
     text += "\n  " + std::string(p.name) + ": " + std::to_string(p.n_layer) + " layers, " + std::to_string(p.n_head) +
             " heads, d_model " + std::to_string(p.d_model) + ", block " + std::to_string(p.block_size) + ", batch " +
-            std::to_string(p.batch) + ", " + std::to_string(default_steps(p.name)) + " steps (" + p.purpose + ")";
+            std::to_string(p.batch) + ", " + std::to_string(p.steps) + " steps (" + p.purpose + ")";
   return text;
+}
+
+// The recipe in words; the four SPEC presets share one.
+std::string describe(const tapegrad::nn::Recipe& r) {
+  const auto& a = r.adamw;
+  return "The optimiser is AdamW (betas " + readable_number(a.beta1) + ", " + readable_number(a.beta2) + ", eps " +
+         readable_number(a.eps) + ", weight decay " + readable_number(a.weight_decay) +
+         " on matrices), linear warm-up over " + std::to_string(r.warmup_steps) +
+         " steps then cosine decay to lr * " + readable_number(r.min_lr_fraction) + ", gradient norm clipped to " +
+         readable_number(r.clip_norm) + ".";
+}
+
+// The preset table for other programs (scripts/reference_torch.py): one JSON object
+// per preset, keyed by name.
+std::string presets_json() {
+  nlohmann::ordered_json all = nlohmann::ordered_json::object();
+  for (const auto& p : tapegrad::nn::kPresets) {
+    const auto& r = p.recipe;
+    all[p.name] = {{"n_layer", p.n_layer}, {"n_head", p.n_head}, {"d_model", p.d_model}, {"block_size", p.block_size},
+                   {"batch", p.batch}, {"steps", p.steps}, {"lr", r.adamw.lr}, {"beta1", r.adamw.beta1},
+                   {"beta2", r.adamw.beta2}, {"eps", r.adamw.eps}, {"weight_decay", r.adamw.weight_decay},
+                   {"clip_norm", r.clip_norm}, {"warmup_steps", r.warmup_steps},
+                   {"min_lr_fraction", r.min_lr_fraction}, {"init_stddev", tapegrad::nn::kInitStddev},
+                   {"purpose", p.purpose}};
+  }
+  return all.dump(2);
 }
 
 // A whole number from `min` to `max`, checked on the text before CLI11 converts it
@@ -65,13 +94,13 @@ CLI::Option* add_threads(CLI::App& cmd, int& threads) {
 
 void add_train(CLI::App& app, TrainOptions& o) {
   CLI::App* cmd = app.add_subcommand("train", "train a character-level GPT on a text file");
-  cmd->footer("Presets:" + preset_list() +
-              "\nThe optimiser is AdamW (betas 0.9, 0.99, weight decay 0.1 on matrices), linear warm-up over 100 steps "
-              "then cosine decay to lr/10, gradient norm clipped to 1.\nDIR receives model.safetensors, "
-              "state.safetensors (for --resume), log.csv and loss.svg.");
+  cmd->footer("Presets:" + preset_list() + "\n" + describe(tapegrad::nn::kPresets.front().recipe) +
+              "\nDIR receives model.safetensors, state.safetensors (for --resume), log.csv and loss.svg.");
   cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")")
       ->type_name("FILE");
-  cmd->add_option("--preset", o.preset, "tiny, small, medium or long")->capture_default_str();
+  std::string names;
+  for (const auto& p : tapegrad::nn::kPresets) names += (names.empty() ? "" : ", ") + std::string(p.name);
+  cmd->add_option("--preset", o.preset, names + " (train_lm presets lists them)")->capture_default_str();
   cmd->add_option("--steps", o.steps, "total optimisation steps (default: the preset's)")
       ->check(positive_count(kMaxSteps));
   cmd->add_option("--batch", o.batch, "sequences per step (default: the preset's)")->check(positive_count());
@@ -134,6 +163,11 @@ void add_grad(CLI::App& app, GradOptions& o) {
   add_threads(*cmd, o.threads);
 }
 
+void add_presets(CLI::App& app, bool& json) {
+  CLI::App* cmd = app.add_subcommand("presets", "print the named presets (model, batch, steps, recipe)");
+  cmd->add_flag("--json", json, "as JSON, for other programs");
+}
+
 extern "C" void on_stop_signal(int) { request_stop(); }
 
 // The first SIGINT / SIGTERM asks the run to stop after the current step with a
@@ -164,10 +198,12 @@ int main(int argc, char** argv) {
   EvalOptions eval_options;
   SampleOptions sample_options;
   GradOptions grad_options;
+  bool presets_as_json = false;
   add_train(app, train_options);
   add_eval(app, eval_options);
   add_sample(app, sample_options);
   add_grad(app, grad_options);
+  add_presets(app, presets_as_json);
 
   try {
     app.parse(argc, argv);
@@ -184,6 +220,11 @@ int main(int argc, char** argv) {
     if (command == "eval") {
       const TextLoss result = run_eval(eval_options);
       std::printf("loss %.6f perplexity %.4f (%zu tokens predicted)\n", result.loss, result.perplexity(), result.predicted);
+      return 0;
+    }
+    if (command == "presets") {
+      std::cout << (presets_as_json ? presets_json() : "Presets:" + preset_list() + "\n" +
+                                                           describe(tapegrad::nn::kPresets.front().recipe)) << "\n";
       return 0;
     }
     if (command == "sample") {

@@ -21,7 +21,7 @@ void check_parameter_tensors(const io::Safetensors& file, const GPTConfig& confi
   const std::string needs = "the metadata (" + describe(config) + ") needs ";
   if (config.n_layer > file.tensors().size())
     file.fail(needs + "more tensors than the " + std::to_string(file.tensors().size()) + " the file holds");
-  const ParameterShapes expected = expected_parameter_shapes(config);
+  const tapegrad::nn::ParameterShapes expected = tapegrad::nn::expected_parameter_shapes(config);
   for (const auto& [name, shape] : expected) {
     if (!file.contains(name)) file.fail("no tensor '" + name + "': " + needs + "it");
     const tapegrad::Shape& stored = file.tensor(name).shape;
@@ -38,27 +38,6 @@ void check_parameter_tensors(const io::Safetensors& file, const GPTConfig& confi
 
 }  // namespace
 
-ParameterShapes expected_parameter_shapes(const GPTConfig& c) {
-  const std::size_t d = c.d_model;
-  ParameterShapes shapes{{"wte", {c.vocab_size, d}}, {"wpe", {c.block_size, d}}};
-  const auto layer_norm = [&](const std::string& name) {
-    shapes.push_back({name + ".weight", {d}});
-    shapes.push_back({name + ".bias", {d}});
-  };
-  for (std::size_t i = 0; i < c.n_layer; ++i) {
-    const std::string h = "h." + std::to_string(i) + ".";
-    layer_norm(h + "ln_1");
-    for (const char* w : {"w_q", "w_k", "w_v", "w_o"}) shapes.push_back({h + "attn." + w, {d, d}});
-    layer_norm(h + "ln_2");
-    shapes.push_back({h + "mlp.w_1", {d, 4 * d}});
-    shapes.push_back({h + "mlp.b_1", {4 * d}});
-    shapes.push_back({h + "mlp.w_2", {4 * d, d}});
-    shapes.push_back({h + "mlp.b_2", {d}});
-  }
-  layer_norm("ln_f");
-  return shapes;
-}
-
 const std::string& metadata_value(const io::Safetensors& file, const std::string& key) {
   const auto it = file.metadata().find(key);
   if (it == file.metadata().end()) file.fail("__metadata__ has no '" + key + "'");
@@ -72,11 +51,7 @@ const Vocabulary& ModelFile::require_vocab() const {
 
 ModelFile read_model_file(const std::filesystem::path& path) {
   ModelFile m{io::Safetensors::read(path), {}, io::DType::F32, std::nullopt};
-  try {
-    m.config = GPTConfig::from_metadata(m.file.metadata());
-  } catch (const std::invalid_argument& e) {
-    m.file.fail(e.what());
-  }
+  m.config = io::gpt_config_from_metadata(m.file.metadata(), path);
   m.dtype = io::checkpoint_dtype(m.file);
   check_parameter_tensors(m.file, m.config);
   if (const auto it = m.file.metadata().find("vocab"); it != m.file.metadata().end()) {

@@ -4,15 +4,16 @@
 //   save_model(path, model, extra)   the parameters by SPEC name, metadata = config + extra (vocab, step)
 //   read_model_file(path)            the file, checked: metadata -> GPTConfig, one float dtype
 //                                    throughout, the tensors the config needs (names, shapes)
-//                                    and a vocab that fits; nothing is allocated by the config
-//                                    alone, so a forged block_size or n_layer cannot exhaust memory
-//   expected_parameter_shapes(c)     the (name, shape) list of GPT(c).named_parameters()
+//                                    and a vocab that fits; the expected layout is the modules'
+//                                    (nn::expected_parameter_shapes, shape-only: nothing is
+//                                    allocated), so a forged block_size or n_layer cannot exhaust memory
 //   with_model(checkpoint, f)        builds GPT<float> (F32) or GPT<double> (F64) and calls f(model)
 #pragma once
 
 #include "text_data.hpp"
 
 #include <tapegrad/io/checkpoint.hpp>
+#include <tapegrad/io/gpt_metadata.hpp>
 #include <tapegrad/nn/gpt.hpp>
 
 #include <filesystem>
@@ -31,11 +32,6 @@ using tapegrad::nn::GPTConfig;
 // The metadata value for `key`; io::FormatError naming the file when it is absent.
 const std::string& metadata_value(const io::Safetensors& file, const std::string& key);
 
-// The parameters of a GPT with `config`, by SPEC name (section 1) and shape, in the
-// order of GPT<T>::named_parameters() (nn/gpt.hpp), without building the model.
-using ParameterShapes = std::vector<std::pair<std::string, tapegrad::Shape>>;
-ParameterShapes expected_parameter_shapes(const GPTConfig& config);
-
 // A model file that passed every check, not yet turned into a model.
 struct ModelFile {
   io::Safetensors file;
@@ -51,7 +47,7 @@ ModelFile read_model_file(const std::filesystem::path& path);
 
 template <class T>
 void save_model(const std::filesystem::path& path, const GPT<T>& model, const io::Metadata& extra = {}) {
-  io::Metadata metadata = model.config.metadata();
+  io::Metadata metadata = io::gpt_metadata(model.config);
   metadata.insert(extra.begin(), extra.end());
   io::save_parameters(path, model.named_parameters(), metadata);
 }

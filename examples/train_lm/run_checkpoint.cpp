@@ -46,7 +46,7 @@ void CheckpointDir::prepare_for_writing() const {
 }
 
 io::Metadata RunSettings::to_metadata() const {
-  io::Metadata m = model.metadata();
+  io::Metadata m = io::gpt_metadata(model);
   m["format"] = kStateFormat;
   m["batch"] = std::to_string(batch);
   m["lr"] = exact_text(lr);
@@ -64,11 +64,7 @@ RunSettings RunSettings::from_metadata(const io::Safetensors& file) {
   io::Metadata model_meta = file.metadata();
   model_meta["format"] = "tapegrad-gpt";
   RunSettings s;
-  try {
-    s.model = GPTConfig::from_metadata(model_meta);
-  } catch (const std::invalid_argument& e) {
-    file.fail(e.what());
-  }
+  s.model = io::gpt_config_from_metadata(model_meta, file.path());
   s.batch = metadata_number<std::size_t>(file, "batch");
   s.lr = metadata_number<double>(file, "lr");
   s.seed = metadata_number<std::uint64_t>(file, "seed");
@@ -151,8 +147,9 @@ void load_training_tensors(const SavedState& saved, GPT<float>& model, tapegrad:
     if (!weights.contains(t.name)) moments.emplace_back(t.name, tapegrad::Tensor<float>(file.get<float>(t.name)));
   try {
     optimizer.load_state(moments, saved.state.step);
-  } catch (const std::invalid_argument& e) {
-    file.fail(e.what());
+  } catch (tapegrad::FormatError& e) {
+    e.about(file.path().string());
+    throw;
   }
   for (auto& [name, p] : model.named_parameters()) file.copy_to(kParamPrefix + name, std::span<float>(p.data(), p.size()));
 }

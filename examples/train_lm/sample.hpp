@@ -39,8 +39,8 @@ void stream_sample(const GPT<T>& model, const Vocabulary& vocab, const std::stri
 
 struct SampleOptions {
   std::filesystem::path checkpoint;
-  std::string prompt;
-  SamplingOptions sampling;
+  std::string prompt = {};
+  SamplingOptions sampling = {};
   int threads = default_threads();
 };
 

@@ -3,6 +3,7 @@
 #include "text_data.hpp"
 
 #include <nlohmann/json.hpp>
+#include <tapegrad/io/utf8.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -11,34 +12,11 @@
 
 namespace train_lm {
 
-namespace {
-
-// Length of the well-formed UTF-8 sequence at the start of `s`, or 0 if it is
-// ill-formed (Unicode table 3-7: no overlongs, no surrogates, nothing past U+10FFFF).
-std::size_t utf8_sequence_length(std::string_view s) {
-  auto byte = [&](std::size_t i) { return std::uint8_t(s[i]); };
-  auto in = [&](std::size_t i, std::uint8_t lo, std::uint8_t hi) { return i < s.size() && byte(i) >= lo && byte(i) <= hi; };
-  const std::uint8_t b0 = byte(0);
-  if (b0 < 0x80) return 1;
-  if (b0 >= 0xC2 && b0 <= 0xDF) return in(1, 0x80, 0xBF) ? 2 : 0;
-  if (b0 >= 0xE0 && b0 <= 0xEF) {
-    const std::uint8_t lo = b0 == 0xE0 ? 0xA0 : 0x80, hi = b0 == 0xED ? 0x9F : 0xBF;
-    return in(1, lo, hi) && in(2, 0x80, 0xBF) ? 3 : 0;
-  }
-  if (b0 >= 0xF0 && b0 <= 0xF4) {
-    const std::uint8_t lo = b0 == 0xF0 ? 0x90 : 0x80, hi = b0 == 0xF4 ? 0x8F : 0xBF;
-    return in(1, lo, hi) && in(2, 0x80, 0xBF) && in(3, 0x80, 0xBF) ? 4 : 0;
-  }
-  return 0;
-}
-
-}  // namespace
-
 std::vector<std::string> split_utf8(std::string_view text, const std::string& source) {
   std::vector<std::string> characters;
   characters.reserve(text.size());
   for (std::size_t at = 0; at < text.size();) {
-    const std::size_t n = utf8_sequence_length(text.substr(at));
+    const std::size_t n = tapegrad::io::utf8_sequence_length(text.substr(at));
     if (n == 0) {
       char hex[8];
       std::snprintf(hex, sizeof hex, "0x%02X", unsigned(std::uint8_t(text[at])));
@@ -77,7 +55,7 @@ Vocabulary Vocabulary::from_tokens(std::vector<std::string> tokens) {
   Vocabulary v;
   for (std::size_t i = 0; i < tokens.size(); ++i) {
     const std::string& t = tokens[i];
-    if (t.empty() || utf8_sequence_length(t) != t.size())
+    if (t.empty() || tapegrad::io::utf8_sequence_length(t) != t.size())
       throw DataError("token " + std::to_string(i) + " " + quoted(t) + " is not exactly one UTF-8 character");
     if (i > 0 && !(tokens[i - 1] < t))
       throw DataError("token " + std::to_string(i) + " " + quoted(t) + " does not come after token " +

@@ -8,7 +8,8 @@
 #include "sample.hpp"
 #include "usage_error.hpp"
 
-#include <tapegrad/nn/optim.hpp>
+#include <tapegrad/nn/presets.hpp>
+#include <tapegrad/nn/train_step.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -30,7 +31,7 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 // Everything a run needs, resolved from the options and checked before any work.
 struct Plan {
   RunSettings settings;
-  std::int64_t warmup = 0;
+  tapegrad::nn::Recipe recipe;  // the preset's, with --lr
   std::int64_t eval_every = 0, save_every = 0, print_every = 0;
   std::optional<std::int64_t> stop_after;
   bool final_sample = true;
@@ -57,20 +58,20 @@ void require_finite(const std::string& what, double value, std::int64_t step) {
 const tapegrad::nn::Preset& preset_named(const std::string& name) {
   try {
     return tapegrad::nn::find_preset(name);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--preset: ") + e.what());
+  } catch (tapegrad::ConfigError& e) {
+    e.about("--preset");
+    throw;
   }
 }
 
-RunSettings settings_from(const TrainOptions& o) {
-  const auto& preset = preset_named(o.preset);
+RunSettings settings_from(const TrainOptions& o, const tapegrad::nn::Preset& preset) {
   RunSettings s;
   s.model.n_layer = count_option("--layers", o.layers, preset.n_layer);
   s.model.n_head = count_option("--heads", o.heads, preset.n_head);
   s.model.d_model = count_option("--dim", o.dim, preset.d_model);
   s.model.block_size = count_option("--block", o.block, preset.block_size);
   s.batch = count_option("--batch", o.batch, preset.batch);
-  s.steps = std::int64_t(count_option("--steps", o.steps, std::size_t(default_steps(o.preset)), kMaxSteps));
+  s.steps = std::int64_t(count_option("--steps", o.steps, std::size_t(preset.steps), kMaxSteps));
   s.lr = o.lr;
   s.seed = o.seed;
   s.threads = o.threads;
@@ -83,7 +84,10 @@ RunSettings settings_from(const TrainOptions& o) {
 
 Plan make_plan(const TrainOptions& o) {
   Plan plan;
-  plan.settings = settings_from(o);
+  const tapegrad::nn::Preset& preset = preset_named(o.preset);
+  plan.settings = settings_from(o, preset);
+  plan.recipe = preset.recipe;
+  plan.recipe.adamw.lr = plan.settings.lr;
   const std::int64_t steps = plan.settings.steps;
   require_positive("--eval-every", o.eval_every);
   require_positive("--save-every", o.save_every);
@@ -96,7 +100,6 @@ Plan make_plan(const TrainOptions& o) {
   plan.print_every = o.print_every;
   plan.stop_after = o.stop_after;
   plan.final_sample = !o.no_sample;
-  plan.warmup = std::min(kWarmupSteps, steps);
 
   plan.dir = CheckpointDir{o.out};
   if (o.resume) {
@@ -133,7 +136,7 @@ class Session {
       : plan_(std::move(plan)),
         out_(out),
         model_(plan_.settings.model, stream_seed(plan_.settings.seed, Stream::init)),
-        optimizer_(model_.named_parameters(), {.lr = plan_.settings.lr}),
+        optimizer_(model_.named_parameters(), plan_.recipe.adamw),
         progress_(progress, terminal, plan_.settings.steps, plan_.print_every),
         log_(restore_then_open_log()) {
     state_.settings = plan_.settings;
@@ -203,21 +206,17 @@ class Session {
 
   std::int64_t tokens_per_step() const { return std::int64_t(plan_.settings.batch * plan_.settings.model.block_size); }
 
-  // Forward, backward, clip, AdamW; returns the batch loss.
+  // nn::train_step on a random batch; returns the batch loss.
   double train_step() {
     const Batch batch = random_batch(plan_.corpus.train, plan_.settings.batch, plan_.settings.model.block_size, state_.sampler);
-    optimizer_.zero_grad();
-    tapegrad::Tape tape(context_);
-    const auto loss = model_.loss(tape, batch.inputs, batch.targets);
-    const double value = loss.item();
-    require_finite("the training loss", value, state_.step + 1);
-    tape.backward(loss);
-    require_finite("the gradient norm", tapegrad::nn::clip_grad_norm(optimizer_.parameters(), 1.0f, context_), state_.step + 1);
-    current_lr_ = tapegrad::nn::warmup_cosine_lr(state_.step, plan_.settings.lr, plan_.warmup, plan_.settings.steps,
-                                                 plan_.settings.lr / 10);
-    optimizer_.step(current_lr_);
+    current_lr_ = plan_.recipe.lr_at(state_.step, plan_.settings.steps);
+    const auto result = tapegrad::nn::train_step(optimizer_, current_lr_, plan_.recipe.clip_norm, [&](tapegrad::Tape& tape) {
+      return model_.loss(tape, batch.inputs, batch.targets);
+    });
+    require_finite("the training loss", result.loss, state_.step + 1);
+    require_finite("the gradient norm", result.grad_norm, state_.step + 1);
     ++state_.step;
-    return value;
+    return result.loss;
   }
 
   double evaluate(double tokens_per_s = 0, double wall = 0) {
@@ -255,8 +254,8 @@ class Session {
     if (saved.steps != plan_.settings.steps)
       progress_.message("note: --steps " + std::to_string(plan_.settings.steps) + " differs from the original " +
                         std::to_string(saved.steps) + ": the learning-rate schedule changes from here on" +
-                        (std::min(saved.steps, plan_.settings.steps) < kWarmupSteps
-                             ? ", and so may the warm-up, which lasts min(" + std::to_string(kWarmupSteps) +
+                        (std::min(saved.steps, plan_.settings.steps) < plan_.recipe.warmup_steps
+                             ? ", and so may the warm-up, which lasts min(" + std::to_string(plan_.recipe.warmup_steps) +
                                    ", --steps) steps"
                              : std::string()));
     // A different --threads needs no note: results do not depend on it (core/parallel.hpp).
@@ -295,12 +294,6 @@ class Session {
 };
 
 }  // namespace
-
-std::int64_t default_steps(const std::string& preset) {
-  if (preset == "tiny") return 200;
-  if (preset == "medium") return 5000;
-  return 2000;
-}
 
 TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream& progress, bool progress_is_terminal) {
   stop_requested = false;

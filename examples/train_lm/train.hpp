@@ -13,6 +13,8 @@
 
 #include "blas_threads.hpp"
 
+#include <tapegrad/nn/optim.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
@@ -22,8 +24,7 @@
 
 namespace train_lm {
 
-// Defaults not given by the SPEC's preset table.
-inline constexpr std::int64_t kWarmupSteps = 100;   // SPEC section 4 (a run shorter than that warms up throughout)
+// Defaults not given by the preset table (tapegrad/nn/presets.hpp).
 inline constexpr std::size_t kEvalBatches = 20;     // validation batches per eval
 inline constexpr std::size_t kFinalSampleTokens = 300;
 
@@ -32,15 +33,12 @@ inline constexpr std::size_t kFinalSampleTokens = 300;
 enum class Stream : std::uint64_t { init = 0, sampler = 1, validation = 2, final_sample = 3 };
 inline std::uint64_t stream_seed(std::uint64_t seed, Stream s) { return seed + std::uint64_t(s); }
 
-// --steps default per preset.
-std::int64_t default_steps(const std::string& preset);
-
 struct TrainOptions {
   std::filesystem::path data;  // empty: the fortunes corpus (text_data.hpp)
   std::string preset = "small";
   // Overrides of the preset; unset = the preset's value.
   std::optional<std::int64_t> steps, batch, block, layers, heads, dim;
-  double lr = 1e-3;
+  double lr = tapegrad::nn::AdamWOptions{}.lr;
   std::uint64_t seed = 1337;
   int threads = default_threads();
   std::int64_t eval_every = 100;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/blas.hpp"
+#include "core/error.hpp"
 #include "core/gradcheck.hpp"
 #include "core/memory.hpp"
 #include "core/tape.hpp"
@@ -19,6 +20,7 @@
 #include "ops/matmul.hpp"
 #include "ops/permute.hpp"
 #include "ops/reduce.hpp"
+#include "ops/relu.hpp"
 #include "ops/reshape.hpp"
 #include "ops/scale.hpp"
 #include "ops/softmax.hpp"
@@ -28,7 +30,11 @@
 #include "nn/layers.hpp"
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
+#include "nn/presets.hpp"
+#include "nn/train_step.hpp"
 #include "nn/transformer.hpp"
 
 #include "io/checkpoint.hpp"
+#include "io/gpt_metadata.hpp"
 #include "io/safetensors.hpp"
+#include "io/utf8.hpp"

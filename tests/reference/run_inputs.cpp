@@ -7,8 +7,9 @@
 // OUT_DIR/batches.safetensors (I64 `inputs` and `targets`, [STEPS, B, T]): what
 // `train_lm train --data DATA --preset PRESET --seed SEED` draws, from the same
 // random streams (train.hpp's stream_seed) and the same functions.
-#include <tapegrad/nn/gpt.hpp>
 #include <tapegrad/io/checkpoint.hpp>
+#include <tapegrad/io/gpt_metadata.hpp>
+#include <tapegrad/nn/presets.hpp>
 #include "text_data.hpp"
 #include "train.hpp"
 
@@ -28,10 +29,9 @@ int main(int argc, char** argv) try {
   const std::filesystem::path out = argv[5];
 
   const Corpus corpus = make_corpus(read_text_file(argv[1]), preset.block_size);
-  const tapegrad::nn::GPTConfig config{corpus.vocab.size(), preset.block_size, preset.n_layer, preset.n_head,
-                                       preset.d_model};
+  const tapegrad::nn::GPTConfig config = preset.model(corpus.vocab.size());
   const tapegrad::nn::GPT<float> model(config, stream_seed(seed, Stream::init));
-  tapegrad::io::save_parameters(out / "init.safetensors", model.named_parameters(), config.metadata());
+  tapegrad::io::save_parameters(out / "init.safetensors", model.named_parameters(), tapegrad::io::gpt_metadata(config));
 
   std::mt19937_64 sampler(stream_seed(seed, Stream::sampler));
   tapegrad::Ids inputs = tapegrad::Ids::from_shape({steps, preset.batch, preset.block_size});

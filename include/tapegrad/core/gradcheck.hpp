@@ -22,9 +22,6 @@
 
 namespace tapegrad {
 
-template <class T>
-using NamedTensors = std::vector<std::pair<std::string, Tensor<T>>>;
-
 struct GradcheckOptions {
   double eps = 1e-6;  // step for double; the float profile uses ~1e-2
   std::uint64_t seed = 20261128;

@@ -8,6 +8,7 @@
 // twice receives the sum of both contributions (as in llm.c).
 #pragma once
 
+#include "error.hpp"
 #include "parallel.hpp"
 #include "tensor.hpp"
 
@@ -36,8 +37,8 @@ class OpName {
 };
 
 // The exception for bad arguments to an op: "matmul: inner dimensions differ: ...".
-inline std::invalid_argument op_error(const OpName& op, const std::string& what) {
-  return std::invalid_argument(std::string(op.name()) + ": " + what);
+inline ShapeError op_error(const OpName& op, const std::string& what) {
+  return ShapeError(std::string(op.name()) + ": " + what);
 }
 
 // Every id in [0, V), else an op_error naming the first bad `what` ("id", "target"),
@@ -90,7 +91,7 @@ class Tape {
   template <class T>
   void backward(const Tensor<T>& loss, KeepTape keep = KeepTape::no) {
     if (loss.size() != 1)
-      throw std::logic_error("backward: the loss has shape " + shape_str(loss.shape()) +
+      throw ShapeError("backward: the loss has shape " + shape_str(loss.shape()) +
                              "; a non-scalar needs a seed gradient: backward(out, seed)");
     backward(loss, Array<T>(xt::ones<T>(loss.value().shape())), keep);
   }
@@ -99,10 +100,10 @@ class Tape {
   template <class T>
   void backward(const Tensor<T>& out, const Array<T>& seed, KeepTape keep = KeepTape::no) {
     const TapeStamp& s = out.meta().stamp;
-    if (!out.requires_grad()) throw std::logic_error("backward: the output does not depend on any tensor that requires grad");
-    if (s.tape != id_) throw std::logic_error("backward: the output was recorded on a different tape");
+    if (!out.requires_grad()) throw StateError("backward: the output does not depend on any tensor that requires grad");
+    if (s.tape != id_) throw StateError("backward: the output was recorded on a different tape");
     if (s.generation != generation_)
-      throw std::logic_error("backward: this tape was already replayed and cleared; "
+      throw StateError("backward: this tape was already replayed and cleared; "
                              "call the first backward with KeepTape::yes to run backward twice");
     out.accumulate_grad("backward seed", seed);
     for (auto node = nodes_.rbegin(); node != nodes_.rend(); ++node) {
@@ -135,10 +136,10 @@ class Tape {
   void check_input(const OpName& op, const TensorMeta& in, std::size_t index) const {
     if (in.stamp.tape == 0) return;  // leaf
     if (in.stamp.tape != id_)
-      throw std::logic_error(std::string(op.name()) + ": input " + std::to_string(index) +
+      throw StateError(std::string(op.name()) + ": input " + std::to_string(index) +
                              " was recorded on a different tape");
     if (in.stamp.generation != generation_)
-      throw std::logic_error(std::string(op.name()) + ": input " + std::to_string(index) +
+      throw StateError(std::string(op.name()) + ": input " + std::to_string(index) +
                              " belongs to a recording this tape already cleared");
   }
 

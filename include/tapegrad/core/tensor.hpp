@@ -6,6 +6,8 @@
 // ops read. T is float (training) or double (gradient checks).
 #pragma once
 
+#include "error.hpp"
+
 #include <xtensor/xarray.hpp>
 #include <xtensor/xbuilder.hpp>
 
@@ -13,8 +15,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tapegrad {
@@ -86,7 +88,7 @@ class GradRef {
   bool has_grad() const { return d_->grad_allocated; }
   const Array<T>& grad() const {
     if (!d_->grad_allocated)
-      throw std::logic_error("Tensor::grad: tensor of shape " + shape_str(d_->shape) +
+      throw StateError("Tensor::grad: tensor of shape " + shape_str(d_->shape) +
                              " has no gradient (no backward reached it, or it is a non-leaf without retain_grad)");
     return d_->grad;
   }
@@ -103,7 +105,7 @@ class GradRef {
       std::fill_n(d_->grad.data(), d_->grad.size(), T(0));  // a memset: xt::zeros assigns element by element
       d_->grad_allocated = true;
     } else if (shape_of(d_->grad) != d_->shape) {
-      throw std::logic_error(std::string(op) + ": gradient buffer " + shape_str(shape_of(d_->grad)) +
+      throw StateError(std::string(op) + ": gradient buffer " + shape_str(shape_of(d_->grad)) +
                              " does not match value " + shape_str(d_->shape));
     }
     return d_->grad;
@@ -111,7 +113,7 @@ class GradRef {
   // Add `g` into the gradient; throws, naming `op`, when the shapes differ.
   void accumulate_grad(const char* op, const Array<T>& g) const {
     if (shape_of(g) != d_->shape)
-      throw std::invalid_argument(std::string(op) + ": gradient of shape " + shape_str(shape_of(g)) +
+      throw ShapeError(std::string(op) + ": gradient of shape " + shape_str(shape_of(g)) +
                                   " cannot accumulate into a tensor of shape " + shape_str(d_->shape));
     Array<T>& acc = grad_accumulator(op);
     T* dst = acc.data();
@@ -145,11 +147,19 @@ class Tensor : public GradRef<T> {
   // A tensor of `shape` holding `values` in row-major order.
   static Tensor from(const Shape& shape, const std::vector<T>& values, bool requires_grad = false) {
     if (numel(shape) != values.size())
-      throw std::invalid_argument("Tensor::from: shape " + shape_str(shape) + " needs " +
+      throw ShapeError("Tensor::from: shape " + shape_str(shape) + " needs " +
                                   std::to_string(numel(shape)) + " values, got " + std::to_string(values.size()));
     Array<T> a = Array<T>::from_shape(shape);
     std::copy(values.begin(), values.end(), a.data());
     return Tensor(std::move(a), requires_grad);
+  }
+
+  // A tensor with a shape and no values (value() is empty): what a module built
+  // shape-only registers (nn::parameter_shapes); nothing is allocated for the shape.
+  static Tensor shape_only(const Shape& shape) {
+    Tensor t(Array<T>::from_shape({0}));
+    t.d_->shape = shape;
+    return t;
   }
 
   bool defined() const { return value_ != nullptr; }
@@ -160,12 +170,12 @@ class Tensor : public GradRef<T> {
   T* data() { return value_->data(); }
   T item() const {
     if (this->size() != 1)
-      throw std::invalid_argument("Tensor::item: tensor of shape " + shape_str(this->shape()) + " is not a scalar");
+      throw ShapeError("Tensor::item: tensor of shape " + shape_str(this->shape()) + " is not a scalar");
     return *data();
   }
 
   Tensor& set_requires_grad(bool on) {
-    if (!this->is_leaf()) throw std::logic_error("set_requires_grad: only a leaf tensor's flag can be set");
+    if (!this->is_leaf()) throw StateError("set_requires_grad: only a leaf tensor's flag can be set");
     this->d_->requires_grad = on;
     return *this;
   }
@@ -178,5 +188,9 @@ class Tensor : public GradRef<T> {
  private:
   std::shared_ptr<Array<T>> value_;
 };
+
+// Tensors by name, in order: a module's parameters, an optimiser's state, gradcheck's inputs.
+template <class T>
+using NamedTensors = std::vector<std::pair<std::string, Tensor<T>>>;
 
 }  // namespace tapegrad

@@ -40,7 +40,8 @@ class TempFile {
   explicit TempFile(std::filesystem::path target) : target_(std::move(target)) {
     static std::atomic<unsigned> counter{0};
     const std::filesystem::path directory = directory_of(target_);
-    const std::string prefix = "." + target_.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-";
+    std::string prefix = ".";  // appended, not "." + string: GCC 12's -Wrestrict misfires on operator+(const char*, string&&)
+    prefix += target_.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-";
     for (int attempt = 0; attempt < 100; ++attempt) {
       path_ = directory / (prefix + std::to_string(counter++));
       fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);

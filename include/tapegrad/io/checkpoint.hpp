@@ -10,7 +10,7 @@
 // checkpoint). A mismatch is a FormatError and leaves every parameter as it was.
 #pragma once
 
-#include "../core/gradcheck.hpp"  // NamedTensors
+#include "../core/tensor.hpp"
 #include "safetensors.hpp"
 
 #include <algorithm>

@@ -16,6 +16,7 @@
 
 #include "../core/tensor.hpp"
 #include "atomic_file.hpp"
+#include "utf8.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -87,41 +88,8 @@ using Metadata = std::map<std::string, std::string>;
 
 // ---- errors
 
-namespace detail {
-// Text from a file, fit for a one-line message: control characters (a tensor name can
-// hold any) are escaped, and text past `max_length` bytes is cut.
-inline std::string one_line(std::string_view text, std::size_t max_length = 1000) {
-  static constexpr char hex[] = "0123456789abcdef";
-  const bool cut = text.size() > max_length;
-  std::string out;
-  for (const char c : text.substr(0, max_length)) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f) {
-      out += "\\x";
-      out += hex[byte >> 4];
-      out += hex[byte & 0xf];
-    } else {
-      out += c;
-    }
-  }
-  return cut ? out + "..." : out;
-}
-}  // namespace detail
-
-// A file that cannot be read or breaks the format: what() is "<path>: <reason>".
-class FormatError : public std::runtime_error {
- public:
-  FormatError(const std::filesystem::path& path, const std::string& reason)
-      : std::runtime_error(detail::one_line(path.string(), std::string::npos) + ": " + detail::one_line(reason)),
-        path_(path),
-        reason_(detail::one_line(reason)) {}
-  const std::filesystem::path& path() const { return path_; }
-  const std::string& reason() const { return reason_; }
-
- private:
-  std::filesystem::path path_;
-  std::string reason_;
-};
+// A file that cannot be read or breaks the format: what() is "<path>: <reason>" (core/error.hpp).
+using FormatError = tapegrad::FormatError;
 
 // ---- byte-level helpers
 
@@ -137,38 +105,6 @@ inline std::uint64_t decode_le64(const unsigned char* bytes) {
 }
 inline void append_le64(std::string& out, std::uint64_t value) {
   for (int i = 0; i < 8; ++i) out += static_cast<char>((value >> (8 * i)) & 0xff);
-}
-
-// Well-formed UTF-8: no stray continuation bytes, overlong forms, surrogates or code points past U+10FFFF.
-inline bool is_valid_utf8(std::string_view text) {
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const auto lead = static_cast<unsigned char>(text[i]);
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t length;
-    char32_t code_point, smallest;
-    if ((lead & 0xe0) == 0xc0) {
-      length = 2, code_point = lead & 0x1f, smallest = 0x80;
-    } else if ((lead & 0xf0) == 0xe0) {
-      length = 3, code_point = lead & 0x0f, smallest = 0x800;
-    } else if ((lead & 0xf8) == 0xf0) {
-      length = 4, code_point = lead & 0x07, smallest = 0x10000;
-    } else {
-      return false;
-    }
-    if (text.size() - i < length) return false;
-    for (std::size_t k = 1; k < length; ++k) {
-      const auto continuation = static_cast<unsigned char>(text[i + k]);
-      if ((continuation & 0xc0) != 0x80) return false;
-      code_point = (code_point << 6) | (continuation & 0x3f);
-    }
-    if (code_point < smallest || code_point > 0x10ffff || (code_point >= 0xd800 && code_point <= 0xdfff)) return false;
-    i += length;
-  }
-  return true;
 }
 
 inline std::optional<std::uint64_t> non_negative_integer(const nlohmann::json& value) {
@@ -247,8 +183,8 @@ class Safetensors {
       fail("tensor '" + name + "' is " + std::string(dtype_name(t.dtype)) + ", expected " +
            std::string(dtype_name(dtype_of<T>)));
     if (out.size() != t.numel())
-      throw std::invalid_argument("Safetensors::copy_to: tensor '" + name + "' has " + std::to_string(t.numel()) +
-                                  " elements, the destination " + std::to_string(out.size()));
+      throw ShapeError("Safetensors::copy_to: tensor '" + name + "' has " + std::to_string(t.numel()) +
+                       " elements, the destination " + std::to_string(out.size()));
     copy_bytes(t, out.data());
   }
   // An integer tensor (I32 or I64) as int64 ids.
@@ -322,7 +258,7 @@ class Safetensors {
   }
 
   nlohmann::json parse_json(const std::string& header) const {
-    if (!detail::is_valid_utf8(header)) fail("header is not valid UTF-8");
+    if (!is_valid_utf8(header)) fail("header is not valid UTF-8");
     nlohmann::json json;
     try {
       json = nlohmann::json::parse(header, header_structure_checker());
@@ -456,12 +392,12 @@ struct TensorView {
 };
 
 // The bytes of a safetensors file holding `tensors`, laid out in the given order.
-// Throws std::invalid_argument for what the format cannot hold: a duplicate tensor
+// Throws FormatError for what the format cannot hold: a duplicate tensor
 // name, a tensor named "__metadata__", a name or metadata text that is not UTF-8.
 inline std::string serialize_safetensors(const std::vector<TensorView>& tensors, const Metadata& metadata = {}) {
   const auto require_utf8 = [](const std::string& text, const char* what) {
-    if (!detail::is_valid_utf8(text))
-      throw std::invalid_argument(std::string("serialize_safetensors: ") + what + " is not valid UTF-8");
+    if (!is_valid_utf8(text))
+      throw FormatError(std::string("serialize_safetensors: ") + what + " is not valid UTF-8");
   };
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
@@ -473,9 +409,9 @@ inline std::string serialize_safetensors(const std::vector<TensorView>& tensors,
   for (const TensorView& t : tensors) {
     require_utf8(t.name, "a tensor name");
     if (t.name == "__metadata__")
-      throw std::invalid_argument("serialize_safetensors: a tensor may not be named '__metadata__'");
+      throw FormatError("serialize_safetensors: a tensor may not be named '__metadata__'");
     if (header.contains(t.name))
-      throw std::invalid_argument("serialize_safetensors: duplicate tensor name '" + t.name + "'");
+      throw FormatError("serialize_safetensors: duplicate tensor name '" + t.name + "'");
     header[t.name] = {
         {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
     offset += t.bytes.size();

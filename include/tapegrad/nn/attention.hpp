@@ -22,11 +22,12 @@ template <class T>
 class CausalSelfAttention : public Module<T> {
  public:
   // `proj_stddev` initialises the residual projection w_o (GPT-2: 0.02 / sqrt(2 L)).
-  CausalSelfAttention(std::size_t d, std::size_t heads, Rng& rng, double stddev = 0.02, double proj_stddev = 0.02)
-      : heads(heads) {
+  CausalSelfAttention(std::size_t d, std::size_t n_heads, Rng& rng, double stddev = kInitStddev,
+                      double proj_stddev = kInitStddev)
+      : heads(n_heads) {
     if (heads == 0 || d % heads != 0)
-      throw std::invalid_argument("CausalSelfAttention: d_model " + std::to_string(d) + " is not divisible by " +
-                                  std::to_string(heads) + " heads");
+      throw ConfigError("CausalSelfAttention: d_model " + std::to_string(d) + " is not divisible by " +
+                        std::to_string(heads) + " heads");
     w_q = this->register_parameter("w_q", normal_init<T>({d, d}, stddev, rng));
     w_k = this->register_parameter("w_k", normal_init<T>({d, d}, stddev, rng));
     w_v = this->register_parameter("w_v", normal_init<T>({d, d}, stddev, rng));

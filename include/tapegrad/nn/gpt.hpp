@@ -1,4 +1,5 @@
-// tapegrad/nn/gpt.hpp — the GPT of ../shared/SPEC.md section 1, and the named presets.
+// tapegrad/nn/gpt.hpp — the GPT of ../shared/SPEC.md section 1. Its checkpoint metadata
+// is io/gpt_metadata.hpp, the named presets nn/presets.hpp.
 //
 //   x      = wte[idx] + wpe[0:T]             (B, T, d)
 //   x      = block_i(x), i = 0..L-1          (B, T, d)   pre-LN, causal
@@ -9,8 +10,6 @@
 #include "../ops/cross_entropy.hpp"
 #include "transformer.hpp"
 
-#include <array>
-#include <map>
 #include <string>
 
 namespace tapegrad::nn {
@@ -18,78 +17,28 @@ namespace tapegrad::nn {
 struct GPTConfig {
   std::size_t vocab_size = 0, block_size = 0, n_layer = 0, n_head = 0, d_model = 0;
 
+  // What is wrong with the config ("n_layer must be positive"), or "" when nothing is.
+  std::string problem() const {
+    if (vocab_size == 0) return "vocab_size must be positive";
+    if (block_size == 0) return "block_size must be positive";
+    if (n_layer == 0) return "n_layer must be positive";
+    if (n_head == 0) return "n_head must be positive";
+    if (d_model == 0 || d_model % n_head != 0)
+      return "d_model " + std::to_string(d_model) + " must be a positive multiple of n_head " + std::to_string(n_head);
+    return "";
+  }
   void validate() const {
-    auto need = [](bool ok, const std::string& what) {
-      if (!ok) throw std::invalid_argument("GPT config: " + what);
-    };
-    need(vocab_size > 0, "vocab_size must be positive");
-    need(block_size > 0, "block_size must be positive");
-    need(n_layer > 0, "n_layer must be positive");
-    need(n_head > 0, "n_head must be positive");
-    need(d_model > 0 && d_model % n_head == 0,
-         "d_model " + std::to_string(d_model) + " must be a positive multiple of n_head " + std::to_string(n_head));
-  }
-
-  // The checkpoint's __metadata__ entries that describe the model (SPEC section 2).
-  std::map<std::string, std::string> metadata() const {
-    return {{"format", "tapegrad-gpt"},
-            {"version", "1"},
-            {"vocab_size", std::to_string(vocab_size)},
-            {"block_size", std::to_string(block_size)},
-            {"n_layer", std::to_string(n_layer)},
-            {"n_head", std::to_string(n_head)},
-            {"d_model", std::to_string(d_model)}};
-  }
-
-  static GPTConfig from_metadata(const std::map<std::string, std::string>& meta) {
-    auto get = [&](const std::string& key) -> std::string {
-      auto it = meta.find(key);
-      if (it == meta.end()) throw std::invalid_argument("checkpoint metadata has no '" + key + "'");
-      return it->second;
-    };
-    auto count = [&](const std::string& key) -> std::size_t {
-      const std::string s = get(key);
-      if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
-        throw std::invalid_argument("checkpoint metadata '" + key + "' is not a positive integer: '" + s + "'");
-      return std::stoul(s);
-    };
-    if (get("format") != "tapegrad-gpt") throw std::invalid_argument("checkpoint metadata 'format' is not tapegrad-gpt");
-    if (get("version") != "1") throw std::invalid_argument("checkpoint metadata 'version' " + get("version") + " is not 1");
-    GPTConfig c{count("vocab_size"), count("block_size"), count("n_layer"), count("n_head"), count("d_model")};
-    c.validate();
-    return c;
+    if (const std::string p = problem(); !p.empty()) throw ConfigError("GPT config: " + p);
   }
 };
-
-// SPEC section 4.
-struct Preset {
-  const char* name;
-  std::size_t n_layer, n_head, d_model, block_size, batch;
-  const char* purpose;
-};
-inline constexpr std::array<Preset, 4> kPresets{{
-    {"tiny", 2, 4, 32, 32, 4, "tests and smoke runs"},
-    {"small", 4, 4, 128, 64, 12, "the usual CPU character-LM recipe"},
-    {"medium", 6, 6, 384, 256, 8, "the usual character-LM model, smaller batch"},
-    {"long", 4, 4, 128, 1024, 4, "long context: attention dominates"},
-}};
-
-inline const Preset& find_preset(const std::string& name) {
-  std::string known;
-  for (const auto& p : kPresets) {
-    if (name == p.name) return p;
-    known += (known.empty() ? "" : ", ") + std::string(p.name);
-  }
-  throw std::invalid_argument("unknown preset '" + name + "' (known: " + known + ")");
-}
 
 template <class T>
 class GPT : public Module<T> {
  public:
-  GPT(const GPTConfig& config, std::uint64_t seed) : config(config), ln_f((config.validate(), config.d_model)) {
+  GPT(const GPTConfig& c, std::uint64_t seed) : config(c), ln_f((c.validate(), c.d_model)) {
     Rng rng(seed);
-    wte = this->register_parameter("wte", normal_init<T>({config.vocab_size, config.d_model}, 0.02, rng));
-    wpe = this->register_parameter("wpe", normal_init<T>({config.block_size, config.d_model}, 0.02, rng));
+    wte = this->register_parameter("wte", normal_init<T>({config.vocab_size, config.d_model}, kInitStddev, rng));
+    wpe = this->register_parameter("wpe", normal_init<T>({config.block_size, config.d_model}, kInitStddev, rng));
     this->register_module("h", h);
     for (std::size_t i = 0; i < config.n_layer; ++i) h.emplace_back(config.d_model, config.n_head, config.n_layer, rng);
     this->register_module("ln_f", ln_f);
@@ -98,10 +47,10 @@ class GPT : public Module<T> {
   // idx (B, T) token ids, T <= block_size -> logits (B, T, V)
   Tensor<T> forward(Tape& tape, const Ids& idx) const {
     if (idx.dimension() != 2 || idx.shape()[1] == 0)
-      throw std::invalid_argument("GPT: token ids must have shape [B, T] with T >= 1, got " + shape_str(shape_of(idx)));
+      throw ShapeError("GPT: token ids must have shape [B, T] with T >= 1, got " + shape_str(shape_of(idx)));
     const std::size_t T_len = idx.shape()[1];
     if (T_len > config.block_size)
-      throw std::invalid_argument("GPT: sequence length " + std::to_string(T_len) + " exceeds block_size " +
+      throw ShapeError("GPT: sequence length " + std::to_string(T_len) + " exceeds block_size " +
                                   std::to_string(config.block_size));
     Ids positions = Ids::from_shape({T_len});
     for (std::size_t t = 0; t < T_len; ++t) positions(t) = std::int64_t(t);
@@ -122,5 +71,11 @@ class GPT : public Module<T> {
   ModuleList<TransformerBlock<T>> h;
   LayerNorm<T> ln_f;
 };
+
+// The parameters of GPT(config), by SPEC name and shape in named_parameters() order,
+// from a shape-only construction: no weight is allocated or drawn.
+inline ParameterShapes expected_parameter_shapes(const GPTConfig& config) {
+  return parameter_shapes<GPT<float>>(config, 0);
+}
 
 }  // namespace tapegrad::nn

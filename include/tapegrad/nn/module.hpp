@@ -7,11 +7,9 @@
 // neither copyable nor movable (the registry holds their addresses).
 #pragma once
 
-#include "../core/gradcheck.hpp"  // NamedTensors
 #include "../core/tensor.hpp"
 
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,11 +63,11 @@ class Module {
  private:
   void check_name(const std::string& name) const {
     if (name.empty() || name.find('.') != std::string::npos)
-      throw std::invalid_argument("Module: local name '" + name + "' must be non-empty and contain no '.'");
+      throw ConfigError("Module: local name '" + name + "' must be non-empty and contain no '.'");
     for (auto& [n, p] : params_)
-      if (n == name) throw std::invalid_argument("Module: name '" + name + "' is already registered");
+      if (n == name) throw ConfigError("Module: name '" + name + "' is already registered");
     for (auto& [n, m] : children_)
-      if (n == name) throw std::invalid_argument("Module: name '" + name + "' is already registered");
+      if (n == name) throw ConfigError("Module: name '" + name + "' is already registered");
   }
   void collect(const std::string& prefix, NamedTensors<T>& out) const {
     for (auto& [name, p] : params_) out.emplace_back(prefix + name, p);

@@ -13,14 +13,11 @@
 // Weight decay, in both optimisers, applies to parameters with dim() == 2 only
 // (embedding tables and weight matrices), never to biases or LayerNorm gains.
 //
-// A typical step, with `step` the 0-based index of the update about to be made:
-//
-//   opt.zero_grad(); ...forward, backward...
-//   clip_grad_norm(params, T(1.0));
-//   opt.step(warmup_cosine_lr(opt.step_count(), 1e-3, 100, total, 1e-4));
+// A training step puts them together: nn::train_step (train_step.hpp), with the
+// SPEC's recipe in nn::Recipe.
 #pragma once
 
-#include "../core/gradcheck.hpp"  // NamedTensors
+#include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
 
@@ -28,13 +25,26 @@
 #include <cstddef>
 #include <cstdint>
 #include <numbers>
-#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 namespace tapegrad::nn {
+
+// `params` without the entries whose tensor an earlier name already holds: with
+// weight tying one tensor appears under two names, and is updated (and its gradient
+// counted) once.
+template <class T>
+NamedTensors<T> without_tied(const NamedTensors<T>& params) {
+  NamedTensors<T> distinct;
+  for (const auto& [name, p] : params) {
+    bool tied = false;
+    for (const auto& [n, q] : distinct) tied = tied || q.same_as(p);
+    if (!tied) distinct.emplace_back(name, p);
+  }
+  return distinct;
+}
 
 // ---------------------------------------------------------------------------
 // Shared plumbing: the parameter list, per-parameter state buffers by name, the
@@ -56,7 +66,7 @@ class Optimizer {
   double lr() const { return lr_; }
   void set_lr(double lr) {
     if (!(lr >= 0) || !std::isfinite(lr))
-      throw std::invalid_argument(kind_ + ": learning rate must be finite and >= 0, got " + std::to_string(lr));
+      throw ConfigError(kind_ + ": learning rate must be finite and >= 0, got " + std::to_string(lr));
     lr_ = lr;
   }
 
@@ -95,23 +105,23 @@ class Optimizer {
   // everything is checked before anything changes.
   void load_state(const NamedTensors<T>& state, std::int64_t step_count) {
     const std::string where = kind_ + "::load_state: ";
-    if (step_count < 0) throw std::invalid_argument(where + "step count must be >= 0, got " + std::to_string(step_count));
+    if (step_count < 0) throw FormatError(where + "step count must be >= 0, got " + std::to_string(step_count));
     std::vector<std::vector<const Tensor<T>*>> found(slots_.size(), std::vector<const Tensor<T>*>(params_.size(), nullptr));
     for (const auto& [name, t] : state) {
       const auto it = index_.find(name);
       if (it == index_.end())
-        throw std::invalid_argument(where + "unexpected state '" + name + "' (no parameter of that name, or unknown slot)");
+        throw FormatError(where + "unexpected state '" + name + "' (no parameter of that name, or unknown slot)");
       const auto [s, i] = it->second;
-      if (found[s][i]) throw std::invalid_argument(where + "state '" + name + "' given twice");
-      if (!t.defined()) throw std::invalid_argument(where + "state '" + name + "' is an undefined tensor");
+      if (found[s][i]) throw FormatError(where + "state '" + name + "' given twice");
+      if (!t.defined()) throw FormatError(where + "state '" + name + "' is an undefined tensor");
       if (t.shape() != params_[i].second.shape())
-        throw std::invalid_argument(where + "state '" + name + "' has shape " + shape_str(t.shape()) + " but parameter '" +
+        throw FormatError(where + "state '" + name + "' has shape " + shape_str(t.shape()) + " but parameter '" +
                                     params_[i].first + "' has shape " + shape_str(params_[i].second.shape()));
       found[s][i] = &t;
     }
     for (std::size_t s = 0; s < slots_.size(); ++s)
       for (std::size_t i = 0; i < params_.size(); ++i)
-        if (!found[s][i]) throw std::invalid_argument(where + "missing state '" + state_name(s, i) + "'");
+        if (!found[s][i]) throw FormatError(where + "missing state '" + state_name(s, i) + "'");
     // All checked: commit.
     for (std::size_t s = 0; s < slots_.size(); ++s)
       for (std::size_t i = 0; i < params_.size(); ++i) {
@@ -130,13 +140,11 @@ class Optimizer {
     set_lr(lr);
     std::unordered_map<std::string, bool> seen;
     for (const auto& [name, p] : params) {
-      if (!p.defined()) throw std::invalid_argument(kind_ + ": parameter '" + name + "' is an undefined tensor");
-      if (seen.count(name)) throw std::invalid_argument(kind_ + ": parameter name '" + name + "' appears twice");
+      if (!p.defined()) throw ConfigError(kind_ + ": parameter '" + name + "' is an undefined tensor");
+      if (seen.count(name)) throw ConfigError(kind_ + ": parameter name '" + name + "' appears twice");
       seen[name] = true;
-      bool tied = false;  // the same tensor under a second name (weight tying): update it once
-      for (const auto& [n, q] : params_) tied = tied || q.same_as(p);
-      if (!tied) params_.emplace_back(name, p);
     }
+    params_ = without_tied(params);
     buffers_.resize(slots_.size());
     for (std::size_t s = 0; s < slots_.size(); ++s)
       for (std::size_t i = 0; i < params_.size(); ++i) {
@@ -157,7 +165,7 @@ class Optimizer {
     bool resized = t.grad().size() != n;
     for (const auto& slot : buffers_) resized = resized || slot[i].size() != n;
     if (resized)
-      throw std::logic_error(kind_ + ": parameter '" + params_[i].first + "' changed size since the optimiser was built");
+      throw StateError(kind_ + ": parameter '" + params_[i].first + "' changed size since the optimiser was built");
     p = t.data();
     g = t.grad().data();
     return true;
@@ -197,7 +205,7 @@ class AdamW final : public Optimizer<T> {
   explicit AdamW(const NamedTensors<T>& params, AdamWOptions opt = {})
       : Optimizer<T>("AdamW", params, opt.lr, {"m", "v"}), opt_(opt) {
     auto check = [](bool ok, const std::string& what) {
-      if (!ok) throw std::invalid_argument("AdamW: " + what);
+      if (!ok) throw ConfigError("AdamW: " + what);
     };
     check(opt.beta1 >= 0 && opt.beta1 < 1, "beta1 must be in [0, 1), got " + std::to_string(opt.beta1));
     check(opt.beta2 >= 0 && opt.beta2 < 1, "beta2 must be in [0, 1), got " + std::to_string(opt.beta2));
@@ -263,10 +271,10 @@ class SGD final : public Optimizer<T> {
   explicit SGD(const NamedTensors<T>& params, SGDOptions opt = {})
       : Optimizer<T>("SGD", params, opt.lr, opt.momentum != 0 ? std::vector<std::string>{"momentum"} : std::vector<std::string>{}),
         opt_(opt) {
-    if (!(opt.momentum >= 0)) throw std::invalid_argument("SGD: momentum must be >= 0, got " + std::to_string(opt.momentum));
+    if (!(opt.momentum >= 0)) throw ConfigError("SGD: momentum must be >= 0, got " + std::to_string(opt.momentum));
     if (!(opt.weight_decay >= 0))
-      throw std::invalid_argument("SGD: weight_decay must be >= 0, got " + std::to_string(opt.weight_decay));
-    if (opt.nesterov && opt.momentum == 0) throw std::invalid_argument("SGD: nesterov needs momentum > 0");
+      throw ConfigError("SGD: weight_decay must be >= 0, got " + std::to_string(opt.weight_decay));
+    if (opt.nesterov && opt.momentum == 0) throw ConfigError("SGD: nesterov needs momentum > 0");
   }
   using Optimizer<T>::step;
 
@@ -313,14 +321,10 @@ class SGD final : public Optimizer<T> {
 // Runs on ctx's threads; each tensor's sum is per-block partials added in block order.
 template <class T>
 T clip_grad_norm(const NamedTensors<T>& params, T max_norm, const Context& ctx = {}) {
-  if (!(max_norm > 0)) throw std::invalid_argument("clip_grad_norm: max_norm must be > 0");
+  if (!(max_norm > 0)) throw ConfigError("clip_grad_norm: max_norm must be > 0");
   std::vector<Tensor<T>> grads;
-  for (const auto& [name, p] : params) {
-    if (!p.defined() || !p.has_grad()) continue;
-    bool tied = false;
-    for (const auto& q : grads) tied = tied || q.same_as(p);
-    if (!tied) grads.push_back(p);
-  }
+  for (const auto& [name, p] : without_tied(params))
+    if (p.defined() && p.has_grad()) grads.push_back(p);
   double sum = 0;
   for (const auto& p : grads) {
     const T* g = p.grad().data();
@@ -355,9 +359,9 @@ T clip_grad_norm(const NamedTensors<T>& params, T max_norm, const Context& ctx =
 // phase (min from step `total` on).
 inline double warmup_cosine_lr(std::int64_t step, double base_lr, std::int64_t warmup_steps, std::int64_t total_steps,
                                double min_lr) {
-  if (step < 0) throw std::invalid_argument("warmup_cosine_lr: step must be >= 0, got " + std::to_string(step));
+  if (step < 0) throw ConfigError("warmup_cosine_lr: step must be >= 0, got " + std::to_string(step));
   if (warmup_steps < 0 || total_steps < warmup_steps)
-    throw std::invalid_argument("warmup_cosine_lr: need 0 <= warmup_steps <= total_steps, got warmup " +
+    throw ConfigError("warmup_cosine_lr: need 0 <= warmup_steps <= total_steps, got warmup " +
                                 std::to_string(warmup_steps) + ", total " + std::to_string(total_steps));
   if (step < warmup_steps) return base_lr * double(step + 1) / double(warmup_steps + 1);
   if (step >= total_steps) return min_lr;

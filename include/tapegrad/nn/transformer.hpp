@@ -12,7 +12,7 @@ namespace tapegrad::nn {
 template <class T>
 class FeedForward : public Module<T> {
  public:
-  FeedForward(std::size_t d, Rng& rng, double stddev = 0.02, double proj_stddev = 0.02) {
+  FeedForward(std::size_t d, Rng& rng, double stddev = kInitStddev, double proj_stddev = kInitStddev) {
     w_1 = this->register_parameter("w_1", normal_init<T>({d, 4 * d}, stddev, rng));
     b_1 = this->register_parameter("b_1", constant_init<T>({4 * d}, T(0)));
     w_2 = this->register_parameter("w_2", normal_init<T>({4 * d, d}, proj_stddev, rng));
@@ -33,13 +33,15 @@ class TransformerBlock : public Module<T> {
  public:
   // `n_layer` scales the residual projections' init: N(0, 0.02 / sqrt(2 n_layer)).
   TransformerBlock(std::size_t d, std::size_t heads, std::size_t n_layer, Rng& rng)
-      : ln_1(d), attn(d, heads, rng, 0.02, 0.02 / std::sqrt(2.0 * double(n_layer))), ln_2(d),
-        mlp(d, rng, 0.02, 0.02 / std::sqrt(2.0 * double(n_layer))) {
+      : ln_1(d), attn(d, heads, rng, kInitStddev, residual_stddev(n_layer)), ln_2(d),
+        mlp(d, rng, kInitStddev, residual_stddev(n_layer)) {
     this->register_module("ln_1", ln_1);
     this->register_module("attn", attn);
     this->register_module("ln_2", ln_2);
     this->register_module("mlp", mlp);
   }
+  static double residual_stddev(std::size_t n_layer) { return kInitStddev / std::sqrt(2.0 * double(n_layer)); }
+
   // x (B, T, d) -> (B, T, d)
   Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
     Tensor<T> h = ops::add(tape, x, attn.forward(tape, ln_1.forward(tape, x)));

@@ -1,0 +1,63 @@
+// tapegrad/nn/train_step.hpp — one training step, and the recipe of SPEC section 4
+// with its constants named once: AdamW (lr 1e-3, betas (0.9, 0.99), eps 1e-8, weight
+// decay 0.1 on matrices), the global gradient norm clipped to 1, linear warm-up over
+// 100 steps, then cosine decay to lr / 10.
+//
+//   nn::Recipe recipe;
+//   nn::AdamW<float> opt(model.named_parameters(), recipe.adamw);
+//   for (std::int64_t step = 0; step < total; ++step) {
+//     const auto r = nn::train_step(opt, recipe.lr_at(step, total), recipe.clip_norm,
+//                                   [&](Tape& tape) { return model.loss(tape, inputs, targets); });
+//     if (!r.updated) break;  // the loss or the gradient norm was NaN or infinite
+//   }
+#pragma once
+
+#include "../core/tape.hpp"
+#include "optim.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+namespace tapegrad::nn {
+
+struct Recipe {
+  AdamWOptions adamw;               // lr, betas, eps, weight decay (optim.hpp: the SPEC's defaults)
+  double clip_norm = 1.0;           // max global gradient norm
+  std::int64_t warmup_steps = 100;  // a run shorter than that warms up throughout
+  double min_lr_fraction = 0.1;     // the cosine decays to lr * this
+
+  // The learning rate of the update with 0-based index `step` in a run of `total` steps.
+  double lr_at(std::int64_t step, std::int64_t total) const {
+    return warmup_cosine_lr(step, adamw.lr, warmup(total), total, adamw.lr * min_lr_fraction);
+  }
+  std::int64_t warmup(std::int64_t total) const { return std::min(warmup_steps, total); }
+};
+
+struct StepResult {
+  double loss = 0;       // the batch loss, before the update
+  double grad_norm = 0;  // the global gradient norm before clipping (0 when the loss was not finite)
+  bool updated = false;  // false: the loss or the norm was NaN or infinite, and no weight changed
+};
+
+// Zero the gradients, loss(tape) on a fresh tape, backward, clip the global gradient
+// norm to `clip_norm`, opt.step(lr). `loss` returns a one-element tensor. A loss or
+// gradient norm that is not finite skips the update, so the caller can stop with the
+// weights as they were. The tape and the clip run with the optimiser's Context (threads).
+template <class T, class LossFn>
+StepResult train_step(Optimizer<T>& opt, double lr, double clip_norm, LossFn&& loss) {
+  StepResult result;
+  opt.zero_grad();
+  Tape tape(opt.context());
+  const Tensor<T> value = loss(tape);
+  result.loss = double(value.item());
+  if (!std::isfinite(result.loss)) return result;
+  tape.backward(value);
+  result.grad_norm = double(clip_grad_norm(opt.parameters(), T(clip_norm), opt.context()));
+  if (!std::isfinite(result.grad_norm)) return result;
+  opt.step(lr);
+  result.updated = true;
+  return result;
+}
+
+}  // namespace tapegrad::nn

@@ -1,0 +1,452 @@
+// The op table (in the style of PyTorch's OpInfo): the whole contract of every op,
+// and the gradient contract of the nn modules, in one place. A row is one op:
+//
+//   samples   inputs that exercise it (odd, non-square sizes; broadcasting where the
+//             op broadcasts; batch*heads > 1 and T = 1 where it has them; values away
+//             from kinks), each with a plain-loop double reference of the forward
+//             (op_reference.hpp);
+//   errors    inputs the op must refuse, each with the message it must give (a
+//             ShapeError naming the op), or `accepts` saying why no input is wrong.
+//
+// One driver (tests/test_op_table.cpp, and the report tests/gradcheck_report.cpp)
+// checks every sample's forward against its reference, its backward against central
+// differences, and every error input. Adding an op means adding one row here; a
+// registered op (OpName) without a complete row fails the suite.
+#pragma once
+
+#include "op_reference.hpp"
+
+#include <tapegrad/tapegrad.hpp>
+
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace tapegrad::testing {
+
+using Rng = std::mt19937_64;
+
+template <class T>
+struct Case {
+  NamedTensors<T> inputs;                   // checked: every one that requires grad
+  std::function<Tensor<T>(Tape&)> forward;  // builds the output from the inputs
+  std::function<Ref()> reference;           // the output in plain loops; empty for composite modules
+};
+
+template <class T>
+struct Sample {
+  std::string name;  // what this sample exercises
+  std::function<Case<T>(Rng&)> make;
+};
+
+// An input the op must refuse: `call` must throw a ShapeError whose what() contains `message`.
+struct ErrorInput {
+  std::string name;
+  std::function<void(Tape&)> call;
+  std::string message;
+};
+
+template <class T>
+struct OpInfo {
+  std::string op;  // the registered op name, or "nn.<Module>" for a module row
+  std::vector<Sample<T>> samples;
+  std::vector<ErrorInput> errors;
+  std::string accepts = {};  // when `errors` is empty: why every input is valid
+};
+
+// ---- inputs
+
+// A leaf that requires grad, entries drawn from N(0, stddev^2).
+template <class T>
+Tensor<T> randn(const Shape& shape, Rng& rng, double stddev = 1.0) {
+  std::normal_distribution<double> normal(0.0, stddev);
+  Array<T> a = Array<T>::from_shape(shape);
+  for (auto& v : a) v = T(normal(rng));
+  return Tensor<T>(std::move(a), /*requires_grad=*/true);
+}
+
+// A leaf that requires grad, entries uniform in [lo, hi].
+template <class T>
+Tensor<T> uniform(const Shape& shape, Rng& rng, double lo, double hi) {
+  std::uniform_real_distribution<double> u(lo, hi);
+  Array<T> a = Array<T>::from_shape(shape);
+  for (auto& v : a) v = T(u(rng));
+  return Tensor<T>(std::move(a), /*requires_grad=*/true);
+}
+
+// Integer ids in [0, vocab).
+inline Ids random_ids(const Shape& shape, std::int64_t vocab, Rng& rng) {
+  std::uniform_int_distribution<std::int64_t> u(0, vocab - 1);
+  Ids ids = Ids::from_shape(shape);
+  for (auto& v : ids) v = u(rng);
+  return ids;
+}
+
+inline Tensor<double> zeros(const Shape& shape) { return Tensor<double>::zeros(shape, true); }
+
+// The common samples: inputs drawn from N(0, 1), run through `f`, referenced by `ref`
+// on the inputs' values.
+template <class T, class F, class R>
+Sample<T> unary(std::string name, Shape x_shape, F f, R ref) {
+  return {std::move(name), [=](Rng& g) {
+            auto x = randn<T>(x_shape, g);
+            return Case<T>{{{"x", x}}, [=](Tape& t) { return f(t, x); }, [=] { return ref(ref_of(x)); }};
+          }};
+}
+template <class T, class F, class R>
+Sample<T> binary(std::string name, Shape a_shape, Shape b_shape, F f, R ref) {
+  return {std::move(name), [=](Rng& g) {
+            auto a = randn<T>(a_shape, g), b = randn<T>(b_shape, g);
+            return Case<T>{
+                {{"a", a}, {"b", b}}, [=](Tape& t) { return f(t, a, b); }, [=] { return ref(ref_of(a), ref_of(b)); }};
+          }};
+}
+template <class T, class F, class R>
+Sample<T> qkv(std::string name, Shape shape, F f, R ref) {
+  return {std::move(name), [=](Rng& g) {
+            auto q = randn<T>(shape, g), k = randn<T>(shape, g), v = randn<T>(shape, g);
+            return Case<T>{{{"q", q}, {"k", k}, {"v", v}},
+                           [=](Tape& t) { return f(t, q, k, v); },
+                           [=] { return ref(ref_of(q), ref_of(k), ref_of(v)); }};
+          }};
+}
+
+// Module rows: move every parameter away from its init (LayerNorm weights 1 +- 0.3,
+// matrices ~N(0, 0.3^2)) so no path is degenerate, and check them all with the inputs.
+template <class T>
+void perturb_parameters(const nn::Module<T>& module, Rng& rng, double stddev = 0.3) {
+  std::normal_distribution<double> normal(0.0, stddev);
+  for (auto& [name, p] : module.named_parameters())
+    for (std::size_t i = 0; i < p.size(); ++i) Tensor<T>(p).data()[i] += T(normal(rng));
+}
+
+template <class T>
+NamedTensors<T> with_parameters(NamedTensors<T> inputs, const nn::Module<T>& module) {
+  for (auto& named : module.named_parameters()) inputs.push_back(named);
+  return inputs;
+}
+
+// A CausalSelfAttention sample: parameters perturbed, input x ~ N(0, 1), all checked;
+// `fused = false` runs the step-by-step ops instead of causal_attention.
+template <class T>
+Sample<T> attention_module(std::string name, std::size_t d, std::size_t heads, Shape x_shape, bool fused = true) {
+  return {std::move(name), [=](Rng& g) {
+            auto attn = std::make_shared<nn::CausalSelfAttention<T>>(d, heads, g);
+            attn->fused = fused;
+            perturb_parameters(*attn, g);
+            auto x = randn<T>(x_shape, g);
+            return Case<T>{with_parameters({{"x", x}}, *attn), [=](Tape& t) { return attn->forward(t, x); }, {}};
+          }};
+}
+
+template <class T>
+Sample<T> linear_module(std::string name, std::size_t d_in, std::size_t d_out, bool with_bias, Shape x_shape) {
+  return {std::move(name), [=](Rng& g) {
+            auto linear = std::make_shared<nn::Linear<T>>(d_in, d_out, with_bias, g);
+            perturb_parameters(*linear, g);
+            auto x = randn<T>(x_shape, g);
+            return Case<T>{with_parameters({{"x", x}}, *linear), [=](Tape& t) { return linear->forward(t, x); },
+                           [=] {
+      const Ref y = ref_matmul(ref_of(x), ref_of(linear->weight), false, false);
+      if (!with_bias) return y;
+      return ref_broadcast(y, ref_of(linear->bias), [](double a, double b) { return a + b; });
+                           }};
+          }};
+}
+
+// ---- the table
+
+template <class T>
+std::vector<OpInfo<T>> op_table() {
+  using namespace ops;
+  using C = Case<T>;
+  const auto plus = [](double a, double b) { return a + b; };
+  const auto times = [](double a, double b) { return a * b; };
+  const auto mm = [](bool ta, bool tb) {
+    return [=](Tape& t, auto a, auto b) { return matmul(t, a, b, {.transpose_a = ta, .transpose_b = tb}); };
+  };
+  const auto mm_ref = [](bool ta, bool tb) {
+    return [=](const Ref& a, const Ref& b) { return ref_matmul(a, b, ta, tb); };
+  };
+  const auto fused_attention = [](Tape& t, auto q, auto k, auto v) { return causal_attention(t, q, k, v); };
+  const auto softmax_ref = [](const Ref& x) { return ref_softmax(x, false); };
+  const auto log_softmax_ref = [](const Ref& x) { return ref_softmax(x, true); };
+
+  return {
+      {"matmul",
+       {binary<T>("2-D (3,5) x (5,4)", {3, 5}, {5, 4}, mm(false, false), mm_ref(false, false)),
+        binary<T>("2-D transposes (5,3)^T x (4,5)^T", {5, 3}, {4, 5}, mm(true, true), mm_ref(true, true)),
+        binary<T>("batched (2,3,5) x shared weight (5,4)", {2, 3, 5}, {5, 4}, mm(false, false), mm_ref(false, false)),
+        binary<T>("batched^T (2,5,3)^T x shared weight (4,5)^T", {2, 5, 3}, {4, 5}, mm(true, true), mm_ref(true, true)),
+        binary<T>("batch*heads (2,3,4,5) x (2,3,6,5)^T, like Q K^T", {2, 3, 4, 5}, {2, 3, 6, 5}, mm(false, true),
+                  mm_ref(false, true)),
+        binary<T>("batch*heads T=1 (2,3,1,1) x (2,3,1,5), like P V", {2, 3, 1, 1}, {2, 3, 1, 5}, mm(false, false),
+                  mm_ref(false, false))},
+       {{"inner dimensions differ", [](Tape& t) { matmul(t, zeros({2, 3}), zeros({4, 5})); },
+         "matmul: inner dimensions differ: a [2, 3], b [4, 5]"},
+        {"batch dimensions differ", [](Tape& t) { matmul(t, zeros({2, 3, 4}), zeros({3, 4, 5})); },
+         "matmul: batch dimensions differ: a [2, 3, 4], b [3, 4, 5]"},
+        {"rank 1", [](Tape& t) { matmul(t, zeros({3}), zeros({3, 2})); }, "matmul: inputs need rank >= 2"},
+        {"empty dimension", [](Tape& t) { matmul(t, zeros({0, 3}), zeros({3, 2})); }, "matmul: empty dimension"}}},
+
+      {"scale",
+       {unary<T>("(2,3,5) by 1/sqrt(5)", {2, 3, 5}, [](Tape& t, auto x) { return scale(t, x, T(1 / std::sqrt(5.0))); },
+                 [](const Ref& x) { return ref_unary(x, [](double v) { return v * double(T(1 / std::sqrt(5.0))); }); })},
+       {},
+       "any shape, any factor"},
+
+      {"add",
+       {binary<T>("same shape (3,5)", {3, 5}, {3, 5}, [](Tape& t, auto a, auto b) { return add(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, plus); }),
+        binary<T>("bias (2,3,5) + (5)", {2, 3, 5}, {5}, [](Tape& t, auto a, auto b) { return add(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, plus); }),
+        binary<T>("positional (3,5) + (2,3,5), a broadcasts", {3, 5}, {2, 3, 5},
+                  [](Tape& t, auto a, auto b) { return add(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, plus); }),
+        binary<T>("both broadcast (2,1,3) + (4,1)", {2, 1, 3}, {4, 1}, [](Tape& t, auto a, auto b) { return add(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, plus); })},
+       {{"shapes that do not broadcast", [](Tape& t) { add(t, zeros({2, 3}), zeros({4})); },
+         "add: cannot broadcast a [2, 3] with b [4]"}}},
+
+      {"mul",
+       {binary<T>("same shape (3,5)", {3, 5}, {3, 5}, [](Tape& t, auto a, auto b) { return mul(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, times); }),
+        binary<T>("suffix (2,3,5) * (3,5)", {2, 3, 5}, {3, 5}, [](Tape& t, auto a, auto b) { return mul(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, times); }),
+        binary<T>("(3,1) * (2,3,5), a broadcasts", {3, 1}, {2, 3, 5}, [](Tape& t, auto a, auto b) { return mul(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, times); }),
+        binary<T>("scalar (3,5) * ()", {3, 5}, {}, [](Tape& t, auto a, auto b) { return mul(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, times); }),
+        binary<T>("both broadcast (2,1,3) * (4,1)", {2, 1, 3}, {4, 1}, [](Tape& t, auto a, auto b) { return mul(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, times); })},
+       {{"shapes that do not broadcast", [](Tape& t) { mul(t, zeros({2, 3}), zeros({3, 3})); },
+         "mul: cannot broadcast a [2, 3] with b [3, 3]"}}},
+
+      {"sum",
+       {unary<T>("(2,3,5) -> ()", {2, 3, 5}, [](Tape& t, auto x) { return sum(t, x); }, ref_sum)},
+       {},
+       "any shape (an empty tensor sums to 0)"},
+
+      {"mean",
+       {unary<T>("(3,7) -> ()", {3, 7}, [](Tape& t, auto x) { return mean(t, x); }, ref_mean)},
+       {{"empty tensor", [](Tape& t) { mean(t, zeros({0, 3})); }, "mean: mean of an empty tensor of shape [0, 3]"}}},
+
+      {"reshape",
+       {unary<T>("(2,3,5) -> (6,5)", {2, 3, 5}, [](Tape& t, auto x) { return reshape(t, x, {6, 5}); },
+                 [](const Ref& x) { return ref_reshape(x, {6, 5}); })},
+       {{"element counts differ", [](Tape& t) { reshape(t, zeros({2, 3}), {4, 2}); },
+         "reshape: cannot reshape [2, 3] (6"}}},
+
+      {"permute",
+       {unary<T>("(2,3,4,5) axes (2,0,3,1)", {2, 3, 4, 5}, [](Tape& t, auto x) { return permute(t, x, {2, 0, 3, 1}); },
+                 [](const Ref& x) { return ref_permute(x, {2, 0, 3, 1}); }),
+        unary<T>("rank 0 () axes ()", {}, [](Tape& t, auto x) { return permute(t, x, {}); },
+                 [](const Ref& x) { return ref_permute(x, {}); }),
+        unary<T>("transpose (3,5) axes 0, 1", {3, 5}, [](Tape& t, auto x) { return transpose(t, x, 0, 1); },
+                 [](const Ref& x) { return ref_permute(x, {1, 0}); })},
+       {{"repeated axis", [](Tape& t) { permute(t, zeros({2, 3, 4}), {0, 1, 1}); },
+         "permute: axes [0, 1, 1] are not a permutation of the axes of x [2, 3, 4]"},
+        {"too few axes", [](Tape& t) { permute(t, zeros({2, 3, 4}), {0, 1}); }, "permute: axes [0, 1]"},
+        {"axis out of range", [](Tape& t) { permute(t, zeros({2, 3, 4}), {0, 1, 3}); }, "permute: axes [0, 1, 3]"},
+        {"transpose axis out of range", [](Tape& t) { transpose(t, zeros({2, 3, 4}), 0, 3); },
+         "permute: transpose axes 0, 3"}}},
+
+      {"split_heads",
+       {unary<T>("(2,3,6) h=3 -> (2,3,3,2)", {2, 3, 6}, [](Tape& t, auto x) { return split_heads(t, x, 3); },
+                 [](const Ref& x) { return ref_split_heads(x, 3); }),
+        unary<T>("T=1 (2,1,10) h=2 -> (2,2,1,5)", {2, 1, 10}, [](Tape& t, auto x) { return split_heads(t, x, 2); },
+                 [](const Ref& x) { return ref_split_heads(x, 2); })},
+       {{"rank 2", [](Tape& t) { split_heads(t, zeros({2, 6}), 2); }, "split_heads: x must be [B, T, d], got [2, 6]"},
+        {"d not divisible by h", [](Tape& t) { split_heads(t, zeros({2, 3, 6}), 4); },
+         "split_heads: d = 6 is not divisible by h = 4"},
+        {"no heads", [](Tape& t) { split_heads(t, zeros({2, 3, 6}), 0); },
+         "split_heads: the number of heads h must be positive"}}},
+
+      {"merge_heads",
+       {unary<T>("(2,3,5,2) -> (2,5,6)", {2, 3, 5, 2}, [](Tape& t, auto x) { return merge_heads(t, x); }, ref_merge_heads),
+        unary<T>("T=1 (3,2,1,5) -> (3,1,10)", {3, 2, 1, 5}, [](Tape& t, auto x) { return merge_heads(t, x); },
+                 ref_merge_heads)},
+       {{"rank 3", [](Tape& t) { merge_heads(t, zeros({2, 3, 6})); },
+         "merge_heads: x must be [B, h, T, dh], got [2, 3, 6]"}}},
+
+      // Through softmax: a projection of the masked -inf entries would not be finite.
+      {"causal_mask",
+       {unary<T>("softmax(mask(S)), batch*heads (2,3,5,5)", {2, 3, 5, 5},
+                 [](Tape& t, auto s) { return softmax(t, causal_mask(t, s)); },
+                 [](const Ref& s) { return ref_softmax(ref_causal_mask(s), false); }),
+        unary<T>("softmax(mask(S)), T=1 (3,1,1)", {3, 1, 1}, [](Tape& t, auto s) { return softmax(t, causal_mask(t, s)); },
+                 [](const Ref& s) { return ref_softmax(ref_causal_mask(s), false); })},
+       {{"last two dims differ", [](Tape& t) { causal_mask(t, zeros({2, 3, 4})); }, "causal_mask: needs (..., T, T)"},
+        {"rank 1", [](Tape& t) { causal_mask(t, zeros({3})); }, "causal_mask: needs (..., T, T)"}}},
+
+      {"softmax",
+       {{"batch*heads (2,3,4,7), logits sd 2",
+         [=](Rng& g) {
+           auto x = randn<T>({2, 3, 4, 7}, g, 2.0);
+           return C{{{"x", x}}, [=](Tape& t) { return softmax(t, x); }, [=] { return softmax_ref(ref_of(x)); }};
+         }},
+        {"(3,5) with -inf entries and an all--inf row",
+         [=](Rng& g) {
+           auto x = randn<T>({3, 5}, g);
+           const T ninf = -std::numeric_limits<T>::infinity();
+           x.value()(0, 4) = x.value()(1, 0) = x.value()(1, 3) = ninf;
+           for (std::size_t j = 0; j < 5; ++j) x.value()(2, j) = ninf;
+           return C{{{"x", x}}, [=](Tape& t) { return softmax(t, x); }, [=] { return softmax_ref(ref_of(x)); }};
+         }},
+        unary<T>("T=1 one query, batch*heads (2,3,1,5)", {2, 3, 1, 5}, [](Tape& t, auto x) { return softmax(t, x); },
+                 softmax_ref)},
+       {{"rank 0", [](Tape& t) { softmax(t, Tensor<double>(Array<double>(3.0))); }, "softmax: needs rank >= 1"},
+        {"empty last axis", [](Tape& t) { softmax(t, zeros({2, 0})); }, "softmax: needs rank >= 1 and a non-empty last axis"}}},
+
+      {"log_softmax",
+       {{"(2,3,7), logits sd 2",
+         [=](Rng& g) {
+           auto x = randn<T>({2, 3, 7}, g, 2.0);
+           return C{{{"x", x}}, [=](Tape& t) { return log_softmax(t, x); }, [=] { return log_softmax_ref(ref_of(x)); }};
+         }},
+        unary<T>("T=1 (3,1,5)", {3, 1, 5}, [](Tape& t, auto x) { return log_softmax(t, x); }, log_softmax_ref)},
+       {{"empty last axis", [](Tape& t) { log_softmax(t, zeros({2, 0})); },
+         "log_softmax: needs rank >= 1 and a non-empty last axis, got [2, 0]"}}},
+
+      {"layernorm",
+       {{"(2,3,7), weight ~U(0.5,1.5), bias ~N(0,1)",
+         [](Rng& g) {
+           auto x = randn<T>({2, 3, 7}, g, 2.0), w = uniform<T>({7}, g, 0.5, 1.5), b = randn<T>({7}, g);
+           return C{{{"x", x}, {"weight", w}, {"bias", b}}, [=](Tape& t) { return layernorm(t, x, w, b); },
+                    [=] { return ref_layernorm(ref_of(x), ref_of(w), ref_of(b)); }};
+         }},
+        {"T=1 (3,1,5), offset rows",
+         [](Rng& g) {
+           auto x = uniform<T>({3, 1, 5}, g, 1.0, 4.0), w = uniform<T>({5}, g, -1.5, 1.5), b = randn<T>({5}, g);
+           return C{{{"x", x}, {"weight", w}, {"bias", b}}, [=](Tape& t) { return layernorm(t, x, w, b); },
+                    [=] { return ref_layernorm(ref_of(x), ref_of(w), ref_of(b)); }};
+         }}},
+       {{"weight and bias of another width", [](Tape& t) { layernorm(t, zeros({2, 3, 4}), zeros({3}), zeros({4})); },
+         "layernorm: needs x (..., C) with C > 0, weight (C), bias (C), got x [2, 3, 4], weight [3]"}}},
+
+      {"gelu",
+       {{"(3,5,7) ~N(0, 2^2)",
+         [](Rng& g) {
+           auto x = randn<T>({3, 5, 7}, g, 2.0);
+           return C{{{"x", x}}, [=](Tape& t) { return gelu(t, x); }, [=] { return ref_unary(ref_of(x), ref_gelu); }};
+         }}},
+       {},
+       "elementwise on any shape"},
+
+      {"relu",
+       {{"(3,4,5), |x| >= 0.1 (away from the kink)",
+         [](Rng& g) {
+           auto x = randn<T>({3, 4, 5}, g);
+           for (auto& v : x.value()) v += v < 0 ? T(-0.1) : T(0.1);
+           return C{{{"x", x}}, [=](Tape& t) { return relu(t, x); },
+                    [=] { return ref_unary(ref_of(x), [](double v) { return v > 0 ? v : 0.0; }); }};
+         }}},
+       {},
+       "elementwise on any shape"},
+
+      {"embedding",
+       {{"table (7,5), ids (2,4) with repeats",
+         [](Rng& g) {
+           auto table = randn<T>({7, 5}, g);
+           const Ids ids = {{1, 3, 1, 6}, {3, 3, 0, 1}};
+           return C{{{"table", table}}, [=](Tape& t) { return embedding(t, table, ids); },
+                    [=] { return ref_embedding(ref_of(table), ref_of(ids)); }};
+         }},
+        {"table (5,3), ids (3,1) T=1",
+         [](Rng& g) {
+           auto table = randn<T>({5, 3}, g);
+           const Ids ids = random_ids({3, 1}, 5, g);
+           return C{{{"table", table}}, [=](Tape& t) { return embedding(t, table, ids); },
+                    [=] { return ref_embedding(ref_of(table), ref_of(ids)); }};
+         }}},
+       {{"id past the table", [](Tape& t) { embedding(t, zeros({5, 3}), Ids{1, 5}); },
+         "embedding: id 5 at position 1 is outside [0, V) with V = 5"},
+        {"negative id", [](Tape& t) { embedding(t, zeros({5, 3}), Ids{-1}); }, "embedding: id -1"},
+        {"table of rank 3", [](Tape& t) { embedding(t, zeros({2, 3, 4}), Ids{0}); }, "embedding: table needs shape (V, d)"}}},
+
+      {"cross_entropy",
+       {{"[B,T,V] = (2,3,7), logits sd 2",
+         [](Rng& g) {
+           auto logits = randn<T>({2, 3, 7}, g, 2.0);
+           const Ids targets = random_ids({2, 3}, 7, g);
+           return C{{{"logits", logits}}, [=](Tape& t) { return cross_entropy(t, logits, targets); },
+                    [=] { return ref_cross_entropy(ref_of(logits), ref_of(targets)); }};
+         }},
+        {"T=1 (3,1,5)",
+         [](Rng& g) {
+           auto logits = randn<T>({3, 1, 5}, g);
+           const Ids targets = random_ids({3, 1}, 5, g);
+           return C{{{"logits", logits}}, [=](Tape& t) { return cross_entropy(t, logits, targets); },
+                    [=] { return ref_cross_entropy(ref_of(logits), ref_of(targets)); }};
+         }}},
+       {{"target past V", [](Tape& t) { cross_entropy(t, zeros({2, 3, 7}), Ids{{0, 1, 7}, {0, 0, 0}}); },
+         "cross_entropy: target 7 at position 2 is outside [0, V) with V = 7"},
+        {"targets of another shape", [](Tape& t) { cross_entropy(t, zeros({2, 3, 7}), Ids{{0, 1}, {0, 0}}); },
+         "cross_entropy: needs logits (..., V) with V > 0 and targets (...), got logits [2, 3, 7], targets [2, 2]"},
+        {"flat targets", [](Tape& t) { cross_entropy(t, zeros({2, 3, 7}), Ids{0, 1, 2, 3, 4, 5}); },
+         "cross_entropy: needs logits (..., V)"}}},
+
+      {"causal_attention",
+       {qkv<T>("batch*heads (2,3,5,4), dh < T", {2, 3, 5, 4}, fused_attention, ref_causal_attention),
+        qkv<T>("T=1 (3,2,1,4) (one query attends to itself)", {3, 2, 1, 4}, fused_attention, ref_causal_attention),
+        qkv<T>("dh > T (2,2,3,7)", {2, 2, 3, 7}, fused_attention, ref_causal_attention),
+        qkv<T>("rank 2 (6,3), one matrix", {6, 3}, fused_attention, ref_causal_attention)},
+       {{"v of another shape",
+         [](Tape& t) { causal_attention(t, zeros({2, 3, 4}), zeros({2, 3, 4}), zeros({2, 3, 5})); },
+         "causal_attention: needs q, k, v of one shape (..., T, dh), got q [2, 3, 4], k [2, 3, 4], v [2, 3, 5]"},
+        {"rank 1", [](Tape& t) { causal_attention(t, zeros({4}), zeros({4}), zeros({4})); },
+         "causal_attention: needs q, k, v of one shape"},
+        {"empty T", [](Tape& t) { causal_attention(t, zeros({2, 0, 4}), zeros({2, 0, 4}), zeros({2, 0, 4})); },
+         "causal_attention: empty dimension in q [2, 0, 4]"}}},
+
+      // ---- nn modules: every parameter and the input. Attention runs fused by default;
+      // the composed samples check the step-by-step path through the separate ops' rules.
+      {"nn.Linear",
+       {linear_module<T>("with bias, (2,3,5) -> (2,3,4)", 5, 4, true, {2, 3, 5}),
+        linear_module<T>("no bias, (3,5) -> (3,1)", 5, 1, false, {3, 5})},
+       {},
+       "its ops' errors (matmul, add)"},
+      {"nn.Embedding",
+       {{"(7,5) table, ids (2,3) with repeats",
+         [](Rng& g) {
+           auto embed = std::make_shared<nn::Embedding<T>>(7, 5, g);
+           perturb_parameters(*embed, g);
+           const Ids ids = {{0, 6, 0}, {2, 2, 5}};
+           return C{with_parameters({}, *embed), [=](Tape& t) { return embed->forward(t, ids); },
+                    [=] { return ref_embedding(ref_of(embed->weight), ref_of(ids)); }};
+         }}},
+       {},
+       "its op's errors (embedding)"},
+      {"nn.CausalSelfAttention",
+       {attention_module<T>("B=2 T=5 d=6 h=3", 6, 3, {2, 5, 6}),
+        attention_module<T>("T=1 (one token attends to itself)", 4, 2, {3, 1, 4}),
+        attention_module<T>("composed (fused = false) B=2 T=5 d=6 h=3", 6, 3, {2, 5, 6}, false),
+        attention_module<T>("composed (fused = false) T=1", 4, 2, {3, 1, 4}, false)},
+       {},
+       "its ops' errors"},
+      {"nn.TransformerBlock",
+       {{"B=2 T=4 d=6 h=2",
+         [](Rng& g) {
+           auto block = std::make_shared<nn::TransformerBlock<T>>(6, 2, 2, g);
+           perturb_parameters(*block, g);
+           auto x = randn<T>({2, 4, 6}, g);
+           return C{with_parameters({{"x", x}}, *block), [=](Tape& t) { return block->forward(t, x); }, {}};
+         }}},
+       {},
+       "its ops' errors"},
+      {"nn.GPT",
+       {{"V=7 T_max=6 L=2 h=2 d=8, B=2 T=5, loss",
+         [](Rng& g) {
+           auto gpt = std::make_shared<nn::GPT<T>>(nn::GPTConfig{7, 6, 2, 2, 8}, 17);
+           perturb_parameters(*gpt, g);
+           const Ids x = random_ids({2, 5}, 7, g), y = random_ids({2, 5}, 7, g);
+           return C{with_parameters({}, *gpt), [=](Tape& t) { return gpt->loss(t, x, y); }, {}};
+         }}},
+       {},
+       "its ops' errors, and the GPT's own (test_nn.cpp)"},
+  };
+}
+
+}  // namespace tapegrad::testing
