@@ -87,14 +87,13 @@ Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, c
     }
   });
 
-  return tape.record(kCausalAttention, o, [q, k, v, o, lse = std::move(lse), ctx, mats, n, dh, sm, c] {
+  return tape.record(kCausalAttention, o, [q, k, v, o, lse = std::move(lse), ctx, qb, mats, n, dh, sm, c] {
     const T* dO = o.grad().data();
     const T* ov = o.data();
     const bool qk = q.requires_grad() || k.requires_grad();
     T* dQ = q.requires_grad() ? q.grad_accumulator(kCausalAttention.name()).data() : nullptr;
     T* dK = k.requires_grad() ? k.grad_accumulator(kCausalAttention.name()).data() : nullptr;
     T* dV = v.requires_grad() ? v.grad_accumulator(kCausalAttention.name()).data() : nullptr;
-    const std::size_t qb = detail::kQueryBlock;
     parallel_blocks(ctx, mats, 1, [&](std::size_t i, std::size_t) {
       const std::size_t at = i * sm;
       const T *qi = q.data() + at, *ki = k.data() + at, *vi = v.data() + at, *dOi = dO + at;
