@@ -54,11 +54,11 @@ Timing time_steps(const nn::Preset& preset, nn::GPT<float>& model, nn::AdamW<flo
     comm.sum(0);  // start together
     const double synced_before = parallel.sync_seconds();
     const auto start = std::chrono::steady_clock::now();
-    Tape tape;
+    Tape tape(optimizer.context());
     optimizer.zero_grad();
     tape.backward(model.loss(tape, inputs, targets));
     parallel.synchronize();
-    nn::clip_grad_norm(optimizer.parameters(), 1.0f);
+    nn::clip_grad_norm(optimizer.parameters(), float(nn::Recipe{}.clip_norm), optimizer.context());
     optimizer.step();
     const auto stop = std::chrono::steady_clock::now();
     if (step < warmup) continue;
@@ -70,11 +70,12 @@ Timing time_steps(const nn::Preset& preset, nn::GPT<float>& model, nn::AdamW<flo
 
 int worker(const std::string& preset_name, int threads, int steps, int warmup) {
   retain_freed_memory();
-  blas::set_threads(threads);
+  const Context context{threads};
   dist::Communicator& comm = dist::Communicator::world();
   const nn::Preset& preset = nn::find_preset(preset_name);
   nn::GPT<float> model({kVocab, preset.block_size, preset.n_layer, preset.n_head, preset.d_model}, 1);
   nn::AdamW<float> optimizer(model.named_parameters());
+  optimizer.set_context(context);
   const Timing overlapped = time_steps(preset, model, optimizer, true, steps, warmup);
   const double tokens_per_s = double(preset.batch * preset.block_size) / (overlapped.step_ms / 1000);
   if (comm.size() == 1) {

@@ -3,6 +3,13 @@
 // per run. It measures; it asserts nothing. Each run is a child process, so its
 // peak RSS is its own.
 //
+// Each line also has the step's GFLOP/s and its fraction of the machine's sgemm peak,
+// measured in the same child: the best of 5 float 1024^3 GEMMs through blas::gemm with
+// the run's Context (the split every op uses). FLOPs per step are the usual model count,
+// 3 x forward: 6 B T (12 L d^2 + d V) for the linear maps and the head, plus
+// 12 L B T^2 d for attention's two T x T GEMMs (the full square, as PyTorch and
+// llm.c count it; the fused op computes about half of it).
+//
 //   bench_train [--presets tiny,small,medium,long] [--threads 1,2] [--steps 10] [--warmup 2]
 #include <tapegrad/tapegrad.hpp>
 
@@ -27,13 +34,32 @@ namespace {
 
 constexpr std::size_t kVocab = 65;  // tinyshakespeare's character count
 
+double sgemm_peak_gflops(const Context& context) {
+  const std::size_t n = 1024;
+  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
+  double best = 1e30;
+  for (int r = 0; r < 6; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    blas::gemm(context, false, false, n, n, n, 1.0f, a.data(), b.data(), 0.0f, c.data());
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (r > 0) best = std::min(best, s);  // the first warms up
+  }
+  return 2.0 * double(n * n * n) / best / 1e9;
+}
+
+double flops_per_step(const nn::Preset& p) {
+  const double B = double(p.batch), T = double(p.block_size), L = double(p.n_layer), d = double(p.d_model);
+  return 6 * B * T * (12 * L * d * d + d * double(kVocab)) + 12 * L * B * T * T * d;
+}
+
 void run(const nn::Preset& preset, int threads, int steps, int warmup) {
   retain_freed_memory();
-  blas::set_threads(threads);
+  const Context context{threads};
   nn::GPT<float> model(preset.model(kVocab), 1);
   const auto params = model.named_parameters();
   const nn::Recipe& recipe = preset.recipe;
   nn::AdamW<float> optimizer(params, recipe.adamw);
+  optimizer.set_context(context);  // nn::train_step runs its tape and clip with it
   std::mt19937_64 rng(2);
   std::uniform_int_distribution<std::int64_t> token(0, kVocab - 1);
   Ids inputs = Ids::from_shape({preset.batch, preset.block_size}), targets = inputs;
@@ -50,11 +76,13 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
   const double median = bench::median(ms);
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
+  const double gflops = flops_per_step(preset) / (median / 1000) / 1e9, peak = sgemm_peak_gflops(context);
   std::printf(
       "{\"preset\": \"%s\", \"threads\": %d, \"steps\": %d, \"median_ms_per_step\": %.2f, \"min_ms_per_step\": %.2f, "
-      "\"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"parameters\": %zu}\n",
+      "\"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"parameters\": %zu, \"gflops\": %.1f, "
+      "\"sgemm_peak_gflops\": %.1f, \"fraction_of_peak\": %.2f}\n",
       preset.name, threads, steps, median, ms.front(), double(preset.batch * preset.block_size) / (median / 1000),
-      double(usage.ru_maxrss) / 1024, model.parameter_count());
+      double(usage.ru_maxrss) / 1024, model.parameter_count(), gflops, peak, gflops / peak);
   std::fflush(stdout);
 }
 

@@ -24,6 +24,12 @@ LayerNorm and the MLP only, tanh GELU, tied wte). Three subcommands:
       the end, the loss on the whole validation split in consecutive windows
       (as `train_lm eval`). --nanogpt: nanoGPT's own model (no biases, erf GELU).
 
+  bench [--presets tiny,small,medium,long] [--threads 1] [--steps 10] [--warmup 2]
+      Times full training steps (forward, backward, clip 1.0, AdamW as train) on
+      random batches, vocabulary 65, presets from --train-lm, as bench/bench_train does, and prints one JSON
+      line per preset: median ms/step, tokens/s, peak RSS. One thread count per
+      process (torch.set_num_threads), so the peak RSS is the run's own.
+
 The presets (sizes, batch, steps, recipe) are not copied here: each subcommand
 reads them from `train_lm presets --json`, the table in tapegrad/nn/presets.hpp.
 """
@@ -324,6 +330,31 @@ def train(args):
     return 0
 
 
+def bench(args):
+    import resource
+    import statistics
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    presets = read_presets(args.train_lm)
+    for name in args.presets.split(","):
+        p = presets[name]
+        T, B = p["block_size"], p["batch"]
+        model = GPT(65, T, p["n_layer"], p["n_head"], p["d_model"])
+        opt = adamw(model, 1e-3)
+        ms = []
+        for step in range(args.warmup + args.steps):
+            inputs, targets = torch.randint(0, 65, (B, T)), torch.randint(0, 65, (B, T))
+            start = time.perf_counter()
+            train_step(model, opt, inputs, targets, 1e-3)
+            if step >= args.warmup:
+                ms.append(1000 * (time.perf_counter() - start))
+        median = statistics.median(ms)
+        print(json.dumps({"preset": name, "threads": args.threads, "steps": args.steps,
+                          "median_ms_per_step": round(median, 2), "tokens_per_s": round(B * T / (median / 1000)),
+                          "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}),
+              flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -350,8 +381,15 @@ def main():
     t.add_argument("--eval-every", type=int, default=250)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--nanogpt", action="store_true", help="nanoGPT's model: no biases, erf GELU")
+    b = sub.add_parser("bench", help="time training steps per preset, as bench_train")
+    b.add_argument("--presets", default=",".join(PRESET_NAMES))
+    b.add_argument("--train-lm", default=os.path.join(os.path.dirname(__file__), "..", "build", "examples", "train_lm"),
+                   help="train_lm binary, for the preset table")
+    b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--steps", type=int, default=10)
+    b.add_argument("--warmup", type=int, default=2)
     args = ap.parse_args()
-    return {"crosscheck": crosscheck, "replay": replay, "train": train}[args.command](args)
+    return {"crosscheck": crosscheck, "replay": replay, "train": train, "bench": bench}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ packages=(
   cmake g++ make
   libxtensor-dev        # tensor containers (0.24.3)
   libopenblas-dev       # cblas_sgemm / cblas_dgemm
+  libxsimd-dev          # vector exp (core/vecmath.hpp)
+  libgomp1              # OpenMP threads (core/parallel.hpp; comes with g++)
   nlohmann-json3-dev    # safetensors headers
   libcli11-dev          # train_lm's command line
   doctest-dev           # the test suite

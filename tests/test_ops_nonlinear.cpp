@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -272,3 +274,54 @@ TEST_CASE("cross_entropy: extreme logits stay finite") {
   CHECK(loss.item() == doctest::Approx(std::log(3.0) / 2).epsilon(1e-6));
 }
 
+// The float exp the kernels use (core/vecmath.hpp, xsimd) against std::exp over a sweep of
+// the float range, 2^20 points from -103 to 88.7 (the largest finite exp): in units in the
+// last place where the result is a normal float up to x = 88.37, and in absolute terms below
+// FLT_MIN (xsimd flushes subnormal results, x < -87.34, to 0: an error under 1.2e-38). Above
+// 88.376 xsimd returns inf, where std::exp still has up to 3.4e38: the kernels only exponentiate
+// x - max <= 0 and 2u for tanh, whose tanh is 1 either way. Then the edge values.
+TEST_CASE("vecmath: xsimd exp is within 1 ulp of std::exp for normal results, below FLT_MIN otherwise, exact at the edges") {
+  auto ulps = [](float a, float b) {
+    std::int32_t ia, ib;
+    std::memcpy(&ia, &a, 4);
+    std::memcpy(&ib, &b, 4);
+    return std::abs(std::int64_t(ia) - std::int64_t(ib));  // both >= 0: ordered like the floats
+  };
+  const float tiny = std::numeric_limits<float>::min();
+  const std::size_t n = std::size_t(1) << 20;
+  std::vector<float> x(n), y(n);
+  for (std::size_t i = 0; i < n; ++i) x[i] = -103.f + 191.7f * float(i) / float(n - 1);
+  vec::exp_shifted(x.data(), n, 0.f, y.data());
+  std::int64_t worst = 0;
+  float worst_at = 0, worst_below = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float ref = std::exp(x[i]);
+    if (ref >= tiny && x[i] <= 88.37f && ulps(y[i], ref) > worst) worst = ulps(y[i], ref), worst_at = x[i];
+    if (x[i] > 88.37f) CHECK_MESSAGE((ulps(y[i], ref) <= 1 || y[i] == std::numeric_limits<float>::infinity()), x[i]);
+    if (ref < tiny) worst_below = std::max(worst_below, std::abs(y[i] - ref));
+  }
+  MESSAGE("xsimd exp: max " << worst << " ulp from std::exp for normal results (at x = " << worst_at
+                            << "), max abs error " << worst_below << " below FLT_MIN");
+  CHECK(worst <= 1);
+  CHECK(worst_below < tiny);
+
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> edge{-inf, 0.f, 89.f, inf, -200.f, 1.f, -1.f, 2.f}, out(8);  // 8: one full vector on AVX2
+  vec::exp_shifted(edge.data(), edge.size(), 0.f, out.data());
+  CHECK(out[0] == 0.f);
+  CHECK(out[1] == 1.f);
+  CHECK(out[2] == inf);
+  CHECK(out[3] == inf);
+  CHECK(out[4] == 0.f);
+  for (std::size_t i = 5; i < 8; ++i) CHECK(ulps(out[i], std::exp(edge[i])) <= 1);
+}
+
+TEST_CASE("vecmath: GELU's tanh through the vector exp is within 2e-7 of std::tanh") {
+  std::vector<float> u(4096), t(4096);
+  for (std::size_t i = 0; i < u.size(); ++i) u[i] = -12.f + 24.f * float(i) / 4095.f;
+  vec::tanh_via_exp(u.data(), u.size(), t.data());
+  double worst = 0;
+  for (std::size_t i = 0; i < u.size(); ++i) worst = std::max(worst, std::abs(double(t[i]) - std::tanh(double(u[i]))));
+  MESSAGE("tanh via exp: max abs error " << worst);
+  CHECK(worst < 2e-7);
+}

@@ -9,20 +9,21 @@
 namespace train_lm {
 
 template <class T>
-double batch_loss(const GPT<T>& model, const Batch& batch) {
-  tapegrad::Tape tape;
+double batch_loss(const GPT<T>& model, const Batch& batch, const tapegrad::Context& context) {
+  tapegrad::Tape tape(context);
   tapegrad::NoGradGuard no_grad(tape);
   return double(model.loss(tape, batch.inputs, batch.targets).item());
 }
 
 template <class T>
 double validation_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
-                       std::size_t block, std::size_t n_batches, std::uint64_t seed, Shard shard) {
+                       std::size_t block, std::size_t n_batches, std::uint64_t seed, const tapegrad::Context& context,
+                       Shard shard) {
   std::mt19937_64 rng(seed);
   double sum = 0;
   for (std::size_t i = 0; i < n_batches; ++i) {
     const Batch b = random_batch(tokens, batch, block, rng);  // every batch drawn: the RNG moves as without shards
-    if (i % shard.count == shard.index) sum += batch_loss(model, b);
+    if (i % shard.count == shard.index) sum += batch_loss(model, b, context);
   }
   return sum / double(n_batches);
 }
@@ -30,7 +31,8 @@ double validation_loss(const GPT<T>& model, const std::vector<std::int64_t>& tok
 double TextLoss::perplexity() const { return std::exp(loss); }
 
 template <class T>
-TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch) {
+TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch,
+                   const tapegrad::Context& context) {
   // Window k covers tokens [k*block, k*block + len] and predicts its last len tokens;
   // the last window may be shorter. Windows of equal length are batched together.
   const std::size_t predictions = tokens.size() - 1;
@@ -40,19 +42,19 @@ TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens,
     const std::size_t rows = std::min(batch, full_windows - first);
     Batch b{tapegrad::Ids::from_shape({rows, block}), tapegrad::Ids::from_shape({rows, block})};
     for (std::size_t r = 0; r < rows; ++r) fill_row(b, r, tokens, (first + r) * block);
-    sum += batch_loss(model, b) * double(rows * block);
+    sum += batch_loss(model, b, context) * double(rows * block);
   }
   if (tail > 0) {
     Batch b{tapegrad::Ids::from_shape({1, tail}), tapegrad::Ids::from_shape({1, tail})};
     fill_row(b, 0, tokens, full_windows * block);
-    sum += batch_loss(model, b) * double(tail);
+    sum += batch_loss(model, b, context) * double(tail);
   }
   return {sum / double(predictions), predictions};
 }
 
 TextLoss run_eval(const EvalOptions& options) {
   require_positive("--batch", options.batch);
-  use_threads(options.threads);
+  const tapegrad::Context context = use_threads(options.threads);
   const ModelFile checkpoint = read_model_file(options.checkpoint);
   const Vocabulary& vocab = checkpoint.require_vocab();
   const std::size_t block = options.block.value_or(checkpoint.config.block_size);
@@ -71,18 +73,18 @@ TextLoss run_eval(const EvalOptions& options) {
                  options.checkpoint.string());
 
   const TextLoss result =
-      with_model(checkpoint, [&](const auto& model) { return text_loss(model, tokens, block, options.batch); });
+      with_model(checkpoint, [&](const auto& model) { return text_loss(model, tokens, block, options.batch, context); });
   if (!std::isfinite(result.loss))
     throw std::runtime_error(options.checkpoint.string() + ": the loss on " + text.source + " is " +
                              readable_number(result.loss) + ": the model is diverged or corrupt");
   return result;
 }
 
-template double batch_loss(const GPT<float>&, const Batch&);
-template double batch_loss(const GPT<double>&, const Batch&);
+template double batch_loss(const GPT<float>&, const Batch&, const tapegrad::Context&);
+template double batch_loss(const GPT<double>&, const Batch&, const tapegrad::Context&);
 template double validation_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, std::size_t,
-                                std::uint64_t, Shard);
-template TextLoss text_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t);
-template TextLoss text_loss(const GPT<double>&, const std::vector<std::int64_t>&, std::size_t, std::size_t);
+                                std::uint64_t, const tapegrad::Context&, Shard);
+template TextLoss text_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, const tapegrad::Context&);
+template TextLoss text_loss(const GPT<double>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, const tapegrad::Context&);
 
 }  // namespace train_lm

@@ -11,9 +11,10 @@ namespace {
 
 // One forward and backward pass; writes `loss` and `grad.<name>` to `out`.
 template <class T>
-double write_loss_and_gradients(const GPT<T>& model, const Batch& batch, const std::filesystem::path& out) {
+double write_loss_and_gradients(const GPT<T>& model, const Batch& batch, const std::filesystem::path& out,
+                                const tapegrad::Context& context) {
   model.zero_grad();
-  tapegrad::Tape tape;
+  tapegrad::Tape tape(context);
   const auto loss = model.loss(tape, batch.inputs, batch.targets);
   tape.backward(loss);
   tapegrad::Array<T> loss_value = tapegrad::Array<T>::from_shape({});
@@ -46,7 +47,7 @@ Batch read_batch_file(const std::filesystem::path& path, std::size_t vocab_size,
 }
 
 double run_grad(const GradOptions& options) {
-  use_threads(options.threads);
+  const tapegrad::Context context = use_threads(options.threads);
   check_writable_file(options.out, "--out");
   const ModelFile checkpoint = read_model_file(options.checkpoint);
   const Batch batch = read_batch_file(options.batch, checkpoint.config.vocab_size, checkpoint.config.block_size);
@@ -56,7 +57,7 @@ double run_grad(const GradOptions& options) {
                   .training = true,
                   .scalar_bytes = io::dtype_size(checkpoint.dtype)},
                  options.checkpoint.string() + " with " + options.batch.string());
-  return with_model(checkpoint, [&](const auto& model) { return write_loss_and_gradients(model, batch, options.out); });
+  return with_model(checkpoint, [&](const auto& model) { return write_loss_and_gradients(model, batch, options.out, context); });
 }
 
 }  // namespace train_lm

@@ -71,7 +71,7 @@ struct RunSettings {
   std::uint64_t data_fingerprint = 0;
   std::string data_source;
   // Recorded too, but allowed to change on resume (steps extends or shortens the
-  // schedule; a different thread count may change the last bits).
+  // schedule; the thread count does not change the results).
   std::int64_t steps = 0;
   int threads = 1;
 

@@ -13,11 +13,12 @@ namespace {
 
 // The next-token logits after `context` (its last block_size tokens).
 template <class T>
-std::vector<double> next_logits(const GPT<T>& model, const std::vector<std::int64_t>& context) {
+std::vector<double> next_logits(const GPT<T>& model, const std::vector<std::int64_t>& context,
+                                const tapegrad::Context& run) {
   const std::size_t T_len = std::min(context.size(), model.config.block_size);
   tapegrad::Ids idx = tapegrad::Ids::from_shape({1, T_len});
   std::copy(context.end() - std::ptrdiff_t(T_len), context.end(), idx.begin());
-  tapegrad::Tape tape;
+  tapegrad::Tape tape(run);
   tapegrad::NoGradGuard no_grad(tape);
   const auto logits = model.forward(tape, idx);  // (1, T, V)
   const std::size_t V = model.config.vocab_size;
@@ -51,7 +52,7 @@ void generate(const GPT<T>& model, std::vector<std::int64_t> context, const Samp
               const std::function<void(std::int64_t)>& emit) {
   std::mt19937_64 rng(options.seed);
   for (std::size_t i = 0; i < options.tokens; ++i) {
-    const std::int64_t id = draw(next_logits(model, context), options, rng);
+    const std::int64_t id = draw(next_logits(model, context, options.context), options, rng);
     context.push_back(id);
     emit(id);
   }
@@ -73,7 +74,8 @@ void stream_sample(const GPT<T>& model, const Vocabulary& vocab, const std::stri
 
 void run_sample(const SampleOptions& options, std::ostream& out) {
   require_count("--tokens", options.sampling.tokens, kMaxSampleTokens);
-  use_threads(options.threads);
+  SamplingOptions sampling = options.sampling;
+  sampling.context = use_threads(options.threads);
   if (!(options.sampling.temperature >= 0) || !std::isfinite(options.sampling.temperature))
     throw UsageError("--temperature must be >= 0 (0 = greedy), got " + std::to_string(options.sampling.temperature));
   const ModelFile checkpoint = read_model_file(options.checkpoint);
@@ -83,7 +85,7 @@ void run_sample(const SampleOptions& options, std::ostream& out) {
                   .window = std::min(checkpoint.config.block_size, prompt_length + options.sampling.tokens),
                   .scalar_bytes = io::dtype_size(checkpoint.dtype)},
                  options.checkpoint.string());
-  with_model(checkpoint, [&](const auto& model) { stream_sample(model, vocab, options.prompt, options.sampling, out); });
+  with_model(checkpoint, [&](const auto& model) { stream_sample(model, vocab, options.prompt, sampling, out); });
 }
 
 template void generate(const GPT<float>&, std::vector<std::int64_t>, const SamplingOptions&,

@@ -20,6 +20,7 @@ struct SamplingOptions {
   double temperature = 1.0;
   std::size_t top_k = 0;
   std::uint64_t seed = 1337;
+  tapegrad::Context context = {};  // the threads each forward pass runs on
 };
 
 // Extends `context` by options.tokens ids, calling emit(id) after each.

@@ -174,6 +174,8 @@ class Session {
         progress_(progress, terminal, plan_.settings.steps, plan_.print_every),
         log_(restore_then_open_log()) {
     state_.settings = plan_.settings;
+    context_ = use_threads(plan_.settings.threads);
+    optimizer_.set_context(context_);
     if (plan_.resume_from) {
       const TrainState& saved = plan_.resume_from->state;
       state_.step = saved.step;
@@ -267,7 +269,8 @@ class Session {
   double evaluate(double tokens_per_s = 0, double wall = 0) {
     const double loss = replicas_.sum(validation_loss(
         model_, plan_.corpus.val, plan_.settings.batch, plan_.settings.model.block_size, kEvalBatches,
-        stream_seed(plan_.settings.seed, Stream::validation), {std::size_t(replicas_.rank()), std::size_t(replicas_.size())}));
+        stream_seed(plan_.settings.seed, Stream::validation), context_,
+        {std::size_t(replicas_.rank()), std::size_t(replicas_.size())}));
     require_finite("the validation loss", loss, state_.step);  // before it is logged, and so before any save
     char line[128];
     std::snprintf(line, sizeof line, "step %lld: val loss %.4f, perplexity %.2f", (long long)state_.step, loss, std::exp(loss));
@@ -313,9 +316,7 @@ class Session {
                              ? ", and so may the warm-up, which lasts min(" + std::to_string(plan_.recipe.warmup_steps) +
                                    ", --steps) steps"
                              : std::string()));
-    if (saved.threads != plan_.settings.threads)
-      progress_.message("note: --threads " + std::to_string(plan_.settings.threads) + " differs from the original " +
-                        std::to_string(saved.threads) + ": results may differ in the last bits from an uninterrupted run");
+    // A different --threads needs no note: results do not depend on it (core/parallel.hpp).
   }
 
   void finish(const TrainSummary& summary) {
@@ -334,7 +335,7 @@ class Session {
     progress_.message(line);
     if (!plan_.final_sample || !replicas_.is_root()) return;
     SamplingOptions sampling{.tokens = kFinalSampleTokens, .temperature = 1.0, .top_k = 0,
-                             .seed = stream_seed(plan_.settings.seed, Stream::final_sample)};
+                             .seed = stream_seed(plan_.settings.seed, Stream::final_sample), .context = context_};
     out_ << "--- sample ---\n";
     stream_sample(model_, plan_.corpus.vocab, "", sampling, out_);
   }
@@ -345,6 +346,7 @@ class Session {
   std::ostream& out_;
   GPT<float> model_;
   AdamW<float> optimizer_;
+  tapegrad::Context context_;  // --threads
   Progress progress_;
   TrainLog log_;
   TrainState state_;
@@ -356,7 +358,7 @@ class Session {
 TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream& progress, bool progress_is_terminal,
                    Replicas& replicas) {
   stop_requested = false;
-  use_threads(options.threads);
+  use_threads(options.threads);  // checked before anything is read
   std::optional<Plan> plan;
   std::string failed;  // a rank's plan error: all ranks learn of it together, before any work
   try {

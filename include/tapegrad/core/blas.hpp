@@ -2,7 +2,16 @@
 //   C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C
 // op(X) = X or X^T as the trans flag says; leading dimensions follow from the
 // stored (untransposed) shapes. Backward rules pass beta = 1 to accumulate.
+//
+// OpenBLAS always runs single-threaded here: the threads are tapegrad's own (OpenMP,
+// core/parallel.hpp), one pool for GEMMs and every other kernel. gemm(ctx, ...) cuts C
+// into blocks of rows (or of columns, when N > M) whose size depends only on the shape,
+// and runs one single-threaded GEMM per block, in parallel. So each element of C comes
+// from the same call, bit for bit, at any thread count; and OpenBLAS's own pthreads
+// never compete with the OpenMP threads for the cores (measured in README, Performance).
 #pragma once
+
+#include "parallel.hpp"
 
 #include <cblas.h>
 
@@ -10,19 +19,59 @@
 
 namespace tapegrad::blas {
 
-inline void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, float alpha,
-                 const float* A, const float* B, float beta, float* C) {
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              int(M), int(N), int(K), alpha, A, int(trans_a ? M : K), B, int(trans_b ? K : N), beta, C, int(N));
+namespace detail {
+
+inline void raw(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, float alpha, const float* A,
+                std::size_t lda, const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
+              alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+inline void raw(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, double alpha, const double* A,
+                std::size_t lda, const double* B, std::size_t ldb, double beta, double* C, std::size_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
+              alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
 }
 
-inline void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, double alpha,
-                 const double* A, const double* B, double beta, double* C) {
-  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              int(M), int(N), int(K), alpha, A, int(trans_a ? M : K), B, int(trans_b ? K : N), beta, C, int(N));
+// OpenBLAS's own thread count, set to 1 once per process.
+inline void single_threaded_blas() {
+  static const bool done = (openblas_set_num_threads(1), true);
+  (void)done;
 }
 
-// Threads OpenBLAS may use for one GEMM.
-inline void set_threads(int n) { openblas_set_num_threads(n); }
+// GEMMs below this many multiply-adds run as one call: splitting costs more than it gains.
+inline constexpr std::size_t kSplitWork = std::size_t(1) << 21;
+
+// Rows (or columns) per block of a split GEMM: about 1/16 of the dimension, a multiple
+// of 32, at least 64. A function of the shape only.
+inline std::size_t split_block(std::size_t dim) { return std::max<std::size_t>(64, (dim / 16 + 31) / 32 * 32); }
+
+}  // namespace detail
+
+// One single-threaded GEMM (inside a parallel region, or small work).
+template <class T>
+void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A, const T* B,
+          T beta, T* C) {
+  detail::single_threaded_blas();
+  detail::raw(trans_a, trans_b, M, N, K, alpha, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
+}
+
+// The same GEMM on up to ctx.threads threads, cut into shape-fixed blocks of C.
+template <class T>
+void gemm(const Context& ctx, bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, T alpha,
+          const T* A, const T* B, T beta, T* C) {
+  detail::single_threaded_blas();
+  const std::size_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
+  if (M * N * K < detail::kSplitWork || std::max(M, N) < 128) {
+    detail::raw(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+  } else if (M >= N) {  // blocks of rows: A's rows (columns of the stored A^T) and C's rows
+    parallel_blocks(ctx, M, detail::split_block(M), [&](std::size_t b, std::size_t e) {
+      detail::raw(trans_a, trans_b, e - b, N, K, alpha, A + (trans_a ? b : b * lda), lda, B, ldb, beta, C + b * N, N);
+    });
+  } else {  // blocks of columns: B's columns (rows of the stored B^T) and C's columns
+    parallel_blocks(ctx, N, detail::split_block(N), [&](std::size_t b, std::size_t e) {
+      detail::raw(trans_a, trans_b, M, e - b, K, alpha, A, lda, B + (trans_b ? b * ldb : b), ldb, beta, C + b, N);
+    });
+  }
+}
 
 }  // namespace tapegrad::blas

@@ -17,6 +17,7 @@
 #pragma once
 
 #include "error.hpp"
+#include "parallel.hpp"
 #include "tensor.hpp"
 
 #include <atomic>
@@ -62,11 +63,16 @@ enum class KeepTape { no, yes };
 
 class Tape {
  public:
-  Tape() : id_(next_id()) {}
+  // `context` is what the ops recorded on this tape run with (threads); backward rules
+  // keep the context of the op that recorded them.
+  explicit Tape(Context context = {}) : id_(next_id()), context_(context) {
+    if (context.threads < 1) throw std::invalid_argument("Tape: threads must be >= 1, got " + std::to_string(context.threads));
+  }
   Tape(const Tape&) = delete;
   Tape& operator=(const Tape&) = delete;
 
   bool recording() const { return recording_; }
+  const Context& context() const { return context_; }
   std::size_t size() const { return nodes_.size(); }
   // The op names on the tape, in creation order.
   std::vector<std::string> op_names() const {
@@ -162,6 +168,7 @@ class Tape {
   }
 
   std::uint64_t id_;
+  Context context_;
   std::uint64_t generation_ = 0;
   bool recording_ = true;
   std::vector<Node> nodes_;

@@ -18,6 +18,7 @@
 #pragma once
 
 #include "../core/error.hpp"
+#include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
 
 #include <algorithm>
@@ -72,6 +73,14 @@ class Optimizer {
 
   // Number of step() calls so far (restored by load_state).
   std::int64_t step_count() const { return step_; }
+
+  // The threads the update loops run on (core/parallel.hpp); the result does not depend on them.
+  const Context& context() const { return context_; }
+  void set_context(Context context) {
+    if (context.threads < 1)
+      throw std::invalid_argument(kind_ + ": threads must be >= 1, got " + std::to_string(context.threads));
+    context_ = context;
+  }
 
   // The parameters being optimised, in order (tied duplicates removed).
   const NamedTensors<T>& parameters() const { return params_; }
@@ -195,6 +204,7 @@ class Optimizer {
   std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> index_;  // state name -> (slot, parameter)
   std::int64_t step_ = 0;
   double lr_ = 0;
+  Context context_;
 };
 
 // ---------------------------------------------------------------------------
@@ -247,13 +257,15 @@ class AdamW final : public Optimizer<T> {
       if (!this->flat(i, p, g, n)) continue;
       T* m = this->buffer(0, i);
       T* v = this->buffer(1, i);
-      if (opt_.weight_decay != 0 && this->decayed(i))
-        for (std::size_t k = 0; k < n; ++k) p[k] *= decay;
-      for (std::size_t k = 0; k < n; ++k) {
-        m[k] = b1 * m[k] + c1 * g[k];
-        v[k] = b2 * v[k] + c2 * g[k] * g[k];
-        p[k] -= step_size * m[k] / (std::sqrt(v[k]) / bc2_sqrt + eps);
-      }
+      const bool decay_p = opt_.weight_decay != 0 && this->decayed(i);
+      parallel_blocks(this->context(), n, kElementBlock, [&](std::size_t b, std::size_t e) {
+        for (std::size_t k = b; k < e; ++k) {
+          if (decay_p) p[k] *= decay;
+          m[k] = b1 * m[k] + c1 * g[k];
+          v[k] = b2 * v[k] + c2 * g[k] * g[k];
+          p[k] -= step_size * m[k] / (std::sqrt(v[k]) / bc2_sqrt + eps);
+        }
+      });
     }
   }
 
@@ -325,8 +337,9 @@ class SGD final : public Optimizer<T> {
 // Parameters without a gradient are ignored; a tensor listed twice (tied) counts
 // once. Returns the norm before clipping. A non-finite norm (NaN/inf gradients)
 // is returned as is and the gradients are left alone, so the caller can skip the step.
+// Runs on ctx's threads; each tensor's sum is per-block partials added in block order.
 template <class T>
-T clip_grad_norm(const NamedTensors<T>& params, T max_norm) {
+T clip_grad_norm(const NamedTensors<T>& params, T max_norm, const Context& ctx = {}) {
   if (!(max_norm > 0)) throw ConfigError("clip_grad_norm: max_norm must be > 0");
   std::vector<Tensor<T>> grads;
   for (const auto& [name, p] : without_tied(params))
@@ -334,7 +347,11 @@ T clip_grad_norm(const NamedTensors<T>& params, T max_norm) {
   double sum = 0;
   for (const auto& p : grads) {
     const T* g = p.grad().data();
-    for (std::size_t k = 0, n = p.grad().size(); k < n; ++k) sum += double(g[k]) * double(g[k]);
+    sum += parallel_sum<double>(ctx, p.grad().size(), kElementBlock, [&](std::size_t b, std::size_t e) {
+      double part = 0;
+      for (std::size_t k = b; k < e; ++k) part += double(g[k]) * double(g[k]);
+      return part;
+    });
   }
   const double norm = std::sqrt(sum);
   if (std::isfinite(norm) && norm > double(max_norm)) {
@@ -342,7 +359,9 @@ T clip_grad_norm(const NamedTensors<T>& params, T max_norm) {
     for (const auto& p : grads) {
       Array<T>& g = p.grad_accumulator("clip_grad_norm");
       T* d = g.data();
-      for (std::size_t k = 0, n = g.size(); k < n; ++k) d[k] *= scale;
+      parallel_blocks(ctx, g.size(), kElementBlock, [&](std::size_t b, std::size_t e) {
+        for (std::size_t k = b; k < e; ++k) d[k] *= scale;
+      });
     }
   }
   return T(norm);

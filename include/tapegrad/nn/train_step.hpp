@@ -43,17 +43,17 @@ struct StepResult {
 // Zero the gradients, loss(tape) on a fresh tape, backward, clip the global gradient
 // norm to `clip_norm`, opt.step(lr). `loss` returns a one-element tensor. A loss or
 // gradient norm that is not finite skips the update, so the caller can stop with the
-// weights as they were.
+// weights as they were. The tape and the clip run with the optimiser's Context (threads).
 template <class T, class LossFn>
 StepResult train_step(Optimizer<T>& opt, double lr, double clip_norm, LossFn&& loss) {
   StepResult result;
   opt.zero_grad();
-  Tape tape;
+  Tape tape(opt.context());
   const Tensor<T> value = loss(tape);
   result.loss = double(value.item());
   if (!std::isfinite(result.loss)) return result;
   tape.backward(value);
-  result.grad_norm = double(clip_grad_norm(opt.parameters(), T(clip_norm)));
+  result.grad_norm = double(clip_grad_norm(opt.parameters(), T(clip_norm), opt.context()));
   if (!std::isfinite(result.grad_norm)) return result;
   opt.step(lr);
   result.updated = true;

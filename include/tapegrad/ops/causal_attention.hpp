@@ -1,13 +1,20 @@
 // tapegrad/ops/causal_attention.hpp — O = softmax(mask(Q K^T / sqrt(dh))) V as one op, saving no T x T tensor.
 //   q, k, v (..., T, dh), all of one shape; O (..., T, dh); c = 1/sqrt(dh); row t is a query, column s a key.
-// Forward, per (batch, head) matrix, through one T x T scratch buffer per call:
-//   S = c Q K^T (one GEMM);  L[t] = log sum_{s <= t} exp(S[t, s]) (max-subtracted);
-//   P[t, s] = exp(S[t, s] - max) / sum for s <= t, exactly 0 for s > t (never exp'd);  O = P V (one GEMM).
+// Blocked over the causal triangle: per (batch, head) matrix, query rows go in blocks of
+// kQueryBlock; block [t0, t1) only meets keys [0, t1), so every GEMM below touches the key
+// blocks at or below the diagonal and nothing above it (only the diagonal block's upper half is
+// computed and zeroed). The working memory is two kQueryBlock x T strips per thread, O(T x tile).
+// Forward, per query block, with S and P its (rows, t1) strip:
+//   S = c Q_b K[0:t1]^T;  L[t] = log sum_{s <= t} exp(S[t, s]) (max-subtracted);
+//   P[t, s] = exp(S[t, s] - max) / sum for s <= t, exactly 0 for s > t (never exp'd);  O_b = P V[0:t1].
 // Saved: q, k, v, O and L (..., T): O(B h T) beyond the inputs, never the (..., T, T) probabilities.
-// Backward, per (batch, head), recomputing P = exp(c Q K^T - L) (0 for s > t) in a scratch buffer:
+// Backward, per query block, recomputing P = exp(c Q_b K[0:t1]^T - L) (0 for s > t):
 //   D = rowsum(dO ∘ O)   (= rowsum(dP ∘ P); docs/derivations.md 5.10)
-//   dV += P^T dO;  dP = dO V^T;  dS = P ∘ (dP - D);  dQ += c dS K;  dK += c dS^T Q
+//   dV[0:t1] += P^T dO_b;  dP = dO_b V[0:t1]^T;  dS = P ∘ (dP - D);  dQ_b += c dS K[0:t1];  dK[0:t1] += c dS^T Q_b
 // dP and dS are computed only when q or k requires grad; each input gets a gradient only if it requires one.
+// Threads: the (batch, head) matrices run in parallel, each thread with its own strips and
+// single-threaded GEMMs; within a matrix the blocks run in order, so the sums into dK and dV
+// are the same at any thread count.
 #pragma once
 
 #include "../core/blas.hpp"
@@ -25,23 +32,28 @@ inline const OpName kCausalAttention{"causal_attention"};
 
 namespace detail {
 
-// One matrix's P into the (T, T) buffer p: S = c Q K^T (one GEMM), then row by row
-// P = exp(S - max) / sum over s <= t, 0 above. The forward writes each row's log-sum-exp
-// to lse_out; the backward passes the saved L as lse_in and recomputes P = exp(S - L).
+// Query rows per block: a 64 x T strip of floats is 2 MiB at T = 8192 (bench_attention).
+inline constexpr std::size_t kQueryBlock = 64;
+
+// The (t1 - t0, t1) strip p of P for query rows [t0, t1): S = c Q_b K[0:t1]^T (one GEMM),
+// then row by row P = exp(S - max) / sum over s <= t, 0 above. The forward writes each
+// row's log-sum-exp to lse_out[t]; the backward passes the saved L as lse_in and
+// recomputes P = exp(S - L).
 template <class T>
-void causal_probs(const T* q, const T* k, std::size_t n, std::size_t dh, T c, T* p, T* lse_out, const T* lse_in) {
-  blas::gemm(false, true, n, n, dh, c, q, k, T(0), p);
-  for (std::size_t t = 0; t < n; ++t) {
-    T* row = p + t * n;
+void causal_probs_block(const T* q, const T* k, std::size_t t0, std::size_t t1, std::size_t dh, T c, T* p, T* lse_out,
+                        const T* lse_in) {
+  blas::gemm(false, true, t1 - t0, t1, dh, c, q + t0 * dh, k, T(0), p);
+  for (std::size_t t = t0; t < t1; ++t) {
+    T* row = p + (t - t0) * t1;
     if (lse_out) {
       const auto r = row_exp(row, t + 1, row);  // the diagonal is never masked: the row max is finite
       const T inv = T(1) / r.sum;
       for (std::size_t u = 0; u <= t; ++u) row[u] *= inv;
       lse_out[t] = r.log_sum_exp();
     } else {
-      for (std::size_t u = 0; u <= t; ++u) row[u] = std::exp(row[u] - lse_in[t]);
+      vec::exp_shifted(row, t + 1, lse_in[t], row);
     }
-    std::fill(row + t + 1, row + n, T(0));
+    std::fill(row + t + 1, row + t1, T(0));
   }
 }
 
@@ -62,40 +74,52 @@ Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, c
   const T c = T(1 / std::sqrt(double(dh)));
 
   Tensor<T> o(Array<T>::from_shape(qs));
-  std::vector<T> lse(mats * n), probs(n * n);  // L (..., T), saved; scratch: one matrix's P
-  for (std::size_t i = 0; i < mats; ++i) {
-    detail::causal_probs<T>(q.data() + i * sm, k.data() + i * sm, n, dh, c, probs.data(), lse.data() + i * n, nullptr);
-    blas::gemm(false, false, n, dh, n, T(1), probs.data(), v.data() + i * sm, T(0), o.data() + i * sm);  // O = P V
-  }
+  std::vector<T> lse(mats * n);  // L (..., T), saved
+  const Context ctx = tape.context();
+  const std::size_t qb = detail::kQueryBlock;
+  parallel_blocks(ctx, mats, 1, [&](std::size_t i, std::size_t) {
+    std::vector<T> p(std::min(qb, n) * n);  // scratch: one block's strip of P
+    const T *qi = q.data() + i * sm, *ki = k.data() + i * sm, *vi = v.data() + i * sm;
+    for (std::size_t t0 = 0; t0 < n; t0 += qb) {
+      const std::size_t t1 = std::min(n, t0 + qb);
+      detail::causal_probs_block<T>(qi, ki, t0, t1, dh, c, p.data(), lse.data() + i * n, nullptr);
+      blas::gemm(false, false, t1 - t0, dh, t1, T(1), p.data(), vi, T(0), o.data() + i * sm + t0 * dh);  // O_b = P V
+    }
+  });
 
-  return tape.record(kCausalAttention, o, [q, k, v, o, lse = std::move(lse), mats, n, dh, sm, c] {
+  return tape.record(kCausalAttention, o, [q, k, v, o, lse = std::move(lse), ctx, qb, mats, n, dh, sm, c] {
     const T* dO = o.grad().data();
     const T* ov = o.data();
     const bool qk = q.requires_grad() || k.requires_grad();
     T* dQ = q.requires_grad() ? q.grad_accumulator(kCausalAttention.name()).data() : nullptr;
     T* dK = k.requires_grad() ? k.grad_accumulator(kCausalAttention.name()).data() : nullptr;
     T* dV = v.requires_grad() ? v.grad_accumulator(kCausalAttention.name()).data() : nullptr;
-    std::vector<T> p(n * n), ds(qk ? n * n : 0), D(n);  // scratch: one matrix's P, dP -> dS, D
-    for (std::size_t i = 0; i < mats; ++i) {
+    parallel_blocks(ctx, mats, 1, [&](std::size_t i, std::size_t) {
       const std::size_t at = i * sm;
-      detail::causal_probs<T>(q.data() + at, k.data() + at, n, dh, c, p.data(), nullptr, lse.data() + i * n);
-      if (dV) blas::gemm(true, false, n, dh, n, T(1), p.data(), dO + at, T(1), dV + at);  // dV += P^T dO
-      if (!qk) continue;
-      for (std::size_t t = 0; t < n; ++t) {  // D = rowsum(dO ∘ O)
-        T dot = 0;
-        for (std::size_t e = 0; e < dh; ++e) dot += dO[at + t * dh + e] * ov[at + t * dh + e];
-        D[t] = dot;
+      const T *qi = q.data() + at, *ki = k.data() + at, *vi = v.data() + at, *dOi = dO + at;
+      std::vector<T> p(std::min(qb, n) * n), ds(qk ? std::min(qb, n) * n : 0), D(n);  // scratch: P and dP -> dS strips, D
+      if (qk)
+        for (std::size_t t = 0; t < n; ++t) {  // D = rowsum(dO ∘ O)
+          T dot = 0;
+          for (std::size_t e = 0; e < dh; ++e) dot += dOi[t * dh + e] * ov[at + t * dh + e];
+          D[t] = dot;
+        }
+      for (std::size_t t0 = 0; t0 < n; t0 += qb) {
+        const std::size_t t1 = std::min(n, t0 + qb), rows = t1 - t0;
+        detail::causal_probs_block<T>(qi, ki, t0, t1, dh, c, p.data(), nullptr, lse.data() + i * n);
+        if (dV) blas::gemm(true, false, t1, dh, rows, T(1), p.data(), dOi + t0 * dh, T(1), dV + at);  // dV += P^T dO_b
+        if (!qk) continue;
+        blas::gemm(false, true, rows, t1, dh, T(1), dOi + t0 * dh, vi, T(0), ds.data());  // dP = dO_b V^T
+        for (std::size_t t = t0; t < t1; ++t) {  // dS = P ∘ (dP - D), exactly 0 above the diagonal
+          T* row = ds.data() + (t - t0) * t1;
+          const T* pr = p.data() + (t - t0) * t1;
+          for (std::size_t u = 0; u <= t; ++u) row[u] = pr[u] * (row[u] - D[t]);
+          std::fill(row + t + 1, row + t1, T(0));
+        }
+        if (dQ) blas::gemm(false, false, rows, dh, t1, c, ds.data(), ki, T(1), dQ + at + t0 * dh);  // dQ_b += c dS K
+        if (dK) blas::gemm(true, false, t1, dh, rows, c, ds.data(), qi + t0 * dh, T(1), dK + at);   // dK += c dS^T Q_b
       }
-      blas::gemm(false, true, n, n, dh, T(1), dO + at, v.data() + at, T(0), ds.data());  // dP = dO V^T
-      for (std::size_t t = 0; t < n; ++t) {  // dS = P ∘ (dP - D), exactly 0 above the diagonal
-        T* row = ds.data() + t * n;
-        const T* pr = p.data() + t * n;
-        for (std::size_t u = 0; u <= t; ++u) row[u] = pr[u] * (row[u] - D[t]);
-        std::fill(row + t + 1, row + n, T(0));
-      }
-      if (dQ) blas::gemm(false, false, n, dh, n, c, ds.data(), k.data() + at, T(1), dQ + at);  // dQ += c dS K
-      if (dK) blas::gemm(true, false, n, dh, n, c, ds.data(), q.data() + at, T(1), dK + at);   // dK += c dS^T Q
-    }
+    });
   }, q, k, v);
 }
 

@@ -28,24 +28,33 @@ Tensor<T> cross_entropy(Tape& tape, const Tensor<T>& logits, const Ids& targets)
   check_ids(kCrossEntropy, "target", targets, V);
 
   std::vector<T> lse(N);
-  double total = 0;  // a double accumulator: N can be large in float training
-  for (std::size_t n = 0; n < N; ++n) {
-    const T* xr = logits.data() + n * V;
-    const auto s = detail::row_exp(xr, V);
-    lse[n] = s.log_sum_exp();
-    total += double(std::log(s.sum) - (xr[targets.data()[n]] - s.max));  // no cancellation against a large max
-  }
+  const Context ctx = tape.context();
+  // a double accumulator: N can be large in float training
+  const double total = parallel_sum<double>(ctx, N, detail::row_block(V), [&](std::size_t b, std::size_t e) {
+    double part = 0;
+    for (std::size_t n = b; n < e; ++n) {
+      const T* xr = logits.data() + n * V;
+      const auto s = detail::row_exp(xr, V);
+      lse[n] = s.log_sum_exp();
+      part += double(std::log(s.sum) - (xr[targets.data()[n]] - s.max));  // no cancellation against a large max
+    }
+    return part;
+  });
   Tensor<T> loss(Array<T>::from_shape(Shape{}));
   *loss.data() = T(total / double(N));
 
-  return tape.record(kCrossEntropy, loss, [logits, loss = GradRef<T>(loss), targets = Ids(targets), lse = std::move(lse), N, V] {
+  return tape.record(kCrossEntropy, loss, [logits, loss = GradRef<T>(loss), targets = Ids(targets), lse = std::move(lse), ctx, N, V] {
     const T g = *loss.grad().data() / T(N);
     const T* x = logits.data();
     T* dx = logits.grad_accumulator(kCrossEntropy.name()).data();
-    for (std::size_t n = 0; n < N; ++n) {
-      for (std::size_t j = 0; j < V; ++j) dx[n * V + j] += g * std::exp(x[n * V + j] - lse[n]);
-      dx[n * V + targets.data()[n]] -= g;
-    }
+    parallel_blocks(ctx, N, detail::row_block(V), [&](std::size_t b, std::size_t e) {
+      std::vector<T> p(V);  // one row's softmax
+      for (std::size_t n = b; n < e; ++n) {
+        vec::exp_shifted(x + n * V, V, lse[n], p.data());
+        for (std::size_t j = 0; j < V; ++j) dx[n * V + j] += g * p[j];
+        dx[n * V + targets.data()[n]] -= g;
+      }
+    });
   }, logits);
 }
 

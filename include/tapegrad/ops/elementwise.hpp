@@ -9,8 +9,9 @@
 // ("unbroadcast", flashlight's sumToShape), one reduction shared by both ops:
 //   add: da += unbroadcast(dy)        db += unbroadcast(dy)
 //   mul: da += unbroadcast(dy * b)    db += unbroadcast(dy * a)
-// Fast paths: same shape, and b's shape a trailing suffix of a's (bias, positional);
-// anything else walks the output with an odometer.
+// Fast paths: same shape, and b's shape a trailing suffix of a's (bias, positional),
+// both split over the context's threads (a suffix b's gradient as per-block column sums
+// added in block order); anything else walks the output with an odometer, serially.
 #pragma once
 
 #include "../core/tape.hpp"
@@ -64,17 +65,25 @@ inline Broadcast broadcast(const OpName& op, const Shape& a, const Shape& b) {
   return p;
 }
 
+// Rows of a suffix broadcast (y viewed as (rows, inner)) per parallel block.
+inline std::size_t suffix_rows(const Broadcast& p) { return std::max<std::size_t>(1, kElementBlock / p.inner); }
+
 // Calls f(i, ia, ib) for every element i of y (flat, row-major), with ia and ib the
-// flat indices of the elements of a and b it reads.
+// flat indices of the elements of a and b it reads; the fast paths on ctx's threads,
+// so f may write only element i's own data there.
 template <class F>
-void for_each_pair(const Broadcast& p, F&& f) {
+void for_each_pair(const Context& ctx, const Broadcast& p, F&& f) {
   const std::size_t n = numel(p.out);
   if (n == 0) return;
   if (p.kind == Broadcast::Kind::same) {
-    for (std::size_t i = 0; i < n; ++i) f(i, i, i);
+    parallel_blocks(ctx, n, kElementBlock, [&](std::size_t b, std::size_t e) {
+      for (std::size_t i = b; i < e; ++i) f(i, i, i);
+    });
   } else if (p.kind == Broadcast::Kind::suffix) {
-    for (std::size_t row = 0; row < n; row += p.inner)
-      for (std::size_t j = 0; j < p.inner; ++j) f(row + j, row + j, j);
+    parallel_blocks(ctx, n / p.inner, suffix_rows(p), [&](std::size_t rb, std::size_t re) {
+      for (std::size_t row = rb * p.inner; row < re * p.inner; row += p.inner)
+        for (std::size_t j = 0; j < p.inner; ++j) f(row + j, row + j, j);
+    });
   } else {  // odometer over y's index; the last dim is a plain strided loop
     const std::size_t r = p.out.size(), inner = p.out[r - 1], ua = p.sa[r - 1], ub = p.sb[r - 1];
     std::vector<std::size_t> idx(r, 0);
@@ -99,12 +108,20 @@ enum class Side { a, b };
 // that input it read, so stretched dims are summed. w is the other input (mul), or
 // null for add (w = 1).
 template <class T>
-void unbroadcast_accumulate(const Broadcast& p, Side side, const T* dy, const T* w, T* dx) {
+void unbroadcast_accumulate(const Context& ctx, const Broadcast& p, Side side, const T* dy, const T* w, T* dx) {
   auto into = [&](auto term) {
     if (side == Side::a)
-      for_each_pair(p, [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ia] += term(i, ib); });
+      for_each_pair(p.kind == Broadcast::Kind::general ? Context{} : ctx, p,
+                    [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ia] += term(i, ib); });
+    else if (p.kind == Broadcast::Kind::suffix)  // a column sum of y viewed as (rows, inner)
+      parallel_column_sum(ctx, numel(p.out) / p.inner, suffix_rows(p), p.inner, dx,
+                          [&](std::size_t rb, std::size_t re, T* part) {
+                            for (std::size_t row = rb * p.inner; row < re * p.inner; row += p.inner)
+                              for (std::size_t j = 0; j < p.inner; ++j) part[j] += term(row + j, row + j);
+                          });
     else
-      for_each_pair(p, [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ib] += term(i, ia); });
+      for_each_pair(p.kind == Broadcast::Kind::general ? Context{} : ctx, p,
+                    [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ib] += term(i, ia); });
   };
   if (w)
     into([&](std::size_t i, std::size_t j) { return dy[i] * w[j]; });
@@ -113,11 +130,11 @@ void unbroadcast_accumulate(const Broadcast& p, Side side, const T* dy, const T*
 }
 
 template <class T, class Fn>
-Tensor<T> broadcast_apply(const Broadcast& p, const Tensor<T>& a, const Tensor<T>& b, Fn fn) {
+Tensor<T> broadcast_apply(const Context& ctx, const Broadcast& p, const Tensor<T>& a, const Tensor<T>& b, Fn fn) {
   Tensor<T> y(Array<T>::from_shape(p.out));
   const T *as = a.data(), *bs = b.data();
   T* ys = y.data();
-  for_each_pair(p, [&](std::size_t i, std::size_t ia, std::size_t ib) { ys[i] = fn(as[ia], bs[ib]); });
+  for_each_pair(ctx, p, [&](std::size_t i, std::size_t ia, std::size_t ib) { ys[i] = fn(as[ia], bs[ib]); });
   return y;
 }
 
@@ -127,14 +144,15 @@ template <class T>
 Tensor<T> add(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
   using detail::Side;
   const detail::Broadcast p = detail::broadcast(kAdd, a.shape(), b.shape());
-  Tensor<T> y = detail::broadcast_apply(p, a, b, std::plus<T>());
+  const Context ctx = tape.context();
+  Tensor<T> y = detail::broadcast_apply(ctx, p, a, b, std::plus<T>());
 
-  return tape.record(kAdd, y, [a = GradRef<T>(a), b = GradRef<T>(b), y = GradRef<T>(y), p] {
+  return tape.record(kAdd, y, [a = GradRef<T>(a), b = GradRef<T>(b), y = GradRef<T>(y), p, ctx] {
     const T* dy = y.grad().data();
     if (a.requires_grad())
-      detail::unbroadcast_accumulate<T>(p, Side::a, dy, nullptr, a.grad_accumulator(kAdd.name()).data());
+      detail::unbroadcast_accumulate<T>(ctx, p, Side::a, dy, nullptr, a.grad_accumulator(kAdd.name()).data());
     if (b.requires_grad())
-      detail::unbroadcast_accumulate<T>(p, Side::b, dy, nullptr, b.grad_accumulator(kAdd.name()).data());
+      detail::unbroadcast_accumulate<T>(ctx, p, Side::b, dy, nullptr, b.grad_accumulator(kAdd.name()).data());
   }, a, b);
 }
 
@@ -142,14 +160,15 @@ template <class T>
 Tensor<T> mul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
   using detail::Side;
   const detail::Broadcast p = detail::broadcast(kMul, a.shape(), b.shape());
-  Tensor<T> y = detail::broadcast_apply(p, a, b, std::multiplies<T>());
+  const Context ctx = tape.context();
+  Tensor<T> y = detail::broadcast_apply(ctx, p, a, b, std::multiplies<T>());
 
-  return tape.record(kMul, y, [a, b, y = GradRef<T>(y), p] {
+  return tape.record(kMul, y, [a, b, y = GradRef<T>(y), p, ctx] {
     const T* dy = y.grad().data();
     if (a.requires_grad())
-      detail::unbroadcast_accumulate<T>(p, Side::a, dy, b.data(), a.grad_accumulator(kMul.name()).data());
+      detail::unbroadcast_accumulate<T>(ctx, p, Side::a, dy, b.data(), a.grad_accumulator(kMul.name()).data());
     if (b.requires_grad())
-      detail::unbroadcast_accumulate<T>(p, Side::b, dy, a.data(), b.grad_accumulator(kMul.name()).data());
+      detail::unbroadcast_accumulate<T>(ctx, p, Side::b, dy, a.data(), b.grad_accumulator(kMul.name()).data());
   }, a, b);
 }
 

@@ -23,16 +23,22 @@ Tensor<T> embedding(Tape& tape, const Tensor<T>& table, const Ids& ids) {
   Shape ys = shape_of(ids);
   ys.push_back(d);
   Tensor<T> y(Array<T>::from_shape(ys));
-  for (std::size_t k = 0; k < ids.size(); ++k)
-    std::copy_n(table.data() + ids.data()[k] * d, d, y.data() + k * d);
+  const Context ctx = tape.context();
+  parallel_blocks(ctx, ids.size(), std::max<std::size_t>(1, kElementBlock / d), [&](std::size_t b, std::size_t e) {
+    for (std::size_t k = b; k < e; ++k) std::copy_n(table.data() + ids.data()[k] * d, d, y.data() + k * d);
+  });
 
-  return tape.record(kEmbedding, y, [table = GradRef<T>(table), y = GradRef<T>(y), ids = Ids(ids), d] {
+  // The scatter-add is split by blocks of columns: each thread walks every id, in order,
+  // over its own columns.
+  return tape.record(kEmbedding, y, [table = GradRef<T>(table), y = GradRef<T>(y), ids = Ids(ids), ctx, d] {
     const T* dy = y.grad().data();
     T* dt = table.grad_accumulator(kEmbedding.name()).data();
-    for (std::size_t k = 0; k < ids.size(); ++k) {
-      T* row = dt + ids.data()[k] * d;
-      for (std::size_t j = 0; j < d; ++j) row[j] += dy[k * d + j];
-    }
+    parallel_blocks(ctx, d, 64, [&](std::size_t jb, std::size_t je) {
+      for (std::size_t k = 0; k < ids.size(); ++k) {
+        T* row = dt + ids.data()[k] * d;
+        for (std::size_t j = jb; j < je; ++j) row[j] += dy[k * d + j];
+      }
+    });
   }, table);
 }
 

@@ -3,14 +3,14 @@
 //   merge_heads: x (B, h, T, dh) -> y (B, T, h*dh)  the inverse
 // Saved: nothing but the shapes.
 // Both are "view as rank 4, swap axes 1 and 2", and that swap is its own inverse, so
-// one kernel (detail::permute_copy) is the forward of each and, accumulating, the
+// one kernel (detail::swap_axes12) is the forward of each and, accumulating, the
 // backward of the other:
 //   split_heads: dx += merge(dy)        merge_heads: dx += split(dy)
 #pragma once
 
 #include "../core/tape.hpp"
-#include "permute.hpp"
 
+#include <algorithm>
 #include <string>
 
 namespace tapegrad::ops {
@@ -20,16 +20,37 @@ inline const OpName kMergeHeads{"merge_heads"};
 
 namespace detail {
 
+// y (A0, A2, A1, A3) = x (A0, A1, A2, A3) with axes 1 and 2 swapped (y += ... when
+// Accumulate). Each (a0, a2) is one contiguous A1 x A3 block of y, written by one thread.
+template <bool Accumulate, class T>
+void swap_axes12(const Context& ctx, const Shape& in, const T* x, T* y) {
+  const std::size_t A1 = in[1], A2 = in[2], A3 = in[3], out_block = A1 * A3;
+  if (out_block == 0) return;
+  parallel_blocks(ctx, in[0] * A2, std::max<std::size_t>(1, kElementBlock / out_block), [&](std::size_t b, std::size_t e) {
+    for (std::size_t o = b; o < e; ++o) {
+      const std::size_t a0 = o / A2, a2 = o % A2;
+      T* dst = y + o * out_block;
+      for (std::size_t a1 = 0; a1 < A1; ++a1) {
+        const T* src = x + ((a0 * A1 + a1) * A2 + a2) * A3;
+        for (std::size_t j = 0; j < A3; ++j) {
+          if constexpr (Accumulate) dst[a1 * A3 + j] += src[j];
+          else dst[a1 * A3 + j] = src[j];
+        }
+      }
+    }
+  });
+}
+
 // x viewed as rank 4 `in` -> y of shape `out` (in with axes 1, 2 swapped, then `out`'s view).
 template <class T>
 Tensor<T> swap_heads(Tape& tape, const OpName& op, const Tensor<T>& x, const Shape& in, const Shape& out) {
-  static const std::vector<std::size_t> swap12{0, 2, 1, 3};
   Tensor<T> y(Array<T>::from_shape(out));
-  permute_copy<false>(in, swap12, x.data(), y.data());
+  const Context ctx = tape.context();
+  swap_axes12<false>(ctx, in, x.data(), y.data());
   const Shape swapped{in[0], in[2], in[1], in[3]};  // dy viewed as rank 4
 
-  return tape.record(op, y, [x = GradRef<T>(x), y = GradRef<T>(y), swapped, name = op.name()] {
-    permute_copy<true>(swapped, swap12, y.grad().data(), x.grad_accumulator(name).data());
+  return tape.record(op, y, [x = GradRef<T>(x), y = GradRef<T>(y), swapped, ctx, name = op.name()] {
+    swap_axes12<true>(ctx, swapped, y.grad().data(), x.grad_accumulator(name).data());
   }, x);
 }
 

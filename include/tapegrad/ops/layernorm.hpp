@@ -9,6 +9,7 @@
 #pragma once
 
 #include "../core/tape.hpp"
+#include "softmax.hpp"  // detail::row_block
 
 #include <cmath>
 #include <vector>
@@ -28,43 +29,58 @@ Tensor<T> layernorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, con
   Tensor<T> y(Array<T>::from_shape(xs));
   std::vector<T> mean(rows), rstd(rows);
   const T *w = weight.data(), *b = bias.data();
-  for (std::size_t r = 0; r < rows; ++r) {
-    const T* xr = x.data() + r * C;
-    T* yr = y.data() + r * C;
-    T m = 0, v = 0;
-    for (std::size_t i = 0; i < C; ++i) m += xr[i];
-    m /= T(C);
-    for (std::size_t i = 0; i < C; ++i) v += (xr[i] - m) * (xr[i] - m);
-    const T s = T(1) / std::sqrt(v / T(C) + eps);
-    for (std::size_t i = 0; i < C; ++i) yr[i] = (xr[i] - m) * s * w[i] + b[i];
-    mean[r] = m;
-    rstd[r] = s;
-  }
+  const Context ctx = tape.context();
+  parallel_blocks(ctx, rows, detail::row_block(C), [&](std::size_t rb, std::size_t re) {
+    for (std::size_t r = rb; r < re; ++r) {
+      const T* xr = x.data() + r * C;
+      T* yr = y.data() + r * C;
+      T m = 0, v = 0;
+      for (std::size_t i = 0; i < C; ++i) m += xr[i];
+      m /= T(C);
+      for (std::size_t i = 0; i < C; ++i) v += (xr[i] - m) * (xr[i] - m);
+      const T s = T(1) / std::sqrt(v / T(C) + eps);
+      for (std::size_t i = 0; i < C; ++i) yr[i] = (xr[i] - m) * s * w[i] + b[i];
+      mean[r] = m;
+      rstd[r] = s;
+    }
+  });
 
-  return tape.record(kLayernorm, y, [x, weight, bias = GradRef<T>(bias), y = GradRef<T>(y), mean = std::move(mean), rstd = std::move(rstd), rows, C] {
+  // dweight and dbias are column sums over rows: per block of rows into a partial
+  // (dweight's C values, then dbias's), the partials added in block order.
+  return tape.record(kLayernorm, y, [x, weight, bias = GradRef<T>(bias), y = GradRef<T>(y), mean = std::move(mean), rstd = std::move(rstd), ctx, rows, C] {
     const T* dy = y.grad().data();
     const T* wt = weight.data();
     T* dx = x.requires_grad() ? x.grad_accumulator(kLayernorm.name()).data() : nullptr;
-    T* dw = weight.requires_grad() ? weight.grad_accumulator(kLayernorm.name()).data() : nullptr;
-    T* db = bias.requires_grad() ? bias.grad_accumulator(kLayernorm.name()).data() : nullptr;
-    for (std::size_t r = 0; r < rows; ++r) {
-      const T *xr = x.data() + r * C, *dyr = dy + r * C;
-      const T m = mean[r], s = rstd[r];
-      T g_mean = 0, gn_mean = 0;
-      for (std::size_t i = 0; i < C; ++i) {
-        const T n = (xr[i] - m) * s, g = wt[i] * dyr[i];
-        g_mean += g;
-        gn_mean += g * n;
-        if (dw) dw[i] += n * dyr[i];
-        if (db) db[i] += dyr[i];
-      }
-      g_mean /= T(C);
-      gn_mean /= T(C);
-      if (dx)
+    std::vector<T> dwb(2 * C, T(0));
+    parallel_column_sum(ctx, rows, detail::row_block(C), 2 * C, dwb.data(), [&](std::size_t rb, std::size_t re, T* part) {
+      T *dw = part, *db = part + C;
+      for (std::size_t r = rb; r < re; ++r) {
+        const T *xr = x.data() + r * C, *dyr = dy + r * C;
+        const T m = mean[r], s = rstd[r];
+        T g_mean = 0, gn_mean = 0;
         for (std::size_t i = 0; i < C; ++i) {
-          const T n = (xr[i] - m) * s;
-          dx[r * C + i] += s * (wt[i] * dyr[i] - g_mean - n * gn_mean);
+          const T n = (xr[i] - m) * s, g = wt[i] * dyr[i];
+          g_mean += g;
+          gn_mean += g * n;
+          dw[i] += n * dyr[i];
+          db[i] += dyr[i];
         }
+        g_mean /= T(C);
+        gn_mean /= T(C);
+        if (dx)
+          for (std::size_t i = 0; i < C; ++i) {
+            const T n = (xr[i] - m) * s;
+            dx[r * C + i] += s * (wt[i] * dyr[i] - g_mean - n * gn_mean);
+          }
+      }
+    });
+    if (weight.requires_grad()) {
+      T* dw = weight.grad_accumulator(kLayernorm.name()).data();
+      for (std::size_t i = 0; i < C; ++i) dw[i] += dwb[i];
+    }
+    if (bias.requires_grad()) {
+      T* db = bias.grad_accumulator(kLayernorm.name()).data();
+      for (std::size_t i = 0; i < C; ++i) db[i] += dwb[C + i];
     }
   }, x, weight, bias);
 }

@@ -8,6 +8,9 @@
 // Backward (per batch entry; summed over the batch for a shared b):
 //   d op(A) = dC op(B)^T        d op(B) = op(A)^T dC
 // With a shared b and an untransposed a, the batch folds into M: one GEMM, no loop.
+// Threads: one GEMM is split by blas::gemm(ctx, ...); a batch of GEMMs runs its entries
+// in parallel, one single-threaded GEMM each, except the sum over the batch into a shared
+// b's gradient, which stays in batch order.
 #pragma once
 
 #include "../core/blas.hpp"
@@ -19,6 +22,18 @@
 namespace tapegrad::ops {
 
 inline const OpName kMatmul{"matmul"};
+
+namespace detail {
+
+// f(i, ctx_i) for each batch entry i: one entry gets the whole context; several run in
+// parallel with one thread each. Entries must write disjoint data.
+template <class F>
+void for_each_entry(const Context& ctx, std::size_t entries, F&& f) {
+  if (entries == 1) return f(0, ctx);
+  parallel_blocks(ctx, entries, 1, [&](std::size_t i, std::size_t) { f(i, Context{}); });
+}
+
+}  // namespace detail
 
 struct MatmulOptions {
   bool transpose_a = false;
@@ -55,28 +70,34 @@ Tensor<T> matmul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b, MatmulOptio
   cs.push_back(N);
   Tensor<T> c(Array<T>::from_shape(cs));
   const bool ta = opt.transpose_a, tb = opt.transpose_b;
-  for (std::size_t i = 0; i < loops; ++i)
-    blas::gemm(ta, tb, rows, N, K, T(1), a.data() + i * sa, b.data() + i * sb, T(0), c.data() + i * sc);
+  const Context ctx = tape.context();
+  detail::for_each_entry(ctx, loops, [&](std::size_t i, const Context& ci) {
+    blas::gemm(ci, ta, tb, rows, N, K, T(1), a.data() + i * sa, b.data() + i * sb, T(0), c.data() + i * sc);
+  });
 
-  return tape.record(kMatmul, c, [a, b, c = GradRef<T>(c), ta, tb, rows, loops, N, K, sa, sb, sc] {
+  return tape.record(kMatmul, c, [a, b, c = GradRef<T>(c), ctx, ta, tb, rows, loops, N, K, sa, sb, sc] {
     const T* dC = c.grad().data();
     if (a.requires_grad()) {
       T* dA = a.grad_accumulator(kMatmul.name()).data();
-      for (std::size_t i = 0; i < loops; ++i) {
+      detail::for_each_entry(ctx, loops, [&](std::size_t i, const Context& ci) {
         if (!ta)  // dA (rows,K) += dC (rows,N) op(B)^T (N,K)
-          blas::gemm(false, !tb, rows, K, N, T(1), dC + i * sc, b.data() + i * sb, T(1), dA + i * sa);
+          blas::gemm(ci, false, !tb, rows, K, N, T(1), dC + i * sc, b.data() + i * sb, T(1), dA + i * sa);
         else  // dA (K,M) += op(B) (K,N) dC^T (N,M)
-          blas::gemm(tb, true, K, rows, N, T(1), b.data() + i * sb, dC + i * sc, T(1), dA + i * sa);
-      }
+          blas::gemm(ci, tb, true, K, rows, N, T(1), b.data() + i * sb, dC + i * sc, T(1), dA + i * sa);
+      });
     }
     if (b.requires_grad()) {
       T* dB = b.grad_accumulator(kMatmul.name()).data();
-      for (std::size_t i = 0; i < loops; ++i) {
+      auto entry = [&](std::size_t i, const Context& ci) {
         if (!tb)  // dB (K,N) += op(A)^T (K,rows) dC (rows,N)
-          blas::gemm(!ta, false, K, N, rows, T(1), a.data() + i * sa, dC + i * sc, T(1), dB + i * sb);
+          blas::gemm(ci, !ta, false, K, N, rows, T(1), a.data() + i * sa, dC + i * sc, T(1), dB + i * sb);
         else  // dB (N,K) += dC^T (N,rows) op(A) (rows,K)
-          blas::gemm(true, ta, N, K, rows, T(1), dC + i * sc, a.data() + i * sa, T(1), dB + i * sb);
-      }
+          blas::gemm(ci, true, ta, N, K, rows, T(1), dC + i * sc, a.data() + i * sa, T(1), dB + i * sb);
+      };
+      if (sb == 0)  // a shared b: the entries add into one gradient, in batch order
+        for (std::size_t i = 0; i < loops; ++i) entry(i, ctx);
+      else
+        detail::for_each_entry(ctx, loops, entry);
     }
   }, a, b);
 }

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "../core/tape.hpp"
+#include "../core/vecmath.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -35,21 +36,27 @@ struct RowExp {
 // One row's max and max-subtracted exponential sum; writes e[i] = exp(x[i] - max)
 // when e is given (0 for a row entirely -inf). Shared by softmax, log_softmax and
 // cross_entropy.
+// The exponentials are vec::exp_shifted's (core/vecmath.hpp).
 template <class T>
 RowExp<T> row_exp(const T* x, std::size_t n, T* e = nullptr) {
   RowExp<T> r{-std::numeric_limits<T>::infinity(), T(0)};
-  for (std::size_t i = 0; i < n; ++i) r.max = std::max(r.max, x[i]);
+  if (n == 0) return r;
+  r.max = vec::max_of(x, n);
   if (r.max == -std::numeric_limits<T>::infinity()) {
     if (e) std::fill(e, e + n, T(0));
     return r;
   }
-  for (std::size_t i = 0; i < n; ++i) {
-    const T v = std::exp(x[i] - r.max);
-    if (e) e[i] = v;
-    r.sum += v;
+  if (e) {
+    r.sum = vec::exp_shifted(x, n, r.max, e);
+  } else {  // the sum only: through a small buffer
+    T buffer[256];
+    for (std::size_t i = 0; i < n; i += 256) r.sum += vec::exp_shifted(x + i, std::min<std::size_t>(256, n - i), r.max, buffer);
   }
   return r;
 }
+
+// Rows per parallel block for row-wise kernels over rows of C elements.
+inline std::size_t row_block(std::size_t C) { return std::max<std::size_t>(1, kElementBlock / C); }
 
 // The row length C of an op over the last axis; throws for rank 0 or an empty row.
 inline std::size_t last_axis(const OpName& op, const Shape& s) {
@@ -63,22 +70,27 @@ template <class T>
 Tensor<T> softmax(Tape& tape, const Tensor<T>& x) {
   const std::size_t C = detail::last_axis(kSoftmax, x.shape()), rows = x.size() / C;
   Tensor<T> y(Array<T>::from_shape(x.value().shape()));
-  for (std::size_t r = 0; r < rows; ++r) {
-    T* yr = y.data() + r * C;
-    const auto s = detail::row_exp(x.data() + r * C, C, yr);
-    const T inv = s.sum > T(0) ? T(1) / s.sum : T(0);
-    for (std::size_t i = 0; i < C; ++i) yr[i] *= inv;
-  }
+  const Context ctx = tape.context();
+  parallel_blocks(ctx, rows, detail::row_block(C), [&](std::size_t rb, std::size_t re) {
+    for (std::size_t r = rb; r < re; ++r) {
+      T* yr = y.data() + r * C;
+      const auto s = detail::row_exp(x.data() + r * C, C, yr);
+      const T inv = s.sum > T(0) ? T(1) / s.sum : T(0);
+      for (std::size_t i = 0; i < C; ++i) yr[i] *= inv;
+    }
+  });
 
-  return tape.record(kSoftmax, y, [x = GradRef<T>(x), y, rows, C] {
+  return tape.record(kSoftmax, y, [x = GradRef<T>(x), y, ctx, rows, C] {
     const T* dy = y.grad().data();
     const T* yv = y.data();
     T* dx = x.grad_accumulator(kSoftmax.name()).data();
-    for (std::size_t r = 0; r < rows * C; r += C) {
-      T dot = 0;
-      for (std::size_t i = r; i < r + C; ++i) dot += dy[i] * yv[i];
-      for (std::size_t i = r; i < r + C; ++i) dx[i] += yv[i] * (dy[i] - dot);
-    }
+    parallel_blocks(ctx, rows, detail::row_block(C), [&](std::size_t rb, std::size_t re) {
+      for (std::size_t r = rb * C; r < re * C; r += C) {
+        T dot = 0;
+        for (std::size_t i = r; i < r + C; ++i) dot += dy[i] * yv[i];
+        for (std::size_t i = r; i < r + C; ++i) dx[i] += yv[i] * (dy[i] - dot);
+      }
+    });
   }, x);
 }
 
@@ -87,25 +99,30 @@ Tensor<T> log_softmax(Tape& tape, const Tensor<T>& x) {
   constexpr T ninf = -std::numeric_limits<T>::infinity();
   const std::size_t C = detail::last_axis(kLogSoftmax, x.shape()), rows = x.size() / C;
   Tensor<T> y(Array<T>::from_shape(x.value().shape()));
-  for (std::size_t r = 0; r < rows; ++r) {
-    const T* xr = x.data() + r * C;
-    T* yr = y.data() + r * C;
-    const auto s = detail::row_exp(xr, C);  // (x - max) - log(sum): no cancellation against a large max
-    const T log_sum = std::log(s.sum);
-    for (std::size_t i = 0; i < C; ++i) yr[i] = s.sum > T(0) ? (xr[i] - s.max) - log_sum : ninf;
-  }
+  const Context ctx = tape.context();
+  parallel_blocks(ctx, rows, detail::row_block(C), [&](std::size_t rb, std::size_t re) {
+    for (std::size_t r = rb; r < re; ++r) {
+      const T* xr = x.data() + r * C;
+      T* yr = y.data() + r * C;
+      const auto s = detail::row_exp(xr, C);  // (x - max) - log(sum): no cancellation against a large max
+      const T log_sum = std::log(s.sum);
+      for (std::size_t i = 0; i < C; ++i) yr[i] = s.sum > T(0) ? (xr[i] - s.max) - log_sum : ninf;
+    }
+  });
 
-  return tape.record(kLogSoftmax, y, [x = GradRef<T>(x), y, rows, C] {
+  return tape.record(kLogSoftmax, y, [x = GradRef<T>(x), y, ctx, rows, C] {
     const T* dy = y.grad().data();
     const T* yv = y.data();
     T* dx = x.grad_accumulator(kLogSoftmax.name()).data();
-    for (std::size_t r = 0; r < rows * C; r += C) {
-      T sum = 0;
-      for (std::size_t i = r; i < r + C; ++i)
-        if (yv[i] != ninf) sum += dy[i];
-      for (std::size_t i = r; i < r + C; ++i)
-        if (yv[i] != ninf) dx[i] += dy[i] - std::exp(yv[i]) * sum;
-    }
+    parallel_blocks(ctx, rows, detail::row_block(C), [&](std::size_t rb, std::size_t re) {
+      for (std::size_t r = rb * C; r < re * C; r += C) {
+        T sum = 0;
+        for (std::size_t i = r; i < r + C; ++i)
+          if (yv[i] != ninf) sum += dy[i];
+        for (std::size_t i = r; i < r + C; ++i)
+          if (yv[i] != ninf) dx[i] += dy[i] - std::exp(yv[i]) * sum;
+      }
+    });
   }, x);
 }
 
