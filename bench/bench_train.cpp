@@ -3,7 +3,10 @@
 // per run. It measures; it asserts nothing. Each run is a child process, so its
 // peak RSS is its own.
 //
-//   bench_train [--presets tiny,small,medium,long] [--threads 1,2] [--steps 10] [--warmup 2]
+//   bench_train [--presets tiny,small,medium,long] [--threads 1,2] [--steps 10] [--warmup 2] [--detect-anomaly]
+//
+// --detect-anomaly runs the steps in the tape's anomaly mode (every op's output and
+// gradient checked for NaN/Inf), to measure what it costs.
 #include <tapegrad/tapegrad.hpp>
 
 #include "bench_args.hpp"
@@ -27,7 +30,7 @@ namespace {
 
 constexpr std::size_t kVocab = 65;  // tinyshakespeare's character count
 
-void run(const nn::Preset& preset, int threads, int steps, int warmup) {
+void run(const nn::Preset& preset, int threads, int steps, int warmup, bool detect_anomaly) {
   retain_freed_memory();
   blas::set_threads(threads);
   nn::GPT<float> model(preset.model(kVocab), 1);
@@ -42,8 +45,10 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
     for (auto& v : inputs) v = token(rng);
     for (auto& v : targets) v = token(rng);
     const auto start = std::chrono::steady_clock::now();
-    nn::train_step(optimizer, recipe.lr_at(step, warmup + steps), recipe.clip_norm,
-                   [&](Tape& tape) { return model.loss(tape, inputs, targets); });
+    nn::train_step(optimizer, recipe.lr_at(step, warmup + steps), recipe.clip_norm, [&](Tape& tape) {
+      tape.set_detect_anomaly(detect_anomaly);
+      return model.loss(tape, inputs, targets);
+    });
     const auto stop = std::chrono::steady_clock::now();
     if (step >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
   }
@@ -51,9 +56,9 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   std::printf(
-      "{\"preset\": \"%s\", \"threads\": %d, \"steps\": %d, \"median_ms_per_step\": %.2f, \"min_ms_per_step\": %.2f, "
+      "{\"preset\": \"%s\", \"threads\": %d, \"detect_anomaly\": %s, \"steps\": %d, \"median_ms_per_step\": %.2f, \"min_ms_per_step\": %.2f, "
       "\"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"parameters\": %zu}\n",
-      preset.name, threads, steps, median, ms.front(), double(preset.batch * preset.block_size) / (median / 1000),
+      preset.name, threads, detect_anomaly ? "true" : "false", steps, median, ms.front(), double(preset.batch * preset.block_size) / (median / 1000),
       double(usage.ru_maxrss) / 1024, model.parameter_count());
   std::fflush(stdout);
 }
@@ -61,9 +66,15 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::vector<char*> args(argv, argv + argc);
+  const auto anomaly_flag =
+      std::find_if(args.begin(), args.end(), [](const char* a) { return std::strcmp(a, "--detect-anomaly") == 0; });
+  const bool detect_anomaly = anomaly_flag != args.end();
+  if (detect_anomaly) args.erase(anomaly_flag);
   std::vector<std::string> every_preset;
   for (const auto& p : nn::kPresets) every_preset.emplace_back(p.name);
-  const auto opt = bench::parse_options("bench_train", "--presets", "--steps", {every_preset, {1, 2}, 10, 2}, argc, argv);
+  const auto opt = bench::parse_options("bench_train", "--presets", "--steps", {every_preset, {1, 2}, 10, 2},
+                                        int(args.size()), args.data());
   const std::vector<std::string>& presets = opt.names;
   for (const auto& name : presets) {
     try {
@@ -77,7 +88,7 @@ int main(int argc, char** argv) {
     for (int t : opt.threads) {
       const pid_t child = fork();
       if (child == 0) {
-        run(nn::find_preset(name), t, opt.runs, opt.warmup);
+        run(nn::find_preset(name), t, opt.runs, opt.warmup, detect_anomaly);
         std::_Exit(0);
       }
       int status = 0;

@@ -127,6 +127,9 @@ void add_train(CLI::App& app, TrainOptions& o) {
   cmd->add_option("--out", o.out, "checkpoint directory")->type_name("DIR")->capture_default_str();
   cmd->add_flag("--resume", o.resume, "continue the run in DIR to --steps in total (same options as before)");
   cmd->add_flag("--no-sample", o.no_sample, "skip the sample printed at the end");
+  cmd->add_flag("--detect-anomaly", o.detect_anomaly,
+                "check every op's output and gradient for NaN/Inf; the first one ends the run with an error naming the "
+                "op, its module and the index (slower)");
 }
 
 void add_eval(CLI::App& app, EvalOptions& o) {

@@ -35,6 +35,7 @@ struct Plan {
   std::int64_t eval_every = 0, save_every = 0, print_every = 0;
   std::optional<std::int64_t> stop_after;
   bool final_sample = true;
+  bool detect_anomaly = false;
   Corpus corpus;
   CheckpointDir dir;
   std::optional<SavedState> resume_from;
@@ -100,6 +101,7 @@ Plan make_plan(const TrainOptions& o) {
   plan.print_every = o.print_every;
   plan.stop_after = o.stop_after;
   plan.final_sample = !o.no_sample;
+  plan.detect_anomaly = o.detect_anomaly;
 
   plan.dir = CheckpointDir{o.out};
   if (o.resume) {
@@ -209,6 +211,7 @@ class Session {
     const Batch batch = random_batch(plan_.corpus.train, plan_.settings.batch, plan_.settings.model.block_size, state_.sampler);
     current_lr_ = plan_.recipe.lr_at(state_.step, plan_.settings.steps);
     const auto result = tapegrad::nn::train_step(optimizer_, current_lr_, plan_.recipe.clip_norm, [&](tapegrad::Tape& tape) {
+      tape.set_detect_anomaly(plan_.detect_anomaly);
       return model_.loss(tape, batch.inputs, batch.targets);
     });
     require_finite("the training loss", result.loss, state_.step + 1);

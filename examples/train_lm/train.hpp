@@ -48,6 +48,7 @@ struct TrainOptions {
   std::filesystem::path out = "train_lm_out";
   bool resume = false;
   bool no_sample = false;  // skip the sample printed at the end
+  bool detect_anomaly = false;  // check every op's output and gradient for NaN/Inf (tapegrad anomaly mode)
 };
 
 struct TrainSummary {

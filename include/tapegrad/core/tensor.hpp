@@ -12,9 +12,12 @@
 #include <xtensor/xbuilder.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,19 +52,36 @@ struct TapeStamp {
   std::uint64_t generation = 0;
 };
 
+// Where the first element of p[0, n) that is NaN or infinite sits, and its value;
+// -inf passes when `minus_inf_allowed` (a mask's output).
+struct NonFinite {
+  std::size_t offset;
+  double value;
+};
+template <class T>
+std::optional<NonFinite> find_nonfinite(const T* p, std::size_t n, bool minus_inf_allowed = false) {
+  std::size_t bad = 0;  // a branch-free first pass: the common case finds nothing
+  for (std::size_t i = 0; i < n; ++i) bad += !std::isfinite(p[i]);
+  if (bad == 0) return std::nullopt;
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i]) && !(minus_inf_allowed && p[i] == -std::numeric_limits<T>::infinity())) return NonFinite{i, double(p[i])};
+  return std::nullopt;
+}
+
 // What the tape needs to know about a tensor, whatever its scalar type.
 struct TensorMeta {
+  Shape shape;  // of the value, fixed when the tensor is made
   bool requires_grad = false;
   bool retain_grad = false;  // keep a non-leaf's gradient after backward
   TapeStamp stamp;
   virtual ~TensorMeta() = default;
   virtual bool has_grad() const = 0;
   virtual void release_grad() = 0;
+  virtual std::optional<NonFinite> find_nonfinite_grad() const = 0;  // anomaly mode
 };
 
 template <class T>
 struct TensorData final : TensorMeta {
-  Shape shape;  // of the value, fixed when the tensor is made
   Array<T> grad;
   bool grad_allocated = false;
   bool has_grad() const override { return grad_allocated; }
@@ -69,6 +89,9 @@ struct TensorData final : TensorMeta {
     if (retain_grad) return;
     grad = Array<T>();
     grad_allocated = false;
+  }
+  std::optional<NonFinite> find_nonfinite_grad() const override {
+    return grad_allocated ? find_nonfinite(grad.data(), grad.size()) : std::nullopt;
   }
 };
 
