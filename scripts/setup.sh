@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   cmake g++ make
+  clang                 # the sanitizer build in scripts/test.sh (ASan + UBSan)
   libxtensor-dev        # tensor containers (0.24.3)
   libopenblas-dev       # cblas_sgemm / cblas_dgemm
   nlohmann-json3-dev    # safetensors headers
