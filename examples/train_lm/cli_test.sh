@@ -148,6 +148,14 @@ expect_error "corrupt checkpoint" "cut.safetensors" "$bin" sample --checkpoint "
 expect_error "unknown option" "--frobnicate" "$bin" train --frobnicate
 [ -e "$work/x" ] && fail "a failed run left --out behind"
 
+# --detect-anomaly: a diverging run (--lr 1e30: the first step's update overflows the
+# next forward) ends with one line naming the op, its place on the tape and its module.
+"$bin" train --help | grep -q -- "--detect-anomaly" || fail "train --help lacks --detect-anomaly"
+expect_error "anomaly mode on a diverging run" "anomaly: " "$bin" train --data "$work/text.txt" --preset tiny --steps 5 \
+  --lr 1e30 --detect-anomaly --no-sample --out "$work/anomaly"
+grep -qE "\(tape position [0-9]+, (module [a-z_.0-9]+|outside any module)\) produced (NaN|Inf|-Inf) at \[" "$work/err" ||
+  fail "the anomaly error lacks op, position, module or index: $(cat "$work/err")"
+
 if [ "$failures" -ne 0 ]; then
   echo "cli_test: $failures failure(s)" >&2
   exit 1
