@@ -100,7 +100,7 @@ class Tape {
     if (kept) {
       out.meta().requires_grad = true;
       out.meta().stamp = {id_, generation_};
-      nodes_.push_back({&op, out.meta_ptr(), std::function<void()>(std::forward<Backward>(backward))});
+      nodes_.push_back({&op, out.meta_ptr(), std::function<void()>(std::forward<Backward>(backward)), nullptr});
     }
     if (detect_anomaly_) check_output(op, out, kept, inputs...);
     return out;
