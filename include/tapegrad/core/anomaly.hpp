@@ -18,10 +18,10 @@ namespace tapegrad {
 
 class AnomalyError : public Error {
  public:
-  AnomalyError(const std::string& what, std::string op, std::optional<std::size_t> position, std::string module_path,
-               Shape index)
-      : Error(what), op(std::move(op)), position(position), module_path(std::move(module_path)),
-        index(std::move(index)) {}
+  AnomalyError(const std::string& what, std::string op_name, std::optional<std::size_t> tape_position,
+               std::string module, Shape bad_index)
+      : Error(what), op(std::move(op_name)), position(tape_position), module_path(std::move(module)),
+        index(std::move(bad_index)) {}
   std::string op;
   std::optional<std::size_t> position;  // on the tape; empty for an op that was not recorded (no gradient needed)
   std::string module_path;              // "" outside every module
