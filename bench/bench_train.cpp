@@ -10,7 +10,10 @@
 // 12 L B T^2 d for attention's two T x T GEMMs (the full square, as PyTorch and
 // llm.c count it; the fused op computes about half of it).
 //
-//   bench_train [--presets tiny,small,medium,long] [--threads 1,2] [--steps 10] [--warmup 2]
+//   bench_train [--presets tiny,small,medium,long] [--threads 1,2] [--steps 10] [--warmup 2] [--detect-anomaly]
+//
+// --detect-anomaly runs the steps in the tape's anomaly mode (every op's output and
+// gradient checked for NaN/Inf), to measure what it costs.
 #include <tapegrad/tapegrad.hpp>
 
 #include "bench_args.hpp"
@@ -52,7 +55,7 @@ double flops_per_step(const nn::Preset& p) {
   return 6 * B * T * (12 * L * d * d + d * double(kVocab)) + 12 * L * B * T * T * d;
 }
 
-void run(const nn::Preset& preset, int threads, int steps, int warmup) {
+void run(const nn::Preset& preset, int threads, int steps, int warmup, bool detect_anomaly) {
   retain_freed_memory();
   const Context context{threads};
   nn::GPT<float> model(preset.model(kVocab), 1);
@@ -68,8 +71,10 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
     for (auto& v : inputs) v = token(rng);
     for (auto& v : targets) v = token(rng);
     const auto start = std::chrono::steady_clock::now();
-    nn::train_step(optimizer, recipe.lr_at(step, warmup + steps), recipe.clip_norm,
-                   [&](Tape& tape) { return model.loss(tape, inputs, targets); });
+    nn::train_step(optimizer, recipe.lr_at(step, warmup + steps), recipe.clip_norm, [&](Tape& tape) {
+      tape.set_detect_anomaly(detect_anomaly);
+      return model.loss(tape, inputs, targets);
+    });
     const auto stop = std::chrono::steady_clock::now();
     if (step >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
   }
@@ -78,20 +83,27 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
   getrusage(RUSAGE_SELF, &usage);
   const double gflops = flops_per_step(preset) / (median / 1000) / 1e9, peak = sgemm_peak_gflops(context);
   std::printf(
-      "{\"preset\": \"%s\", \"threads\": %d, \"steps\": %d, \"median_ms_per_step\": %.2f, \"min_ms_per_step\": %.2f, "
-      "\"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"parameters\": %zu, \"gflops\": %.1f, "
+      "{\"preset\": \"%s\", \"threads\": %d, \"detect_anomaly\": %s, \"steps\": %d, \"median_ms_per_step\": %.2f, "
+      "\"min_ms_per_step\": %.2f, \"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"parameters\": %zu, \"gflops\": %.1f, "
       "\"sgemm_peak_gflops\": %.1f, \"fraction_of_peak\": %.2f}\n",
-      preset.name, threads, steps, median, ms.front(), double(preset.batch * preset.block_size) / (median / 1000),
-      double(usage.ru_maxrss) / 1024, model.parameter_count(), gflops, peak, gflops / peak);
+      preset.name, threads, detect_anomaly ? "true" : "false", steps, median, ms.front(),
+      double(preset.batch * preset.block_size) / (median / 1000), double(usage.ru_maxrss) / 1024, model.parameter_count(),
+      gflops, peak, gflops / peak);
   std::fflush(stdout);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::vector<char*> args(argv, argv + argc);
+  const auto anomaly_flag =
+      std::find_if(args.begin(), args.end(), [](const char* a) { return std::strcmp(a, "--detect-anomaly") == 0; });
+  const bool detect_anomaly = anomaly_flag != args.end();
+  if (detect_anomaly) args.erase(anomaly_flag);
   std::vector<std::string> every_preset;
   for (const auto& p : nn::kPresets) every_preset.emplace_back(p.name);
-  const auto opt = bench::parse_options("bench_train", "--presets", "--steps", {every_preset, {1, 2}, 10, 2}, argc, argv);
+  const auto opt = bench::parse_options("bench_train", "--presets", "--steps", {every_preset, {1, 2}, 10, 2},
+                                        int(args.size()), args.data());
   const std::vector<std::string>& presets = opt.names;
   for (const auto& name : presets) {
     try {
@@ -105,7 +117,7 @@ int main(int argc, char** argv) {
     for (int t : opt.threads) {
       const pid_t child = fork();
       if (child == 0) {
-        run(nn::find_preset(name), t, opt.runs, opt.warmup);
+        run(nn::find_preset(name), t, opt.runs, opt.warmup, detect_anomaly);
         std::_Exit(0);
       }
       int status = 0;

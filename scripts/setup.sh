@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 packages=(
   cmake g++ make
+  clang                 # the sanitizer build in scripts/test.sh (ASan + UBSan) and fuzz/ (libFuzzer)
+  libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes for clang 14 (only recommended by clang)
+  libomp-dev            # OpenMP for the clang builds (g++ uses libgomp)
   libxtensor-dev        # tensor containers (0.24.3)
   libopenblas-dev       # cblas_sgemm / cblas_dgemm
   libxsimd-dev          # vector exp (core/vecmath.hpp)
@@ -18,8 +21,6 @@ packages=(
   libopenmpi-dev        # dist/: data-parallel training over MPI (optional to the build)
   openmpi-bin           # mpirun
   fortunes              # default training text for train_lm
-  clang                 # fuzz/: the libFuzzer targets (scripts/fuzz.sh)
-  libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes for clang 14 (only recommended by clang)
 )
 
 as_root() {

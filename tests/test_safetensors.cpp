@@ -452,7 +452,8 @@ TEST_CASE("checkpoint: a file that does not match the model is rejected and load
   for (const ModelMismatch& row : table) {
     INFO("mismatch: ", row.what);
     std::vector<TensorView> views;
-    for (const auto& [name, values] : row.file) std::visit([&](const auto& a) { views.emplace_back(name, a); }, values);
+    for (const auto& entry : row.file)  // not a structured binding: clang 14 cannot capture one in a lambda
+      std::visit([&](const auto& a) { views.emplace_back(entry.first, a); }, entry.second);
     const fs::path path = dir / "model.safetensors";
     write_safetensors(path, views);
 

@@ -234,7 +234,9 @@ TEST_CASE("train_lm: grad on an F64 checkpoint matches the tape's gradients") {
   CHECK(g.tensor("loss").numel() == 1);
   const auto params = model.named_parameters();
   CHECK(g.tensors().size() == params.size() + 1);
-  for (const auto& [name, p] : params) {
+  for (const auto& entry : params) {
+    const std::string& name = entry.first;  // not a structured binding: clang 14 cannot capture one (INFO)
+    const auto& p = entry.second;
     INFO(name);
     const auto grad = g.get<double>("grad." + name);
     REQUIRE(tapegrad::shape_of(grad) == p.shape());

@@ -231,6 +231,14 @@ for f in model.safetensors state.safetensors; do
   [ "$(stat -c %a "$work/tidy/$f")" = 600 ] || fail "$f: mode $(stat -c %a "$work/tidy/$f") after a save, was 600"
 done
 
+# --detect-anomaly: a diverging run (--lr 1e30: the first step's update overflows the
+# next forward) ends with one line naming the op, its place on the tape and its module.
+"$bin" train --help | grep -q -- "--detect-anomaly" || fail "train --help lacks --detect-anomaly"
+expect_error "anomaly mode on a diverging run" "anomaly: " "$bin" train --data "$work/text.txt" --preset tiny --steps 5 \
+  --lr 1e30 --detect-anomaly --no-sample --out "$work/anomaly"
+grep -qE "\(tape position [0-9]+, (module [a-z_.0-9]+|outside any module)\) produced (NaN|Inf|-Inf) at \[" "$work/err" ||
+  fail "the anomaly error lacks op, position, module or index: $(cat "$work/err")"
+
 if [ "$failures" -ne 0 ]; then
   echo "cli_test: $failures failure(s)" >&2
   exit 1

@@ -143,6 +143,9 @@ void add_train(CLI::App& app, TrainOptions& o) {
        f.exits = std::string(how) == "exit";
        o.test_failure = f;
      })->group("");
+  cmd->add_flag("--detect-anomaly", o.detect_anomaly,
+                "check every op's output and gradient for NaN/Inf; the first one ends the run with an error naming the "
+                "op, its module and the index (slower)");
 }
 
 void add_eval(CLI::App& app, EvalOptions& o) {

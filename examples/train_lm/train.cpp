@@ -35,6 +35,7 @@ struct Plan {
   std::int64_t eval_every = 0, save_every = 0, print_every = 0;
   std::optional<std::int64_t> stop_after;
   bool final_sample = true;
+  bool detect_anomaly = false;
   Corpus corpus;
   CheckpointDir dir;
   std::optional<DirectoryLock> lock;       // rank 0's, on dir, for the run's life
@@ -123,6 +124,7 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   plan.print_every = o.print_every;
   plan.stop_after = o.stop_after;
   plan.final_sample = !o.no_sample;
+  plan.detect_anomaly = o.detect_anomaly;
 
   plan.dir = CheckpointDir{o.out};
   // Rank 0 owns --out. An existing directory is locked before what it holds is judged
@@ -255,6 +257,7 @@ class Session {
     current_lr_ = plan_.recipe.lr_at(state_.step, plan_.settings.steps);
     double loss = 0;
     const auto result = tapegrad::nn::train_step(optimizer_, current_lr_, plan_.recipe.clip_norm, [&](tapegrad::Tape& tape) {
+      tape.set_detect_anomaly(plan_.detect_anomaly);
       const auto local = model_.loss(tape, batch.inputs, batch.targets);
       loss = replicas_.sum(local.item()) / replicas_.size();
       require_finite("the training loss", loss, state_.step + 1);

@@ -57,6 +57,7 @@ struct TrainOptions {
     bool exits = true;
   };
   std::optional<InjectedFailure> test_failure;
+  bool detect_anomaly = false;  // check every op's output and gradient for NaN/Inf (tapegrad anomaly mode)
 };
 
 struct TrainSummary {

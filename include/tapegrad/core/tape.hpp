@@ -14,17 +14,27 @@
 // on. What they are for: starting a gradient's all-reduce during backward
 // (dist/data_parallel.hpp), per-parameter gradient statistics, moving a gradient
 // elsewhere as soon as it is done. Leaves without hooks cost nothing.
+//
+// Anomaly mode (set_detect_anomaly, off by default, one branch per op when off)
+// checks each op's output after its forward and the gradients each backward rule
+// wrote after the rule, and throws an AnomalyError (anomaly.hpp) at the first NaN
+// or Inf. Modules name themselves in it: their forward opens a ModuleScope
+// (nn/module.hpp), which sets module_path() for the ops recorded inside.
 #pragma once
 
+#include "anomaly.hpp"
 #include "error.hpp"
 #include "parallel.hpp"
 #include "tensor.hpp"
 
 #include <atomic>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 namespace tapegrad {
@@ -32,10 +42,16 @@ namespace tapegrad {
 // The name of an op that can be recorded. Constructing one registers the name, so
 // the gradcheck suite can list every op that exists and fail on one it has no row
 // for. Each op file declares its names once: `inline const OpName kMatmul{"matmul"};`
+// An op whose output holds -inf by design (a mask) says so, and anomaly mode lets
+// -inf pass there.
 class OpName {
  public:
-  explicit OpName(const char* name) : name_(name) { registry().insert(name); }
+  enum class Output { finite, may_hold_minus_inf };
+  explicit OpName(const char* name, Output output = Output::finite) : name_(name), output_(output) {
+    registry().insert(name);
+  }
   const char* name() const { return name_; }
+  bool minus_inf_allowed() const { return output_ == Output::may_hold_minus_inf; }
   static std::set<std::string>& registry() {
     static std::set<std::string> names;
     return names;
@@ -43,6 +59,7 @@ class OpName {
 
  private:
   const char* name_;
+  Output output_;
 };
 
 // The exception for bad arguments to an op: "matmul: inner dimensions differ: ...".
@@ -73,6 +90,12 @@ class Tape {
 
   bool recording() const { return recording_; }
   const Context& context() const { return context_; }
+  bool detect_anomaly() const { return detect_anomaly_; }
+  void set_detect_anomaly(bool on) { detect_anomaly_ = on; }
+  // The path of the module whose forward is running ("h.2.attn"; "" outside every
+  // module), kept up to date in anomaly mode only.
+  const std::string& module_path() const { return module_path_; }
+  std::string exchange_module_path(std::string path) { return std::exchange(module_path_, std::move(path)); }
   std::size_t size() const { return nodes_.size(); }
   // The op names on the tape, in creation order.
   std::vector<std::string> op_names() const {
@@ -88,12 +111,14 @@ class Tape {
   Tensor<T> record(const OpName& op, Tensor<T> out, Backward&& backward, const Inputs&... inputs) {
     std::size_t index = 0;
     (check_input(op, inputs.meta(), ++index), ...);
-    if (recording_ && (inputs.requires_grad() || ...)) {
+    const bool kept = recording_ && (inputs.requires_grad() || ...);
+    if (kept) {
       out.meta().requires_grad = true;
       out.meta().stamp = {id_, generation_};
-      nodes_.push_back({&op, out.meta_ptr(), std::function<void()>(std::forward<Backward>(backward))});
-      (note_hooked_leaf(inputs), ...);
+      nodes_.push_back({&op, out.meta_ptr(), std::function<void()>(std::forward<Backward>(backward)), nullptr});
     }
+    if (detect_anomaly_) check_output(op, out, kept, inputs...);  // at NaN or Inf: drops the node and throws
+    if (kept) (note_hooked_leaf(inputs), ...);
     return out;
   }
 
@@ -116,11 +141,13 @@ class Tape {
       throw StateError("backward: this tape was already replayed and cleared; "
                              "call the first backward with KeepTape::yes to run backward twice");
     out.accumulate_grad("backward seed", seed);
+    if (detect_anomaly_) check_seed(seed);
     auto first_use = hooked_leaves_.rbegin();  // (node index, leaf) by node index: walked backwards with the nodes
     for (std::size_t i = nodes_.size(); i-- > 0;) {
       Node& node = nodes_[i];
       if (node.out->has_grad()) {  // else a result the objective does not use
         node.backward();
+        if (detect_anomaly_) check_gradients(node, i);
         node.out->release_grad();  // every consumer of out came later on the tape: its gradient is complete and used
       }
       for (; first_use != hooked_leaves_.rend() && first_use->first == i; ++first_use) first_use->second->gradient_final();
@@ -139,10 +166,15 @@ class Tape {
 
  private:
   friend class NoGradGuard;
+  struct Watch {  // what anomaly mode keeps of a node to name it
+    std::string module_path;
+    std::vector<std::shared_ptr<TensorMeta>> inputs;
+  };
   struct Node {
     const OpName* op;
     std::shared_ptr<TensorMeta> out;
     std::function<void()> backward;
+    std::unique_ptr<Watch> watch;  // anomaly mode only
   };
 
   static std::uint64_t next_id() {
@@ -167,10 +199,68 @@ class Tape {
                              " belongs to a recording this tape already cleared");
   }
 
+  // Anomaly mode, after a forward: `out` must be finite (a node `kept` on the tape is
+  // dropped again if not); a kept node remembers its module and inputs for the backward check.
+  template <class T, class... Inputs>
+  void check_output(const OpName& op, const Tensor<T>& out, bool kept, const Inputs&... inputs) {
+    const std::optional<std::size_t> position = kept ? std::optional(nodes_.size() - 1) : std::nullopt;
+    const auto bad = find_nonfinite(out.data(), out.size(), op.minus_inf_allowed());
+    if (!bad) {
+      if (kept) nodes_.back().watch.reset(new Watch{module_path_, {inputs.meta_ptr()...}});
+      return;
+    }
+    if (kept) nodes_.pop_back();
+    const Shape index = anomaly::unravel(bad->offset, out.shape());
+    std::string shapes, held;  // the inputs' shapes; which inputs already held NaN or Inf
+    std::size_t i = 0;
+    auto describe = [&](const auto& in) {
+      shapes += (i++ ? ", " : "") + shape_str(in.shape());
+      if constexpr (requires { in.data(); })
+        if (const auto in_bad = find_nonfinite(in.data(), in.size()))
+          held += "; " + anomaly::where(*in_bad, anomaly::unravel(in_bad->offset, in.shape()),
+                                        "input " + std::to_string(i), in.shape()) + " was there before";
+    };
+    (describe(inputs), ...);
+    throw AnomalyError("anomaly: " + anomaly::op_origin(op.name(), position, module_path_) + " produced " +
+                           anomaly::where(*bad, index, "its output", out.shape()) + " from inputs " + shapes +
+                           (held.empty() ? ", all finite" : held),
+                       op.name(), position, module_path_, index);
+  }
+
+  // Anomaly mode, after the backward rule of `node` (at `position`): every gradient it added into is finite.
+  void check_gradients(const Node& node, std::size_t position) const {
+    if (!node.watch) return;  // recorded before anomaly mode was on
+    for (std::size_t i = 0; i < node.watch->inputs.size(); ++i) {
+      const TensorMeta& in = *node.watch->inputs[i];
+      const auto bad = in.find_nonfinite_grad();
+      if (!bad) continue;
+      const Shape index = anomaly::unravel(bad->offset, in.shape);
+      const auto out_bad = node.out->find_nonfinite_grad();
+      throw AnomalyError("anomaly: the backward of " + anomaly::op_origin(node.op->name(), position, node.watch->module_path) +
+                             " wrote " + anomaly::where(*bad, index, "the gradient of input " + std::to_string(i + 1), in.shape) +
+                             (out_bad ? " from an output gradient with " +
+                                            anomaly::where(*out_bad, anomaly::unravel(out_bad->offset, node.out->shape),
+                                                           "the output", node.out->shape)
+                                      : " from a finite output gradient " + shape_str(node.out->shape)),
+                         node.op->name(), position, node.watch->module_path, index);
+    }
+  }
+
+  template <class T>
+  static void check_seed(const Array<T>& seed) {
+    if (const auto bad = find_nonfinite(seed.data(), seed.size())) {
+      const Shape shape = shape_of(seed), index = anomaly::unravel(bad->offset, shape);
+      throw AnomalyError("anomaly: backward was seeded with " + anomaly::where(*bad, index, "the seed", shape),
+                         "backward seed", std::nullopt, "", index);
+    }
+  }
+
   std::uint64_t id_;
   Context context_;
   std::uint64_t generation_ = 0;
   bool recording_ = true;
+  bool detect_anomaly_ = false;
+  std::string module_path_;
   std::vector<Node> nodes_;
   std::vector<std::pair<std::size_t, std::shared_ptr<TensorMeta>>> hooked_leaves_;  // (earliest node reading it, leaf)
   std::unordered_set<const TensorMeta*> hooked_seen_;

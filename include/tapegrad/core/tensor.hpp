@@ -12,10 +12,13 @@
 #include <xtensor/xbuilder.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,8 +53,25 @@ struct TapeStamp {
   std::uint64_t generation = 0;
 };
 
+// Where the first element of p[0, n) that is NaN or infinite sits, and its value;
+// -inf passes when `minus_inf_allowed` (a mask's output).
+struct NonFinite {
+  std::size_t offset;
+  double value;
+};
+template <class T>
+std::optional<NonFinite> find_nonfinite(const T* p, std::size_t n, bool minus_inf_allowed = false) {
+  std::size_t bad = 0;  // a branch-free first pass: the common case finds nothing
+  for (std::size_t i = 0; i < n; ++i) bad += !std::isfinite(p[i]);
+  if (bad == 0) return std::nullopt;
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i]) && !(minus_inf_allowed && p[i] == -std::numeric_limits<T>::infinity())) return NonFinite{i, double(p[i])};
+  return std::nullopt;
+}
+
 // What the tape needs to know about a tensor, whatever its scalar type.
 struct TensorMeta {
+  Shape shape;  // of the value, fixed when the tensor is made
   bool requires_grad = false;
   bool retain_grad = false;  // keep a non-leaf's gradient after backward
   TapeStamp stamp;
@@ -62,11 +82,11 @@ struct TensorMeta {
   // gradient_final() once per backward, when a leaf's gradient is complete.
   virtual bool has_gradient_final_hooks() const = 0;
   virtual void gradient_final() = 0;
+  virtual std::optional<NonFinite> find_nonfinite_grad() const = 0;  // anomaly mode
 };
 
 template <class T>
 struct TensorData final : TensorMeta {
-  Shape shape;  // of the value, fixed when the tensor is made
   Array<T> grad;
   bool grad_allocated = false;
   std::vector<std::pair<std::size_t, std::function<void(Array<T>& grad)>>> gradient_final_hooks;  // {id, hook}
@@ -85,6 +105,9 @@ struct TensorData final : TensorMeta {
       grad_allocated = true;
     }
     for (auto& [id, hook] : gradient_final_hooks) hook(grad);
+  }
+  std::optional<NonFinite> find_nonfinite_grad() const override {
+    return grad_allocated ? find_nonfinite(grad.data(), grad.size()) : std::nullopt;
   }
 };
 

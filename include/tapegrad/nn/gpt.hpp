@@ -55,6 +55,7 @@ class GPT : public Module<T> {
     Ids positions = Ids::from_shape({T_len});
     for (std::size_t t = 0; t < T_len; ++t) positions(t) = std::int64_t(t);
 
+    const ModuleScope scope(tape, *this);
     Tensor<T> x = ops::add(tape, ops::embedding(tape, wte, idx), ops::embedding(tape, wpe, positions));  // (B, T, d)
     for (std::size_t i = 0; i < h.size(); ++i) x = h[i].forward(tape, x);                                // (B, T, d)
     x = ln_f.forward(tape, x);                                                                           // (B, T, d)

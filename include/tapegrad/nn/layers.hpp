@@ -82,7 +82,10 @@ class Linear : public Module<T> {
     weight = this->register_parameter("weight", normal_init<T>({d_in, d_out}, stddev, rng));
     if (with_bias) bias = this->register_parameter("bias", constant_init<T>({d_out}, T(0)));
   }
-  Tensor<T> forward(Tape& tape, const Tensor<T>& x) const { return linear(tape, x, weight, bias); }
+  Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
+    const ModuleScope scope(tape, *this);
+    return linear(tape, x, weight, bias);
+  }
 
   Tensor<T> weight, bias;  // bias undefined without bias
 };
@@ -95,7 +98,10 @@ class LayerNorm : public Module<T> {
     weight = this->register_parameter("weight", constant_init<T>({d}, T(1)));
     bias = this->register_parameter("bias", constant_init<T>({d}, T(0)));
   }
-  Tensor<T> forward(Tape& tape, const Tensor<T>& x) const { return ops::layernorm(tape, x, weight, bias, eps); }
+  Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
+    const ModuleScope scope(tape, *this);
+    return ops::layernorm(tape, x, weight, bias, eps);
+  }
 
   Tensor<T> weight, bias;
   T eps;
@@ -108,7 +114,10 @@ class Embedding : public Module<T> {
   Embedding(std::size_t num, std::size_t d, Rng& rng, double stddev = kInitStddev) {
     weight = this->register_parameter("weight", normal_init<T>({num, d}, stddev, rng));
   }
-  Tensor<T> forward(Tape& tape, const Ids& ids) const { return ops::embedding(tape, weight, ids); }
+  Tensor<T> forward(Tape& tape, const Ids& ids) const {
+    const ModuleScope scope(tape, *this);
+    return ops::embedding(tape, weight, ids);
+  }
 
   Tensor<T> weight;
 };

@@ -3,10 +3,15 @@
 //
 //   named_parameters() -> {"h.0.attn.w_q", tensor}, ... in registration order
 //
+// A module knows the name it was registered under and its parent, so path() is the
+// prefix of its parameters' names ("h.0.attn"); its forward opens a ModuleScope,
+// and in anomaly mode the ops recorded there carry that path.
+//
 // Submodules are members of their parent, registered by reference, so a Module is
 // neither copyable nor movable (the registry holds their addresses).
 #pragma once
 
+#include "../core/tape.hpp"
 #include "../core/tensor.hpp"
 
 #include <memory>
@@ -44,6 +49,12 @@ class Module {
   void zero_grad() const {
     for (auto& [name, p] : named_parameters()) p.zero_grad();
   }
+  // The dotted names from the root module down to this one ("h.0.attn"; "" for the root).
+  std::string path() const {
+    if (!parent_) return "";
+    const std::string above = parent_->path();
+    return above.empty() ? name_ : above + "." + name_;
+  }
 
  protected:
   // Registers `value` as a trainable parameter (requires_grad is set) and returns it.
@@ -56,6 +67,11 @@ class Module {
   template <class M>
   M& register_module(const std::string& name, M& child) {
     check_name(name);
+    Module& registered = child;
+    if (registered.parent_)
+      throw ConfigError("Module: '" + name + "' is already registered as '" + registered.path() + "'");
+    registered.parent_ = this;
+    registered.name_ = name;
     children_.emplace_back(name, &child);
     return child;
   }
@@ -76,6 +92,28 @@ class Module {
 
   NamedTensors<T> params_;
   std::vector<std::pair<std::string, const Module*>> children_;
+  const Module* parent_ = nullptr;
+  std::string name_;  // under parent_
+};
+
+// Opened at the top of a module's forward: `const ModuleScope scope(tape, *this);`.
+// In anomaly mode the ops recorded until it closes carry the module's path; when
+// anomaly mode is off it does nothing.
+class ModuleScope {
+ public:
+  template <class T>
+  ModuleScope(Tape& tape, const Module<T>& module) : tape_(tape.detect_anomaly() ? &tape : nullptr) {
+    if (tape_) previous_ = tape_->exchange_module_path(module.path());
+  }
+  ~ModuleScope() {
+    if (tape_) tape_->exchange_module_path(std::move(previous_));
+  }
+  ModuleScope(const ModuleScope&) = delete;
+  ModuleScope& operator=(const ModuleScope&) = delete;
+
+ private:
+  Tape* tape_;
+  std::string previous_;
 };
 
 // A list of modules named "0", "1", ... (GPT's `h`).

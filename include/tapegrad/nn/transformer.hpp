@@ -20,6 +20,7 @@ class FeedForward : public Module<T> {
   }
   // x (B, T, d) -> (B, T, d)
   Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
+    const ModuleScope scope(tape, *this);
     Tensor<T> hidden = ops::gelu(tape, linear(tape, x, w_1, b_1));  // (B, T, 4d)
     return linear(tape, hidden, w_2, b_2);                          // (B, T, d)
   }
@@ -44,6 +45,7 @@ class TransformerBlock : public Module<T> {
 
   // x (B, T, d) -> (B, T, d)
   Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
+    const ModuleScope scope(tape, *this);
     Tensor<T> h = ops::add(tape, x, attn.forward(tape, ln_1.forward(tape, x)));
     return ops::add(tape, h, mlp.forward(tape, ln_2.forward(tape, h)));
   }

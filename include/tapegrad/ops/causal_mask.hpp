@@ -10,7 +10,7 @@
 
 namespace tapegrad::ops {
 
-inline const OpName kCausalMask{"causal_mask"};
+inline const OpName kCausalMask{"causal_mask", OpName::Output::may_hold_minus_inf};
 
 template <class T>
 Tensor<T> causal_mask(Tape& tape, const Tensor<T>& x) {

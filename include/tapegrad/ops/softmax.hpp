@@ -22,7 +22,7 @@
 namespace tapegrad::ops {
 
 inline const OpName kSoftmax{"softmax"};
-inline const OpName kLogSoftmax{"log_softmax"};
+inline const OpName kLogSoftmax{"log_softmax", OpName::Output::may_hold_minus_inf};
 
 namespace detail {
 
