@@ -62,7 +62,7 @@ void run(const nn::Preset& preset, int threads, int steps, int warmup) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> every_preset;
-  for (const auto& p : nn::kPresets) every_preset.emplace_back(p.name);
+  for (std::size_t i = 0; i < nn::kSpecPresets; ++i) every_preset.emplace_back(nn::kPresets[i].name);
   const auto opt = bench::parse_options("bench_train", "--presets", "--steps", {every_preset, {1, 2}, 10, 2}, argc, argv);
   const std::vector<std::string>& presets = opt.names;
   for (const auto& name : presets) {
