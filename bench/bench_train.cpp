@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   const bool detect_anomaly = anomaly_flag != args.end();
   if (detect_anomaly) args.erase(anomaly_flag);
   std::vector<std::string> every_preset;
-  for (const auto& p : nn::kPresets) every_preset.emplace_back(p.name);
+  for (std::size_t i = 0; i < nn::kSpecPresets; ++i) every_preset.emplace_back(nn::kPresets[i].name);
   const auto opt = bench::parse_options("bench_train", "--presets", "--steps", {every_preset, {1, 2}, 10, 2},
                                         int(args.size()), args.data());
   const std::vector<std::string>& presets = opt.names;

@@ -53,6 +53,15 @@ done
 
 for i in $(seq 200); do echo "the cat sat on the mat and the dog ran to the big red sun."; done >"$work/text.txt"
 
+# The speedrun preset (not a SPEC preset): its configuration as train_lm prints it is the
+# one the README states, word for word, and it trains.
+speedrun=$("$bin" presets | grep "^  speedrun: ") || fail "presets does not list speedrun"
+grep -qF -- "${speedrun#  }" "$(dirname "$0")/../../README.md" || fail "the README does not state speedrun as train_lm does: $speedrun"
+grep -qF -- '"lr": 0.006' "$work/presets.json" || fail "presets --json lacks speedrun's lr"
+"$bin" train --data "$work/text.txt" --preset speedrun --steps 3 --out "$work/speedrun" --no-sample >/dev/null 2>&1 \
+  || fail "train --preset speedrun does not run"
+[ -f "$work/speedrun/model.safetensors" ] || fail "train --preset speedrun wrote no model"
+
 "$bin" train --data "$work/text.txt" --preset tiny --steps 30 --eval-every 10 --print-every 10 --out "$work/run" \
   >"$work/out" 2>"$work/err" || fail "train exits non-zero: $(cat "$work/err")"
 grep -q "step 10/30 | loss" "$work/err" || fail "no plain progress line every 10 steps"

@@ -34,23 +34,28 @@ using namespace train_lm;
 
 namespace {
 
-std::string preset_list() {
-  std::string text;
-  for (const auto& p : tapegrad::nn::kPresets)
-    text += "\n  " + std::string(p.name) + ": " + std::to_string(p.n_layer) + " layers, " + std::to_string(p.n_head) +
-            " heads, d_model " + std::to_string(p.d_model) + ", block " + std::to_string(p.block_size) + ", batch " +
-            std::to_string(p.batch) + ", " + std::to_string(p.steps) + " steps (" + p.purpose + ")";
-  return text;
-}
-
-// The recipe in words; the four SPEC presets share one.
+// The recipe in words.
 std::string describe(const tapegrad::nn::Recipe& r) {
   const auto& a = r.adamw;
-  return "The optimiser is AdamW (betas " + readable_number(a.beta1) + ", " + readable_number(a.beta2) + ", eps " +
-         readable_number(a.eps) + ", weight decay " + readable_number(a.weight_decay) +
-         " on matrices), linear warm-up over " + std::to_string(r.warmup_steps) +
-         " steps then cosine decay to lr * " + readable_number(r.min_lr_fraction) + ", gradient norm clipped to " +
-         readable_number(r.clip_norm) + ".";
+  return "AdamW (lr " + readable_number(a.lr) + ", betas " + readable_number(a.beta1) + ", " + readable_number(a.beta2) +
+         ", eps " + readable_number(a.eps) + ", weight decay " + readable_number(a.weight_decay) +
+         " on matrices), linear warm-up over " + std::to_string(r.warmup_steps) + " steps then cosine decay to lr * " +
+         readable_number(r.min_lr_fraction) + ", gradient norm clipped to " + readable_number(r.clip_norm);
+}
+
+// One line per preset; the SPEC's four share one recipe, stated once after them.
+std::string preset_list() {
+  using tapegrad::nn::kPresets;
+  std::string text;
+  for (std::size_t i = 0; i < kPresets.size(); ++i) {
+    const auto& p = kPresets[i];
+    text += "\n  " + std::string(p.name) + ": " + std::to_string(p.n_layer) + " layers, " + std::to_string(p.n_head) +
+            " heads, d_model " + std::to_string(p.d_model) + ", block " + std::to_string(p.block_size) + ", batch " +
+            std::to_string(p.batch) + ", " + std::to_string(p.steps) + " steps, eval every " +
+            std::to_string(p.eval_every) + " (" + p.purpose + ")";
+    if (i >= tapegrad::nn::kSpecPresets) text += "; " + describe(p.recipe);
+  }
+  return text + "\nThe recipe of the SPEC's four: " + describe(kPresets.front().recipe) + ".";
 }
 
 // The preset table for other programs (scripts/reference_torch.py): one JSON object
@@ -64,7 +69,7 @@ std::string presets_json() {
                    {"beta2", r.adamw.beta2}, {"eps", r.adamw.eps}, {"weight_decay", r.adamw.weight_decay},
                    {"clip_norm", r.clip_norm}, {"warmup_steps", r.warmup_steps},
                    {"min_lr_fraction", r.min_lr_fraction}, {"init_stddev", tapegrad::nn::kInitStddev},
-                   {"purpose", p.purpose}};
+                   {"eval_every", p.eval_every}, {"purpose", p.purpose}};
   }
   return all.dump(2);
 }
@@ -97,7 +102,7 @@ CLI::Option* add_threads(CLI::App& cmd, int& threads) {
 
 void add_train(CLI::App& app, TrainOptions& o) {
   CLI::App* cmd = app.add_subcommand("train", "train a character-level GPT on a text file");
-  cmd->footer("Presets:" + preset_list() + "\n" + describe(tapegrad::nn::kPresets.front().recipe) +
+  cmd->footer("Presets:" + preset_list() +
               "\nDIR receives model.safetensors, state.safetensors (for --resume), log.csv and loss.svg.");
   cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")")
       ->type_name("FILE");
@@ -111,14 +116,13 @@ void add_train(CLI::App& app, TrainOptions& o) {
   cmd->add_option("--layers", o.layers, "transformer blocks (default: the preset's)")->check(positive_count());
   cmd->add_option("--heads", o.heads, "attention heads (default: the preset's)")->check(positive_count());
   cmd->add_option("--dim", o.dim, "d_model (default: the preset's)")->check(positive_count());
-  cmd->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
+  cmd->add_option("--lr", o.lr, "peak learning rate (default: the preset's)");
   cmd->add_option("--seed", o.seed, "seed for initialisation, batches and the final sample")
       ->check(kSeed)
       ->capture_default_str();
   add_threads(*cmd, o.threads);
-  cmd->add_option("--eval-every", o.eval_every, "validation loss every N steps (and at the end)")
-      ->check(positive_count())
-      ->capture_default_str();
+  cmd->add_option("--eval-every", o.eval_every, "validation loss every N steps and at the end (default: the preset's)")
+      ->check(positive_count());
   cmd->add_option("--save-every", o.save_every, "checkpoint every N steps (and at the end)")
       ->check(positive_count())
       ->capture_default_str();
@@ -251,8 +255,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (command == "presets") {
-      std::cout << (presets_as_json ? presets_json() : "Presets:" + preset_list() + "\n" +
-                                                           describe(tapegrad::nn::kPresets.front().recipe)) << "\n";
+      std::cout << (presets_as_json ? presets_json() : "Presets:" + preset_list()) << "\n";
       return 0;
     }
     if (command == "sample") {

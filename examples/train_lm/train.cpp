@@ -75,10 +75,10 @@ RunSettings settings_from(const TrainOptions& o, const tapegrad::nn::Preset& pre
   s.model.block_size = count_option("--block", o.block, preset.block_size);
   s.batch = count_option("--batch", o.batch, preset.batch);
   s.steps = std::int64_t(count_option("--steps", o.steps, std::size_t(preset.steps), kMaxSteps));
-  s.lr = o.lr;
+  s.lr = o.lr.value_or(preset.recipe.adamw.lr);
   s.seed = o.seed;
   s.threads = o.threads;
-  if (!(o.lr > 0) || !std::isfinite(o.lr)) throw UsageError("--lr must be a positive number, got " + std::to_string(o.lr));
+  if (!(s.lr > 0) || !std::isfinite(s.lr)) throw UsageError("--lr must be a positive number, got " + std::to_string(s.lr));
   if (s.model.d_model % s.model.n_head != 0)
     throw UsageError("--dim " + std::to_string(s.model.d_model) + " must be a multiple of --heads " +
                      std::to_string(s.model.n_head));
@@ -113,13 +113,13 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   plan.recipe.adamw.lr = plan.settings.lr;
   plan.rows = batch_slice(plan.settings.batch, replicas.rank(), replicas.size());
   const std::int64_t steps = plan.settings.steps;
-  require_positive("--eval-every", o.eval_every);
+  if (o.eval_every) require_positive("--eval-every", *o.eval_every);
   require_positive("--save-every", o.save_every);
   require_positive("--print-every", o.print_every);
   if (o.stop_after && (*o.stop_after < 1 || *o.stop_after > steps))
     throw UsageError("--stop-after must be between 1 and --steps " + std::to_string(steps) + ", got " +
                      std::to_string(*o.stop_after));
-  plan.eval_every = o.eval_every;
+  plan.eval_every = o.eval_every.value_or(preset.eval_every);
   plan.save_every = o.save_every;
   plan.print_every = o.print_every;
   plan.stop_after = o.stop_after;

@@ -39,10 +39,10 @@ struct TrainOptions {
   std::string preset = "small";
   // Overrides of the preset; unset = the preset's value.
   std::optional<std::int64_t> steps, batch, block, layers, heads, dim;
-  double lr = tapegrad::nn::AdamWOptions{}.lr;
+  std::optional<double> lr;  // unset = the preset's
   std::uint64_t seed = 1337;
   int threads = default_threads();
-  std::int64_t eval_every = 100;
+  std::optional<std::int64_t> eval_every;  // unset = the preset's
   std::int64_t save_every = 500;
   std::int64_t print_every = 50;  // progress lines when stderr is not a terminal
   std::optional<std::int64_t> stop_after;  // stop (with a checkpoint) after this step, as if interrupted
