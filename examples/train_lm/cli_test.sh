@@ -53,14 +53,20 @@ done
 
 for i in $(seq 200); do echo "the cat sat on the mat and the dog ran to the big red sun."; done >"$work/text.txt"
 
-# The speedrun preset (not a SPEC preset): its configuration as train_lm prints it is the
-# one the README states, word for word, and it trains.
-speedrun=$("$bin" presets | grep "^  speedrun: ") || fail "presets does not list speedrun"
-grep -qF -- "${speedrun#  }" "$(dirname "$0")/../../README.md" || fail "the README does not state speedrun as train_lm does: $speedrun"
+# The README's preset table is train_lm's, line for line (every preset, the SPEC's and
+# the project's own), and the speedrun presets train.
+readme="$(dirname "$0")/../../README.md"
+"$bin" presets | grep "^  [a-z0-9-]*: " >"$work/presets.txt" || fail "presets lists nothing"
+[ "$(wc -l <"$work/presets.txt")" -ge 6 ] || fail "presets lists fewer than six presets: $(cat "$work/presets.txt")"
+while IFS= read -r line; do
+  grep -qxF -- "$line" "$readme" || fail "the README's preset table does not state, word for word: $line"
+done <"$work/presets.txt"
 grep -qF -- '"lr": 0.006' "$work/presets.json" || fail "presets --json lacks speedrun's lr"
-"$bin" train --data "$work/text.txt" --preset speedrun --steps 3 --out "$work/speedrun" --no-sample >/dev/null 2>&1 \
-  || fail "train --preset speedrun does not run"
-[ -f "$work/speedrun/model.safetensors" ] || fail "train --preset speedrun wrote no model"
+for preset in speedrun speedrun-10m; do
+  "$bin" train --data "$work/text.txt" --preset $preset --steps 3 --out "$work/$preset" --no-sample >/dev/null 2>&1 \
+    || fail "train --preset $preset does not run"
+  [ -f "$work/$preset/model.safetensors" ] || fail "train --preset $preset wrote no model"
+done
 
 "$bin" train --data "$work/text.txt" --preset tiny --steps 30 --eval-every 10 --print-every 10 --out "$work/run" \
   >"$work/out" 2>"$work/err" || fail "train exits non-zero: $(cat "$work/err")"

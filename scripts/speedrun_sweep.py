@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""The speedrun study: train_lm recipes compared by loss against wall time.
+
+Each configuration is a name and train_lm train options (a preset and overrides).
+Every run trains with `train_lm train --no-sample`, times the whole command, and then
+scores the model with `train_lm eval`:
+
+  --split heldout (the default, for choosing a recipe)
+      Trains on the first 90% of the *training* split (the first 81% of the file) and
+      scores on the rest of the training split. train_lm splits any text 90/10 by
+      characters, so the run is simply given the training split as its --data. The
+      validation split (the last 10% of the file) is never seen.
+  --split full (for reporting a chosen recipe)
+      Trains on the file as train_lm does (first 90%) and scores on the whole
+      validation split, as the README's speedrun figures are measured.
+
+It writes one CSV row per run (appended, so a sweep can be continued):
+  config, split, seed, options, steps, tokens, concurrent, threads, wall_s, tokens_per_s, loss
+wall_s is the whole `train` command; tokens_per_s = tokens / wall_s. They are speeds only
+for runs made one at a time (`--concurrent 1`) on an otherwise quiet machine: with
+`--concurrent 2` two runs share the cores (each with --threads 1), which leaves every
+loss unchanged (train_lm's results do not depend on the thread count) and halves the
+time a sweep takes, but not the time of one run.
+
+The sweep stops starting runs once --budget-minutes have passed.
+
+  scripts/speedrun_sweep.py --configs scripts/speedrun_10m_candidates.txt \\
+      --data ../shared/data/tinyshakespeare.txt --out docs/speedrun_sweep.csv --seeds 1337
+
+A configuration file has one configuration per line: a name, then train_lm options.
+Blank lines and lines starting with # are skipped.
+"""
+import argparse
+import csv
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+FIELDS = ["config", "split", "seed", "options", "steps", "tokens", "concurrent", "threads", "wall_s",
+          "tokens_per_s", "loss"]
+
+
+def read_configs(path):
+    configs = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, *options = shlex.split(line)
+            if not options:
+                sys.exit(f"{path}:{number}: configuration '{name}' has no train_lm options")
+            configs.append((name, options))
+    return configs
+
+
+def split_at_90_percent(text):
+    """train_lm's split: the first floor(0.9 n) characters train, the rest validate."""
+    n_train = len(text) * 9 // 10
+    return text[:n_train], text[n_train:]
+
+
+def write_text(path, text):
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+
+
+def run(command, log):
+    """Runs command, appending its output to log; returns its stdout, exits on failure."""
+    result = subprocess.run(command, capture_output=True, text=True)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write("$ " + shlex.join(command) + "\n" + result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed ({result.returncode}); see {log}")
+    return result.stdout
+
+
+def last_value(log_csv, kind, column):
+    value = None
+    with open(log_csv, encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["kind"] == kind:
+                value = row[column]
+    return value
+
+
+def one_run(args, name, options, seed, files, workdir):
+    out = os.path.join(workdir, f"{name}.seed{seed}")
+    log = out + ".log"
+    train = [args.train_lm, "train", "--data", files["train"], *options, "--seed", str(seed),
+             "--threads", str(args.threads), "--no-sample", "--out", out]
+    start = time.monotonic()
+    run(train, log)
+    wall = time.monotonic() - start
+    evaluation = run([args.train_lm, "eval", "--checkpoint", os.path.join(out, "model.safetensors"),
+                      "--data", files["score"]], log)
+    loss = float(evaluation.split("loss")[1].split()[0].strip(":,="))
+    steps = int(last_value(os.path.join(out, "log.csv"), "train", "step"))
+    tokens = steps * batch_times_block(args, options)
+    return {"config": name, "split": args.split, "seed": seed, "options": shlex.join(options), "steps": steps,
+            "tokens": tokens, "concurrent": args.concurrent, "threads": args.threads, "wall_s": f"{wall:.1f}",
+            "tokens_per_s": f"{tokens / wall:.0f}", "loss": f"{loss:.4f}"}
+
+
+PRESETS = {}
+
+
+def batch_times_block(args, options):
+    """B x T of a configuration: its --batch/--block, else its preset's (train_lm presets --json)."""
+    if not PRESETS:
+        import json
+        PRESETS.update(json.loads(subprocess.run([args.train_lm, "presets", "--json"], capture_output=True,
+                                                 text=True, check=True).stdout))
+
+    def option(flag, default):
+        return int(options[options.index(flag) + 1]) if flag in options else default
+
+    preset = PRESETS[options[options.index("--preset") + 1] if "--preset" in options else "small"]
+    return option("--batch", preset["batch"]) * option("--block", preset["block_size"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", required=True, help="configuration file (see the module docstring)")
+    parser.add_argument("--data", required=True, help="the text file (tinyshakespeare)")
+    parser.add_argument("--out", required=True, help="CSV to append to")
+    parser.add_argument("--train-lm", default="build/examples/train_lm")
+    parser.add_argument("--split", choices=["heldout", "full"], default="heldout")
+    parser.add_argument("--seeds", default="1337", help="comma-separated")
+    parser.add_argument("--only", default="", help="comma-separated configuration names (default: all)")
+    parser.add_argument("--concurrent", type=int, default=1, help="runs at once")
+    parser.add_argument("--threads", type=int, default=0, help="threads per run (default: cores / --concurrent)")
+    parser.add_argument("--budget-minutes", type=float, default=60, help="no run starts after this")
+    parser.add_argument("--workdir", default="", help="where runs go (default: a new temporary directory)")
+    args = parser.parse_args()
+    if args.threads <= 0:
+        args.threads = max(1, (os.cpu_count() or 1) // args.concurrent)
+
+    configs = read_configs(args.configs)
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = set(wanted) - {name for name, _ in configs}
+        if unknown:
+            sys.exit(f"--only: no configuration named {', '.join(sorted(unknown))} in {args.configs}")
+        configs = [c for c in configs if c[0] in wanted]
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    workdir = args.workdir or tempfile.mkdtemp(prefix="speedrun_sweep.")
+    os.makedirs(workdir, exist_ok=True)
+    with open(args.data, encoding="utf-8") as f:
+        text = f.read()
+    training_split, validation_split = split_at_90_percent(text)
+    files = {"train": os.path.join(workdir, "train.txt"), "score": os.path.join(workdir, "score.txt")}
+    if args.split == "heldout":
+        write_text(files["train"], training_split)
+        write_text(files["score"], split_at_90_percent(training_split)[1])
+    else:
+        files["train"] = args.data
+        write_text(files["score"], validation_split)
+
+    new_file = not os.path.exists(args.out) or os.path.getsize(args.out) == 0
+    lock = threading.Lock()
+    deadline = time.monotonic() + args.budget_minutes * 60
+    with open(args.out, "a", newline="", encoding="utf-8") as out_file:
+        writer = csv.DictWriter(out_file, fieldnames=FIELDS)
+        if new_file:
+            writer.writeheader()
+
+        def job(name, options, seed):
+            if time.monotonic() > deadline:
+                print(f"skipped {name} seed {seed}: the {args.budget_minutes:g}-minute budget is spent", flush=True)
+                return
+            row = one_run(args, name, options, seed, files, workdir)
+            with lock:
+                writer.writerow(row)
+                out_file.flush()
+                print(", ".join(f"{k} {row[k]}" for k in ("config", "seed", "steps", "wall_s", "tokens_per_s",
+                                                          "loss")), flush=True)
+
+        with ThreadPoolExecutor(max_workers=args.concurrent) as pool:
+            for future in [pool.submit(job, name, options, seed) for name, options in configs for seed in seeds]:
+                future.result()
+    print(f"runs and logs in {workdir}; rows appended to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
