@@ -250,7 +250,7 @@ void generate(const GPT<T>& model, std::span<const std::int64_t> prompt, std::si
     context.push_back(id);
     emit(id);
     if (i + 1 == n_tokens) break;
-    logits = cache.full() ? run_last(keep + 1) : forward_cached(model, cache, std::span(context).last(1));
+    logits = cache.full() ? run_last(keep + 1) : forward_next(model, cache, id);
   }
 }
 
