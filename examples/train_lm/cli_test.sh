@@ -80,6 +80,10 @@ for f in model.safetensors state.safetensors log.csv loss.svg; do [ -s "$work/ru
   || fail "eval prints no loss"
 [ "$("$bin" sample --checkpoint "$work/run/model.safetensors" --prompt "the " --tokens 20 --seed 1 | wc -c)" -eq 25 ] \
   || fail "sample does not print prompt + 20 characters + newline"
+# Past the window (tiny: block_size 32) the KV-cached sampler refills it and goes on; one seed, one text.
+sample_long() { "$bin" sample --checkpoint "$work/run/model.safetensors" --prompt "the " --tokens 100 --seed 2 --top-k 5; }
+[ "$(sample_long | wc -c)" -eq 105 ] || fail "sample past block_size does not print prompt + 100 characters + newline"
+[ "$(sample_long)" = "$(sample_long)" ] || fail "sample past block_size gives two texts for one seed"
 
 # A log.csv row with a non-finite loss (a hand-edited or foreign log) is dropped on --resume,
 # and the loss curve is still drawn.

@@ -1,17 +1,18 @@
 // train_lm/sample.hpp — generating text from a model, one character at a time.
 //
-// Each new token: run the model on the last block_size tokens of the context,
-// take the logits at the last position, divide by the temperature, keep the
-// top_k largest (0 = all), softmax, draw. Temperature 0 means greedy (argmax).
+// tapegrad::nn::generate (nn/generate.hpp) does the work: each new token runs one row
+// through the model against the cached keys and values of the window; its logits are
+// divided by the temperature, the top_k largest kept (0 = all), softmax, one draw from
+// an mt19937_64 seeded with `seed`. Temperature 0 means greedy (argmax). When the
+// window reaches block_size tokens, its last block_size / 2 are re-run at positions
+// 0.. and the window grows again from there.
 #pragma once
 
 #include "blas_threads.hpp"
 #include "model_file.hpp"
 
 #include <filesystem>
-#include <functional>
 #include <iosfwd>
-#include <random>
 
 namespace train_lm {
 
@@ -20,13 +21,8 @@ struct SamplingOptions {
   double temperature = 1.0;
   std::size_t top_k = 0;
   std::uint64_t seed = 1337;
-  tapegrad::Context context = {};  // the threads each forward pass runs on
+  tapegrad::Context context = {};  // the threads of the multi-row passes (the prompt, window refills)
 };
-
-// Extends `context` by options.tokens ids, calling emit(id) after each.
-template <class T>
-void generate(const GPT<T>& model, std::vector<std::int64_t> context, const SamplingOptions& options,
-              const std::function<void(std::int64_t)>& emit);
 
 // The prompt as ids (an unknown character is a DataError naming it); an empty
 // prompt starts from "\n" when the vocabulary has it, else from token 0.
