@@ -26,6 +26,7 @@
 #include "ops/softmax.hpp"
 
 #include "nn/attention.hpp"
+#include "nn/generate.hpp"
 #include "nn/gpt.hpp"
 #include "nn/layers.hpp"
 #include "nn/module.hpp"
