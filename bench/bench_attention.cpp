@@ -91,7 +91,6 @@ void run(const Shape4& s, int threads, int runs, int warmup) {
 
 int main(int argc, char** argv) {
   const auto opt = bench::parse_options("bench_attention", "--shapes", "--runs", {{"small", "long"}, {1}, 10, 2}, argc, argv);
-  retain_freed_memory();
   std::vector<const Shape4*> shapes;
   for (const auto& name : opt.names) {
     shapes.push_back(nullptr);

@@ -69,7 +69,6 @@ Timing time_steps(const nn::Preset& preset, nn::GPT<float>& model, nn::AdamW<flo
 }
 
 int worker(const std::string& preset_name, int threads, int steps, int warmup) {
-  retain_freed_memory();
   const Context context{threads};
   dist::Communicator& comm = dist::Communicator::world();
   const nn::Preset& preset = nn::find_preset(preset_name);

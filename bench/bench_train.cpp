@@ -56,7 +56,6 @@ double flops_per_step(const nn::Preset& p) {
 }
 
 void run(const nn::Preset& preset, int threads, int steps, int warmup, bool detect_anomaly) {
-  retain_freed_memory();
   const Context context{threads};
   nn::GPT<float> model(preset.model(kVocab), 1);
   const auto params = model.named_parameters();

@@ -20,7 +20,6 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <tapegrad/core/memory.hpp>
 #include <tapegrad/nn/presets.hpp>
 
 #include <csignal>
@@ -223,7 +222,6 @@ int run_train(const TrainOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  tapegrad::retain_freed_memory();  // core/memory.hpp: no page faults on each step's fresh buffers
   CLI::App app{"train_lm: a character-level GPT on the tapegrad autodiff tape"};
   app.require_subcommand(1);
   TrainOptions train_options;

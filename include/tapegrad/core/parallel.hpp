@@ -13,14 +13,20 @@
 // Threads come from OpenMP; without it (no -fopenmp) everything runs serially.
 #pragma once
 
+#include "memory.hpp"
+
 #include <algorithm>
 #include <cstddef>
+#include <memory>
 #include <vector>
 
 namespace tapegrad {
 
 struct Context {
   int threads = 1;  // >= 1
+  // The buffers the tapes made with this Context recycle (memory.hpp); copies of a
+  // Context share it, so it outlives each step's Tape. Null: no recycling.
+  std::shared_ptr<BufferPool> pool = std::make_shared<BufferPool>();
 };
 
 inline std::size_t block_count(std::size_t n, std::size_t block) { return (n + block - 1) / block; }

@@ -81,8 +81,9 @@ enum class KeepTape { no, yes };
 class Tape {
  public:
   // `context` is what the ops recorded on this tape run with (threads); backward rules
-  // keep the context of the op that recorded them.
-  explicit Tape(Context context = {}) : id_(next_id()), context_(context) {
+  // keep the context of the op that recorded them. While the tape lives, the Arrays its
+  // thread allocates and frees recycle the context's buffers (memory.hpp).
+  explicit Tape(Context context = {}) : id_(next_id()), context_(context), pool_scope_(context_.pool) {
     if (context.threads < 1) throw std::invalid_argument("Tape: threads must be >= 1, got " + std::to_string(context.threads));
   }
   Tape(const Tape&) = delete;
@@ -257,6 +258,7 @@ class Tape {
 
   std::uint64_t id_;
   Context context_;
+  PoolScope pool_scope_;  // ends after the nodes (declared later) are freed into the pool
   std::uint64_t generation_ = 0;
   bool recording_ = true;
   bool detect_anomaly_ = false;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "error.hpp"
+#include "memory.hpp"
 
 #include <xtensor/xarray.hpp>
 #include <xtensor/xbuilder.hpp>
@@ -26,8 +27,8 @@
 namespace tapegrad {
 
 using Shape = std::vector<std::size_t>;
-template <class T>
-using Array = xt::xarray<T>;      // row-major, contiguous: ops read .data() directly
+template <class T>  // row-major, contiguous: ops read .data() directly; buffers recycled (memory.hpp)
+using Array = xt::xarray<T, xt::layout_type::row_major, PoolAllocator<T>>;
 using Ids = xt::xarray<std::int64_t>;  // integer token ids / targets
 
 inline std::string shape_str(const Shape& s) {

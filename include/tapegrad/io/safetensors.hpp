@@ -513,14 +513,14 @@ struct TensorView {
   Shape shape;
   std::span<const std::byte> bytes;
 
-  template <class T>
-  TensorView(std::string tensor_name, const xt::xarray<T>& values)
+  template <class T, class Allocator>  // an Array<T> (core/tensor.hpp) or any row-major xt::xarray
+  TensorView(std::string tensor_name, const xt::xarray<T, xt::layout_type::row_major, Allocator>& values)
       : name(std::move(tensor_name)),
         dtype(dtype_of<T>),
         shape(shape_of(values)),
         bytes(std::as_bytes(std::span<const T>(values.data(), values.size()))) {}
-  template <class T>
-  TensorView(std::string tensor_name, xt::xarray<T>&& values) = delete;
+  template <class T, class Allocator>
+  TensorView(std::string tensor_name, xt::xarray<T, xt::layout_type::row_major, Allocator>&& values) = delete;
 };
 
 // The bytes of a safetensors file holding `tensors`, laid out in the given order.
