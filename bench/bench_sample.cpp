@@ -92,7 +92,6 @@ void run(const nn::Preset& preset, int threads, int rounds, int warmup) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  retain_freed_memory();  // as train_lm does: the full_forward path's tapes reuse their buffers
   const auto opt = bench::parse_options("bench_sample", "--presets", "--rounds", {{"small", "medium"}, {1}, 3, 1}, argc, argv);
   for (const auto& name : opt.names) {
     try {

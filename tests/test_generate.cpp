@@ -157,7 +157,7 @@ TEST_CASE("generate: with keep = block_size - 1 the sampled text is the cropping
   perturb(model, 10);
   const std::size_t block = config().block_size;
   const auto prompt = random_ids(3, config().vocab_size, 11);
-  for (const GenerateOptions options : {GenerateOptions{.temperature = 1.0, .keep = block - 1},
+  for (const GenerateOptions& options : {GenerateOptions{.temperature = 1.0, .keep = block - 1},
                                         GenerateOptions{.temperature = 0.7, .top_k = 4, .keep = block - 1}}) {
     std::mt19937_64 ours_rng(12), theirs_rng(12);
     const auto ours = generated(model, prompt, 5 * block, options, ours_rng);

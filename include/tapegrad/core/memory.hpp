@@ -24,7 +24,6 @@
 // when the pool is destroyed (its last Context and Tape are gone) or on release().
 #pragma once
 
-#include <malloc.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -130,13 +129,5 @@ struct PoolAllocator {
   template <class U>
   bool operator==(const PoolAllocator<U>&) const noexcept { return true; }
 };
-
-// Deprecated, not needed: the pool above does this per Context. It changes glibc's policy
-// for the whole process and never returns memory. Kept only until bench/bench_sample.cpp
-// drops its call; nothing else uses it.
-inline void retain_freed_memory() {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);  // serve blocks up to 1 GiB from the heap, not mmap
-  mallopt(M_TRIM_THRESHOLD, -1);       // never shrink the heap back
-}
 
 }  // namespace tapegrad
