@@ -21,6 +21,7 @@ packages=(
   libopenmpi-dev        # dist/: data-parallel training over MPI (optional to the build)
   openmpi-bin           # mpirun
   fortunes              # default training text for train_lm
+  python3               # scripts/: the speedrun sweep and plot, bench_compare.sh's table
 )
 
 as_root() {
