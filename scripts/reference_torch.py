@@ -340,12 +340,12 @@ def bench(args):
         p = presets[name]
         T, B = p["block_size"], p["batch"]
         model = GPT(65, T, p["n_layer"], p["n_head"], p["d_model"])
-        opt = adamw(model, 1e-3)
+        opt = adamw(model, p["lr"], p)
         ms = []
         for step in range(args.warmup + args.steps):
             inputs, targets = torch.randint(0, 65, (B, T)), torch.randint(0, 65, (B, T))
             start = time.perf_counter()
-            train_step(model, opt, inputs, targets, 1e-3)
+            train_step(model, opt, inputs, targets, p["lr"], p["clip_norm"])
             if step >= args.warmup:
                 ms.append(1000 * (time.perf_counter() - start))
         median = statistics.median(ms)
