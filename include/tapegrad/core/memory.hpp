@@ -130,4 +130,10 @@ struct PoolAllocator {
   bool operator==(const PoolAllocator<U>&) const noexcept { return true; }
 };
 
+// What an op saves for its backward beside its tensors (GELU's tanh, LayerNorm's row
+// statistics, a log-sum-exp per row) lives exactly as long as a tensor does, so it comes
+// from the pool too.
+template <class T>
+using PooledVector = std::vector<T, PoolAllocator<T>>;
+
 }  // namespace tapegrad

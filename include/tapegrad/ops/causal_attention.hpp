@@ -74,7 +74,7 @@ Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, c
   const T c = T(1 / std::sqrt(double(dh)));
 
   Tensor<T> o(Array<T>::from_shape(qs));
-  std::vector<T> lse(mats * n);  // L (..., T), saved
+  PooledVector<T> lse(mats * n);  // L (..., T), saved
   const Context ctx = tape.context();
   const std::size_t qb = detail::kQueryBlock;
   parallel_blocks(ctx, mats, 1, [&](std::size_t i, std::size_t) {

@@ -27,7 +27,7 @@ Tensor<T> cross_entropy(Tape& tape, const Tensor<T>& logits, const Ids& targets)
   if (N == 0) throw op_error(kCrossEntropy, "no positions to average over: logits " + shape_str(ls));
   check_ids(kCrossEntropy, "target", targets, V);
 
-  std::vector<T> lse(N);
+  PooledVector<T> lse(N);
   const Context ctx = tape.context();
   // a double accumulator: N can be large in float training
   const double total = parallel_sum<double>(ctx, N, detail::row_block(V), [&](std::size_t b, std::size_t e) {

@@ -30,7 +30,7 @@ template <class T>
 Tensor<T> gelu(Tape& tape, const Tensor<T>& x) {
   using detail::gelu_c, detail::gelu_k;
   Tensor<T> y(Array<T>::from_shape(x.value().shape()));
-  std::vector<T> t(x.size());
+  PooledVector<T> t(x.size());
   const T* xs = x.data();
   T* ys = y.data();
   const Context ctx = tape.context();

@@ -27,7 +27,7 @@ Tensor<T> layernorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, con
   const std::size_t C = xs.back(), rows = x.size() / C;
 
   Tensor<T> y(Array<T>::from_shape(xs));
-  std::vector<T> mean(rows), rstd(rows);
+  PooledVector<T> mean(rows), rstd(rows);
   const T *w = weight.data(), *b = bias.data();
   const Context ctx = tape.context();
   parallel_blocks(ctx, rows, detail::row_block(C), [&](std::size_t rb, std::size_t re) {
