@@ -32,6 +32,7 @@ Blank lines and lines starting with # are skipped.
 """
 import argparse
 import csv
+import json
 import os
 import shlex
 import subprocess
@@ -71,7 +72,7 @@ def write_text(path, text):
 
 
 def run(command, log):
-    """Runs command, appending its output to log; returns its stdout, exits on failure."""
+    """Runs command, appending its output to log; returns its stdout. RuntimeError on failure."""
     result = subprocess.run(command, capture_output=True, text=True)
     with open(log, "a", encoding="utf-8") as f:
         f.write("$ " + shlex.join(command) + "\n" + result.stdout + result.stderr)
@@ -113,7 +114,6 @@ PRESETS = {}
 def batch_times_block(args, options):
     """B x T of a configuration: its --batch/--block, else its preset's (train_lm presets --json)."""
     if not PRESETS:
-        import json
         PRESETS.update(json.loads(subprocess.run([args.train_lm, "presets", "--json"], capture_output=True,
                                                  text=True, check=True).stdout))
 
@@ -167,7 +167,7 @@ def main():
     lock = threading.Lock()
     deadline = time.monotonic() + args.budget_minutes * 60
     with open(args.out, "a", newline="", encoding="utf-8") as out_file:
-        writer = csv.DictWriter(out_file, fieldnames=FIELDS)
+        writer = csv.DictWriter(out_file, fieldnames=FIELDS, lineterminator="\n")
         if new_file:
             writer.writeheader()
 
