@@ -32,6 +32,7 @@
 #include "../core/error.hpp"
 #include "../core/vecmath.hpp"
 #include "../ops/gelu.hpp"
+#include "../ops/layernorm.hpp"
 #include "../ops/softmax.hpp"
 #include "gpt.hpp"
 
@@ -97,20 +98,12 @@ inline std::size_t token_index(std::int64_t id, std::size_t V) {
   return std::size_t(id);
 }
 
-// y = LayerNorm(x) row by row over C, as ops::layernorm's forward computes it.
+// y = LayerNorm(x) row by row over C: ops::layernorm's row kernel.
 template <class T>
 void layernorm_rows(const LayerNorm<T>& ln, const T* x, std::size_t rows, std::size_t C, T* y) {
-  const T *w = ln.weight.data(), *b = ln.bias.data();
-  for (std::size_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * C;
-    T* yr = y + r * C;
-    T m = 0, v = 0;
-    for (std::size_t i = 0; i < C; ++i) m += xr[i];
-    m /= T(C);
-    for (std::size_t i = 0; i < C; ++i) v += (xr[i] - m) * (xr[i] - m);
-    const T s = T(1) / std::sqrt(v / T(C) + ln.eps);
-    for (std::size_t i = 0; i < C; ++i) yr[i] = (xr[i] - m) * s * w[i] + b[i];
-  }
+  T mean, rstd;
+  for (std::size_t r = 0; r < rows; ++r)
+    ops::detail::layernorm_row(x + r * C, C, ln.weight.data(), ln.bias.data(), T(ln.eps), y + r * C, mean, rstd);
 }
 
 // x (rows, C) += bias (C)
@@ -120,14 +113,11 @@ void add_rows(T* x, std::size_t rows, std::size_t C, const T* bias) {
     for (std::size_t i = 0; i < C; ++i) x[r * C + i] += bias[i];
 }
 
-// x (n) = GELU(x) in place, as ops::gelu's forward computes it.
+// x (n) = GELU(x) in place: ops::gelu's kernel.
 template <class T>
 void gelu_in_place(T* x, std::size_t n) {
-  using ops::detail::gelu_c, ops::detail::gelu_k;
   std::vector<T> t(n);
-  for (std::size_t i = 0; i < n; ++i) t[i] = gelu_k<T> * (x[i] + gelu_c<T> * x[i] * x[i] * x[i]);  // u
-  vec::tanh_via_exp(t.data(), n, t.data());
-  for (std::size_t i = 0; i < n; ++i) x[i] = T(0.5) * x[i] * (T(1) + t[i]);
+  ops::detail::gelu_forward(x, n, t.data(), x);
 }
 
 }  // namespace detail

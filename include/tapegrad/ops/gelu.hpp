@@ -24,6 +24,14 @@ inline constexpr T gelu_k = T(0.7978845608028654);  // sqrt(2/pi)
 template <class T>
 inline constexpr T gelu_c = T(0.044715);
 
+// y (n) = GELU(x), keeping t (n) = tanh(u) for the backward; y may alias x.
+template <class T>
+void gelu_forward(const T* x, std::size_t n, T* t, T* y) {
+  for (std::size_t i = 0; i < n; ++i) t[i] = gelu_k<T> * (x[i] + gelu_c<T> * x[i] * x[i] * x[i]);  // u
+  vec::tanh_via_exp(t, n, t);
+  for (std::size_t i = 0; i < n; ++i) y[i] = T(0.5) * x[i] * (T(1) + t[i]);
+}
+
 }  // namespace detail
 
 template <class T>
@@ -34,11 +42,8 @@ Tensor<T> gelu(Tape& tape, const Tensor<T>& x) {
   const T* xs = x.data();
   T* ys = y.data();
   const Context ctx = tape.context();
-  parallel_blocks(ctx, x.size(), kElementBlock, [&](std::size_t b, std::size_t e) {
-    for (std::size_t i = b; i < e; ++i) t[i] = gelu_k<T> * (xs[i] + gelu_c<T> * xs[i] * xs[i] * xs[i]);  // u
-    vec::tanh_via_exp(t.data() + b, e - b, t.data() + b);
-    for (std::size_t i = b; i < e; ++i) ys[i] = T(0.5) * xs[i] * (T(1) + t[i]);
-  });
+  parallel_blocks(ctx, x.size(), kElementBlock,
+                  [&](std::size_t b, std::size_t e) { detail::gelu_forward(xs + b, e - b, t.data() + b, ys + b); });
 
   return tape.record(kGelu, y, [x, y = GradRef<T>(y), t = std::move(t), ctx] {
     const T* dy = y.grad().data();

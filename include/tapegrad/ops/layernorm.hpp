@@ -18,6 +18,24 @@ namespace tapegrad::ops {
 
 inline const OpName kLayernorm{"layernorm"};
 
+namespace detail {
+
+// One row: y (C) = (x - mean) * rstd * w + b with rstd = 1 / sqrt(var + eps); mean and
+// rstd returned (the op saves them; nn/generate.hpp runs the same row without a tape).
+template <class T>
+void layernorm_row(const T* x, std::size_t C, const T* w, const T* b, T eps, T* y, T& mean, T& rstd) {
+  T m = 0, v = 0;
+  for (std::size_t i = 0; i < C; ++i) m += x[i];
+  m /= T(C);
+  for (std::size_t i = 0; i < C; ++i) v += (x[i] - m) * (x[i] - m);
+  const T s = T(1) / std::sqrt(v / T(C) + eps);
+  for (std::size_t i = 0; i < C; ++i) y[i] = (x[i] - m) * s * w[i] + b[i];
+  mean = m;
+  rstd = s;
+}
+
+}  // namespace detail
+
 template <class T>
 Tensor<T> layernorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias, T eps = T(1e-5)) {
   const Shape xs = x.shape();
@@ -31,18 +49,8 @@ Tensor<T> layernorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, con
   const T *w = weight.data(), *b = bias.data();
   const Context ctx = tape.context();
   parallel_blocks(ctx, rows, detail::row_block(C), [&](std::size_t rb, std::size_t re) {
-    for (std::size_t r = rb; r < re; ++r) {
-      const T* xr = x.data() + r * C;
-      T* yr = y.data() + r * C;
-      T m = 0, v = 0;
-      for (std::size_t i = 0; i < C; ++i) m += xr[i];
-      m /= T(C);
-      for (std::size_t i = 0; i < C; ++i) v += (xr[i] - m) * (xr[i] - m);
-      const T s = T(1) / std::sqrt(v / T(C) + eps);
-      for (std::size_t i = 0; i < C; ++i) yr[i] = (xr[i] - m) * s * w[i] + b[i];
-      mean[r] = m;
-      rstd[r] = s;
-    }
+    for (std::size_t r = rb; r < re; ++r)
+      detail::layernorm_row(x.data() + r * C, C, w, b, eps, y.data() + r * C, mean[r], rstd[r]);
   });
 
   // dweight and dbias are column sums over rows: per block of rows into a partial
