@@ -1,7 +1,7 @@
 // bench/bench_attention — times forward + backward of the attention core
 // softmax(mask(Q K^T / sqrt(dh))) V on q, k, v (B, h, T, dh) in float, two ways: the
 // fused op (ops::causal_attention) and the composed ops (matmul, scale, causal_mask,
-// softmax, matmul: nn::CausalSelfAttention::attend_composed). The paths alternate run
+// softmax, matmul: models::CausalSelfAttention::attend_composed). The paths alternate run
 // by run in one process, after warm-up, so a noisy machine slows both alike. One JSON
 // line per (shape, threads, path): median and min ms, and `saved_bytes`, the heap the
 // forward leaves allocated until backward (in use after it minus before; the output is
@@ -68,7 +68,7 @@ void run(const Shape4& s, int threads, int runs, int warmup) {
       Tape tape(Context{threads});
       const std::size_t before = heap_in_use();
       const Tensor<float> o = path == 0 ? ops::causal_attention(tape, q, k, v)
-                                        : nn::CausalSelfAttention<float>::attend_composed(tape, q, k, v);
+                                        : models::CausalSelfAttention<float>::attend_composed(tape, q, k, v);
       saved[path] = heap_in_use() - before;
       tape.backward(o, seed);
       const auto stop = std::chrono::steady_clock::now();

@@ -39,7 +39,7 @@ struct Timing {
 };
 
 // warmup + steps training steps; the median step time and time in synchronize().
-Timing time_steps(const nn::Preset& preset, nn::GPT<float>& model, nn::AdamW<float>& optimizer, bool overlap, int steps,
+Timing time_steps(const models::Preset& preset, models::GPT<float>& model, nn::AdamW<float>& optimizer, bool overlap, int steps,
                   int warmup) {
   dist::Communicator& comm = dist::Communicator::world();
   dist::DataParallel<float> parallel(comm, model.named_parameters(), {.overlap = overlap});
@@ -71,8 +71,8 @@ Timing time_steps(const nn::Preset& preset, nn::GPT<float>& model, nn::AdamW<flo
 int worker(const std::string& preset_name, int threads, int steps, int warmup) {
   const Context context{threads};
   dist::Communicator& comm = dist::Communicator::world();
-  const nn::Preset& preset = nn::find_preset(preset_name);
-  nn::GPT<float> model({kVocab, preset.block_size, preset.n_layer, preset.n_head, preset.d_model}, 1);
+  const models::Preset& preset = models::find_preset(preset_name);
+  models::GPT<float> model({kVocab, preset.block_size, preset.n_layer, preset.n_head, preset.d_model}, 1);
   nn::AdamW<float> optimizer(model.named_parameters());
   optimizer.set_context(context);
   const Timing overlapped = time_steps(preset, model, optimizer, true, steps, warmup);

@@ -2,9 +2,9 @@
 // 65), 512 tokens from a 1-token prompt at temperature 1, three ways:
 //   full_forward  the sampler before the KV cache (train_lm's sample.cpp until then): per token,
 //                 a no-grad GPT::forward over the context's last block_size tokens
-//   cached        nn::generate (nn/generate.hpp), keep = block_size / 2 (train_lm's default):
+//   cached        models::generate (nn/generate.hpp), keep = block_size / 2 (train_lm's default):
 //                 one row per token, a refill of block_size / 2 + 1 rows when the cache is full
-//   cached_exact  nn::generate with keep = block_size - 1: the full_forward sampler's text token for
+//   cached_exact  models::generate with keep = block_size - 1: the full_forward sampler's text token for
 //                 token, one refill of block_size rows per token past the window
 // The paths alternate round by round in one process, after a warm-up round, so a noisy machine
 // slows all alike; one JSON line per (preset, threads, path) with the median and min seconds,
@@ -13,7 +13,7 @@
 // It measures; it asserts nothing.
 //
 //   bench_sample [--presets small,medium] [--threads 1] [--rounds 3] [--warmup 1]
-#include <tapegrad/nn/generate.hpp>
+#include <tapegrad/models/gpt/sampling.hpp>
 #include <tapegrad/tapegrad.hpp>
 
 #include "bench_args.hpp"
@@ -34,8 +34,8 @@ constexpr std::size_t kVocab = 65;  // tinyshakespeare's character count
 constexpr std::size_t kTokens = 512;
 
 // The sampler before the KV cache: each token, a full forward over the last block_size tokens.
-std::vector<std::int64_t> sample_by_full_forwards(const nn::GPT<float>& model, std::vector<std::int64_t> context,
-                                                  std::size_t n_tokens, const nn::GenerateOptions& options,
+std::vector<std::int64_t> sample_by_full_forwards(const models::GPT<float>& model, std::vector<std::int64_t> context,
+                                                  std::size_t n_tokens, const models::GenerateOptions& options,
                                                   std::mt19937_64& rng) {
   std::vector<std::int64_t> out;
   for (std::size_t i = 0; i < n_tokens; ++i) {
@@ -46,22 +46,22 @@ std::vector<std::int64_t> sample_by_full_forwards(const nn::GPT<float>& model, s
     NoGradGuard no_grad(tape);
     const Tensor<float> logits = model.forward(tape, idx);  // (1, T, V)
     const float* last = logits.data() + (T_len - 1) * kVocab;
-    const std::int64_t id = nn::draw_token(std::vector<double>(last, last + kVocab), options, rng);
+    const std::int64_t id = models::draw_token(std::vector<double>(last, last + kVocab), options, rng);
     context.push_back(id);
     out.push_back(id);
   }
   return out;
 }
 
-void run(const nn::Preset& preset, int threads, int rounds, int warmup) {
-  const nn::GPT<float> model(preset.model(kVocab), 1);
+void run(const models::Preset& preset, int threads, int rounds, int warmup) {
+  const models::GPT<float> model(preset.model(kVocab), 1);
   const std::vector<std::int64_t> prompt{0};
   const std::size_t block = model.config.block_size;
   const std::array<const char*, 3> names{"full_forward", "cached", "cached_exact"};
-  const std::array<nn::GenerateOptions, 3> options{
-      nn::GenerateOptions{.context = Context{threads}},
-      nn::GenerateOptions{.keep = block / 2, .context = Context{threads}},
-      nn::GenerateOptions{.keep = block - 1, .context = Context{threads}}};
+  const std::array<models::GenerateOptions, 3> options{
+      models::GenerateOptions{.context = Context{threads}},
+      models::GenerateOptions{.keep = block / 2, .context = Context{threads}},
+      models::GenerateOptions{.keep = block - 1, .context = Context{threads}}};
   std::array<std::vector<double>, 3> seconds;
   std::array<std::vector<std::int64_t>, 3> tokens;
   for (int r = 0; r < warmup + rounds; ++r)
@@ -72,7 +72,7 @@ void run(const nn::Preset& preset, int threads, int rounds, int warmup) {
         tokens[path] = sample_by_full_forwards(model, prompt, kTokens, options[path], rng);
       } else {
         tokens[path].clear();
-        nn::generate(model, prompt, kTokens, options[path], rng, [&](std::int64_t id) { tokens[path].push_back(id); });
+        models::generate(model, prompt, kTokens, options[path], rng, [&](std::int64_t id) { tokens[path].push_back(id); });
       }
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (r >= warmup) seconds[path].push_back(s);
@@ -95,13 +95,13 @@ int main(int argc, char** argv) {
   const auto opt = bench::parse_options("bench_sample", "--presets", "--rounds", {{"small", "medium"}, {1}, 3, 1}, argc, argv);
   for (const auto& name : opt.names) {
     try {
-      nn::find_preset(name);
+      models::find_preset(name);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "bench_sample: %s\n", e.what());
       return 2;
     }
   }
   for (const auto& name : opt.names)
-    for (int t : opt.threads) run(nn::find_preset(name), t, opt.runs, opt.warmup);
+    for (int t : opt.threads) run(models::find_preset(name), t, opt.runs, opt.warmup);
   return 0;
 }

@@ -50,14 +50,14 @@ double sgemm_peak_gflops(const Context& context) {
   return 2.0 * double(n * n * n) / best / 1e9;
 }
 
-double flops_per_step(const nn::Preset& p) {
+double flops_per_step(const models::Preset& p) {
   const double B = double(p.batch), T = double(p.block_size), L = double(p.n_layer), d = double(p.d_model);
   return 6 * B * T * (12 * L * d * d + d * double(kVocab)) + 12 * L * B * T * T * d;
 }
 
-void run(const nn::Preset& preset, int threads, int steps, int warmup, bool detect_anomaly) {
+void run(const models::Preset& preset, int threads, int steps, int warmup, bool detect_anomaly) {
   const Context context{threads};
-  nn::GPT<float> model(preset.model(kVocab), 1);
+  models::GPT<float> model(preset.model(kVocab), 1);
   const auto params = model.named_parameters();
   const nn::Recipe& recipe = preset.recipe;
   nn::AdamW<float> optimizer(params, recipe.adamw);
@@ -100,13 +100,13 @@ int main(int argc, char** argv) {
   const bool detect_anomaly = anomaly_flag != args.end();
   if (detect_anomaly) args.erase(anomaly_flag);
   std::vector<std::string> every_preset;
-  for (std::size_t i = 0; i < nn::kSpecPresets; ++i) every_preset.emplace_back(nn::kPresets[i].name);
+  for (std::size_t i = 0; i < models::kSpecPresets; ++i) every_preset.emplace_back(models::kPresets[i].name);
   const auto opt = bench::parse_options("bench_train", "--presets", "--steps", {every_preset, {1, 2}, 10, 2},
                                         int(args.size()), args.data());
   const std::vector<std::string>& presets = opt.names;
   for (const auto& name : presets) {
     try {
-      nn::find_preset(name);
+      models::find_preset(name);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "bench_train: %s\n", e.what());
       return 2;
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
     for (int t : opt.threads) {
       const pid_t child = fork();
       if (child == 0) {
-        run(nn::find_preset(name), t, opt.runs, opt.warmup, detect_anomaly);
+        run(models::find_preset(name), t, opt.runs, opt.warmup, detect_anomaly);
         std::_Exit(0);
       }
       int status = 0;

@@ -32,7 +32,7 @@ for round in $(seq "$rounds"); do
       "$build/bench/bench_train" --presets "$preset" --threads "$t" --steps "$n" --warmup 2 |
         sed "s/^{/{\"impl\": \"tapegrad\", \"round\": $round, /" >> "$out"
       if [ $torch_ok = 1 ]; then
-        /usr/bin/python3 "$root/scripts/reference_torch.py" bench --train-lm "$build/examples/train_lm" --presets "$preset" \
+        /usr/bin/python3 "$root/scripts/reference_torch.py" bench --train-lm "$build/apps/train_lm" --presets "$preset" \
           --threads "$t" --steps "$n" --warmup 2 |
           sed "s/^{/{\"impl\": \"pytorch\", \"round\": $round, /" >> "$out"
       fi

@@ -31,7 +31,7 @@ LayerNorm and the MLP only, tanh GELU, tied wte). Three subcommands:
       process (torch.set_num_threads), so the peak RSS is the run's own.
 
 The presets (sizes, batch, steps, recipe) are not copied here: each subcommand
-reads them from `train_lm presets --json`, the table in tapegrad/nn/presets.hpp.
+reads them from `train_lm presets --json`, the table in tapegrad/models/gpt/presets.hpp.
 """
 import argparse
 import json
@@ -373,7 +373,7 @@ def main():
     t = sub.add_parser("train", help="the train_lm recipe in PyTorch")
     t.add_argument("--data", required=True)
     t.add_argument("--train-lm", default=os.path.join(os.path.dirname(__file__), "..", "build", "examples", "train_lm"),
-                   help="the train_lm binary whose preset table is used (default: build/examples/train_lm)")
+                   help="the train_lm binary whose preset table is used (default: build/apps/train_lm)")
     t.add_argument("--preset", default="small", choices=PRESET_NAMES)
     t.add_argument("--steps", type=int, default=None, help="default: the preset's")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")

@@ -129,7 +129,7 @@ def main():
     parser.add_argument("--configs", required=True, help="configuration file (see the module docstring)")
     parser.add_argument("--data", required=True, help="the text file (tinyshakespeare)")
     parser.add_argument("--out", required=True, help="CSV to append to")
-    parser.add_argument("--train-lm", default="build/examples/train_lm")
+    parser.add_argument("--train-lm", default="build/apps/train_lm")
     parser.add_argument("--split", choices=["heldout", "full"], default="heldout")
     parser.add_argument("--seeds", default="1337", help="comma-separated")
     parser.add_argument("--only", default="", help="comma-separated configuration names (default: all)")

@@ -133,7 +133,7 @@ NamedTensors<T> with_parameters(NamedTensors<T> inputs, const nn::Module<T>& mod
 template <class T>
 Sample<T> attention_module(std::string name, std::size_t d, std::size_t heads, Shape x_shape, bool fused = true) {
   return {std::move(name), [=](Rng& g) {
-            auto attn = std::make_shared<nn::CausalSelfAttention<T>>(d, heads, g);
+            auto attn = std::make_shared<models::CausalSelfAttention<T>>(d, heads, g);
             attn->fused = fused;
             perturb_parameters(*attn, g);
             auto x = randn<T>(x_shape, g);
@@ -429,7 +429,7 @@ std::vector<OpInfo<T>> op_table() {
       {"nn.TransformerBlock",
        {{"B=2 T=4 d=6 h=2",
          [](Rng& g) {
-           auto block = std::make_shared<nn::TransformerBlock<T>>(6, 2, 2, g);
+           auto block = std::make_shared<models::TransformerBlock<T>>(6, 2, 2, g);
            perturb_parameters(*block, g);
            auto x = randn<T>({2, 4, 6}, g);
            return C{with_parameters({{"x", x}}, *block), [=](Tape& t) { return block->forward(t, x); }, {}};
@@ -439,7 +439,7 @@ std::vector<OpInfo<T>> op_table() {
       {"nn.GPT",
        {{"V=7 T_max=6 L=2 h=2 d=8, B=2 T=5, loss",
          [](Rng& g) {
-           auto gpt = std::make_shared<nn::GPT<T>>(nn::GPTConfig{7, 6, 2, 2, 8}, 17);
+           auto gpt = std::make_shared<models::GPT<T>>(models::GPTConfig{7, 6, 2, 2, 8}, 17);
            perturb_parameters(*gpt, g);
            const Ids x = random_ids({2, 5}, 7, g), y = random_ids({2, 5}, 7, g);
            return C{with_parameters({}, *gpt), [=](Tape& t) { return gpt->loss(t, x, y); }, {}};

@@ -51,7 +51,7 @@ struct Net : nn::Module<float> {
   Net() { register_module("outer", outer); }
 };
 
-nn::GPTConfig tiny_config() { return {.vocab_size = 11, .block_size = 6, .n_layer = 2, .n_head = 2, .d_model = 8}; }
+models::GPTConfig tiny_config() { return {.vocab_size = 11, .block_size = 6, .n_layer = 2, .n_head = 2, .d_model = 8}; }
 
 // (2, 6) ids using token 0, so that row 0 of wte is read.
 Ids tiny_ids() {
@@ -63,7 +63,7 @@ Ids tiny_ids() {
 }  // namespace
 
 TEST_CASE("anomaly: off by default, and then a NaN weight flows through unchecked") {
-  nn::GPT<float> model(tiny_config(), 1);
+  models::GPT<float> model(tiny_config(), 1);
   model.h[1].mlp.w_1.data()[0] = kNaN;
   Tape tape;
   CHECK_FALSE(tape.detect_anomaly());
@@ -77,7 +77,7 @@ TEST_CASE("anomaly: off by default, and then a NaN weight flows through unchecke
 TEST_CASE("anomaly: a clean GPT step passes and computes what it computes with anomaly mode off") {
   for (bool fused : {true, false}) {  // the composed attention's mask holds -inf by design
     CAPTURE(fused);
-    nn::GPT<float> on_model(tiny_config(), 3), off_model(tiny_config(), 3);
+    models::GPT<float> on_model(tiny_config(), 3), off_model(tiny_config(), 3);
     for (std::size_t i = 0; i < on_model.h.size(); ++i) on_model.h[i].attn.fused = off_model.h[i].attn.fused = fused;
     Tape on, off;
     on.set_detect_anomaly(true);
@@ -94,11 +94,11 @@ TEST_CASE("anomaly: a clean GPT step passes and computes what it computes with a
 }
 
 TEST_CASE("anomaly: a NaN in any GPT weight is caught at the first op that reads it, in the module that owns it") {
-  const auto names = nn::GPT<float>(tiny_config(), 1).named_parameters();
+  const auto names = models::GPT<float>(tiny_config(), 1).named_parameters();
   for (const auto& entry : names) {
     const std::string name = entry.first;
     CAPTURE(name);
-    nn::GPT<float> model(tiny_config(), 1);
+    models::GPT<float> model(tiny_config(), 1);
     Tensor<float> weight;
     for (auto& [n, p] : model.named_parameters())
       if (n == name) weight = p;

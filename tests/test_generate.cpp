@@ -1,6 +1,6 @@
 // nn/generate.hpp: the KV-cached forward against GPT::forward, generate's window policy
 // against decoding by full forwards over the cropped window, and its errors.
-#include <tapegrad/nn/generate.hpp>
+#include <tapegrad/models/gpt/sampling.hpp>
 
 #include <doctest/doctest.h>
 
@@ -14,6 +14,7 @@
 
 using namespace tapegrad;
 using namespace tapegrad::nn;
+using namespace tapegrad::models;
 
 namespace {
 

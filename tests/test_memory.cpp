@@ -11,6 +11,7 @@
 
 using namespace tapegrad;
 using namespace tapegrad::nn;
+using namespace tapegrad::models;
 
 namespace {
 

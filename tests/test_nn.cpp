@@ -10,6 +10,7 @@
 
 using namespace tapegrad;
 using namespace tapegrad::nn;
+using namespace tapegrad::models;
 
 namespace {
 

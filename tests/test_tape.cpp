@@ -217,9 +217,9 @@ TEST_CASE("errors: one type per kind, each a tapegrad::Error, about() names the 
   const auto a = Tensor<double>::zeros({2, 3}, true), b = Tensor<double>::zeros({4, 5}, true);
   CHECK_THROWS_AS(matmul(tape, a, b), ShapeError);
   CHECK_THROWS_AS(a.grad(), StateError);
-  CHECK_THROWS_AS(nn::find_preset("huge"), ConfigError);
+  CHECK_THROWS_AS(models::find_preset("huge"), ConfigError);
   try {
-    nn::find_preset("huge");
+    models::find_preset("huge");
     FAIL("no exception");
   } catch (Error& e) {  // a caller adds what the error is about and rethrows the same object
     CHECK(std::string(e.what()) == e.reason());

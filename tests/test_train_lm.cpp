@@ -1,4 +1,4 @@
-// train_lm (examples/train_lm): text and vocabulary, an end-to-end run on text
+// train_lm (apps/train_lm): text and vocabulary, an end-to-end run on text
 // the test writes itself, `grad` against the tape, bit-identical resume, crash
 // safety of checkpoints, and the errors for bad input.
 #include "evaluate.hpp"

@@ -37,7 +37,7 @@ int main() {
     std::fprintf(stderr, "overlap_test: run it under mpirun -np 2 (or more)\n");
     return 1;
   }
-  nn::GPT<float> model({.vocab_size = 16, .block_size = 8, .n_layer = 2, .n_head = 2, .d_model = 32}, 5);
+  models::GPT<float> model({.vocab_size = 16, .block_size = 8, .n_layer = 2, .n_head = 2, .d_model = 32}, 5);
   const auto params = model.named_parameters();
   std::vector<Array<float>> own(params.size());  // each rank's own gradients, before the reduction
   for (std::size_t i = 0; i < params.size(); ++i)

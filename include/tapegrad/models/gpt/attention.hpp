@@ -1,43 +1,43 @@
-// tapegrad/nn/attention.hpp — multi-head causal self-attention.
+// tapegrad/models/gpt/attention.hpp — multi-head causal self-attention.
 // By default the heads' softmax(mask(Q K^T / sqrt(dh))) V is one fused op
 // (ops/causal_attention.hpp: no T x T tensor is saved); with `fused = false` it is
 // one tape op per step, and every backward is the composition of the ops'
 // hand-written rules. Both paths are derived in docs/derivations.md (5.3-5.7, 5.10).
 #pragma once
 
-#include "../ops/causal_attention.hpp"
-#include "../ops/causal_mask.hpp"
-#include "../ops/heads.hpp"
-#include "../ops/matmul.hpp"
-#include "../ops/scale.hpp"
-#include "../ops/softmax.hpp"
-#include "layers.hpp"
+#include "../../ops/causal_attention.hpp"
+#include "../../ops/causal_mask.hpp"
+#include "../../ops/heads.hpp"
+#include "../../ops/matmul.hpp"
+#include "../../ops/scale.hpp"
+#include "../../ops/softmax.hpp"
+#include "../../nn/layers.hpp"
 
 #include <cmath>
 
-namespace tapegrad::nn {
+namespace tapegrad::models {
 
 // W_q, W_k, W_v, W_o in R^{d x d}, no bias; h heads of head_dim = d / h.
 template <class T>
-class CausalSelfAttention : public Module<T> {
+class CausalSelfAttention : public nn::Module<T> {
  public:
   // `proj_stddev` initialises the residual projection w_o (GPT-2: 0.02 / sqrt(2 L)).
-  CausalSelfAttention(std::size_t d, std::size_t n_heads, Rng& rng, double stddev = kInitStddev,
-                      double proj_stddev = kInitStddev)
+  CausalSelfAttention(std::size_t d, std::size_t n_heads, nn::Rng& rng, double stddev = nn::kInitStddev,
+                      double proj_stddev = nn::kInitStddev)
       : heads(n_heads) {
     if (heads == 0 || d % heads != 0)
       throw ConfigError("CausalSelfAttention: d_model " + std::to_string(d) + " is not divisible by " +
                         std::to_string(heads) + " heads");
-    w_q = this->register_parameter("w_q", normal_init<T>({d, d}, stddev, rng));
-    w_k = this->register_parameter("w_k", normal_init<T>({d, d}, stddev, rng));
-    w_v = this->register_parameter("w_v", normal_init<T>({d, d}, stddev, rng));
-    w_o = this->register_parameter("w_o", normal_init<T>({d, d}, proj_stddev, rng));
+    w_q = this->register_parameter("w_q", nn::normal_init<T>({d, d}, stddev, rng));
+    w_k = this->register_parameter("w_k", nn::normal_init<T>({d, d}, stddev, rng));
+    w_v = this->register_parameter("w_v", nn::normal_init<T>({d, d}, stddev, rng));
+    w_o = this->register_parameter("w_o", nn::normal_init<T>({d, d}, proj_stddev, rng));
   }
 
   // x (B, T, d) -> (B, T, d)
   Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
     using namespace ops;
-    const ModuleScope scope(tape, *this);
+    const nn::ModuleScope scope(tape, *this);
     Tensor<T> q = split_heads(tape, matmul(tape, x, w_q), heads);  // (B, h, T, dh)
     Tensor<T> k = split_heads(tape, matmul(tape, x, w_k), heads);  // (B, h, T, dh)
     Tensor<T> v = split_heads(tape, matmul(tape, x, w_v), heads);  // (B, h, T, dh)
@@ -61,4 +61,4 @@ class CausalSelfAttention : public Module<T> {
   bool fused = true;  // false: the step-by-step ops (attend_composed); same parameters, same values up to rounding
 };
 
-}  // namespace tapegrad::nn
+}  // namespace tapegrad::models

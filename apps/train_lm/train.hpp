@@ -25,7 +25,7 @@
 
 namespace train_lm {
 
-// Defaults not given by the preset table (tapegrad/nn/presets.hpp).
+// Defaults not given by the preset table (tapegrad/models/gpt/presets.hpp).
 inline constexpr std::size_t kEvalBatches = 20;     // validation batches per eval
 inline constexpr std::size_t kFinalSampleTokens = 300;
 

@@ -1,4 +1,4 @@
-// tapegrad/io/gpt_metadata.hpp — a GPT checkpoint's __metadata__ (SPEC section 2):
+// tapegrad/models/gpt/checkpoint_metadata.hpp — a GPT checkpoint's __metadata__ (SPEC section 2):
 // format "tapegrad-gpt", version "1" and the model's sizes, all strings.
 //
 //   gpt_metadata(config)                  what a checkpoint of GPT(config) carries
@@ -6,16 +6,16 @@
 //                                         when an entry is missing or not a positive count
 #pragma once
 
-#include "../core/error.hpp"
-#include "../nn/gpt.hpp"
-#include "safetensors.hpp"
+#include "../../core/error.hpp"
+#include "model.hpp"
+#include "../../io/safetensors.hpp"
 
 #include <filesystem>
 #include <string>
 
-namespace tapegrad::io {
+namespace tapegrad::models {
 
-inline Metadata gpt_metadata(const nn::GPTConfig& c) {
+inline io::Metadata gpt_metadata(const GPTConfig& c) {
   return {{"format", "tapegrad-gpt"},
           {"version", "1"},
           {"vocab_size", std::to_string(c.vocab_size)},
@@ -26,23 +26,23 @@ inline Metadata gpt_metadata(const nn::GPTConfig& c) {
 }
 
 // Counts are at most 9 digits, so a forged value cannot overflow.
-inline nn::GPTConfig gpt_config_from_metadata(const Metadata& meta, const std::filesystem::path& source) {
+inline GPTConfig gpt_config_from_metadata(const io::Metadata& meta, const std::filesystem::path& source) {
   auto get = [&](const std::string& key) -> std::string {
     auto it = meta.find(key);
-    if (it == meta.end()) throw FormatError(source, "checkpoint metadata has no '" + key + "'");
+    if (it == meta.end()) throw io::FormatError(source, "checkpoint metadata has no '" + key + "'");
     return it->second;
   };
   auto count = [&](const std::string& key) -> std::size_t {
     const std::string s = get(key);
     if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
-      throw FormatError(source, "checkpoint metadata '" + key + "' is not a positive integer: '" + s + "'");
+      throw io::FormatError(source, "checkpoint metadata '" + key + "' is not a positive integer: '" + s + "'");
     return std::stoul(s);
   };
-  if (get("format") != "tapegrad-gpt") throw FormatError(source, "checkpoint metadata 'format' is not tapegrad-gpt");
-  if (get("version") != "1") throw FormatError(source, "checkpoint metadata 'version' " + get("version") + " is not 1");
-  const nn::GPTConfig c{count("vocab_size"), count("block_size"), count("n_layer"), count("n_head"), count("d_model")};
-  if (const std::string problem = c.problem(); !problem.empty()) throw FormatError(source, "GPT config: " + problem);
+  if (get("format") != "tapegrad-gpt") throw io::FormatError(source, "checkpoint metadata 'format' is not tapegrad-gpt");
+  if (get("version") != "1") throw io::FormatError(source, "checkpoint metadata 'version' " + get("version") + " is not 1");
+  const GPTConfig c{count("vocab_size"), count("block_size"), count("n_layer"), count("n_head"), count("d_model")};
+  if (const std::string problem = c.problem(); !problem.empty()) throw io::FormatError(source, "GPT config: " + problem);
   return c;
 }
 
-}  // namespace tapegrad::io
+}  // namespace tapegrad::models

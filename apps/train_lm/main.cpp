@@ -20,7 +20,7 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <tapegrad/nn/presets.hpp>
+#include <tapegrad/models/gpt/presets.hpp>
 
 #include <csignal>
 #include <signal.h>
@@ -44,7 +44,7 @@ std::string describe(const tapegrad::nn::Recipe& r) {
 
 // One line per preset; the SPEC's four share one recipe, stated once after them.
 std::string preset_list() {
-  using tapegrad::nn::kPresets;
+  using tapegrad::models::kPresets;
   std::string text;
   for (std::size_t i = 0; i < kPresets.size(); ++i) {
     const auto& p = kPresets[i];
@@ -52,7 +52,7 @@ std::string preset_list() {
             " heads, d_model " + std::to_string(p.d_model) + ", block " + std::to_string(p.block_size) + ", batch " +
             std::to_string(p.batch) + ", " + std::to_string(p.steps) + " steps, eval every " +
             std::to_string(p.eval_every) + " (" + p.purpose + ")";
-    if (i >= tapegrad::nn::kSpecPresets) text += "; " + describe(p.recipe);
+    if (i >= tapegrad::models::kSpecPresets) text += "; " + describe(p.recipe);
   }
   return text + "\nThe recipe of the SPEC's four: " + describe(kPresets.front().recipe) + ".";
 }
@@ -61,7 +61,7 @@ std::string preset_list() {
 // per preset, keyed by name.
 std::string presets_json() {
   nlohmann::ordered_json all = nlohmann::ordered_json::object();
-  for (const auto& p : tapegrad::nn::kPresets) {
+  for (const auto& p : tapegrad::models::kPresets) {
     const auto& r = p.recipe;
     all[p.name] = {{"n_layer", p.n_layer}, {"n_head", p.n_head}, {"d_model", p.d_model}, {"block_size", p.block_size},
                    {"batch", p.batch}, {"steps", p.steps}, {"lr", r.adamw.lr}, {"beta1", r.adamw.beta1},
@@ -106,7 +106,7 @@ void add_train(CLI::App& app, TrainOptions& o) {
   cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")")
       ->type_name("FILE");
   std::string names;
-  for (const auto& p : tapegrad::nn::kPresets) names += (names.empty() ? "" : ", ") + std::string(p.name);
+  for (const auto& p : tapegrad::models::kPresets) names += (names.empty() ? "" : ", ") + std::string(p.name);
   cmd->add_option("--preset", o.preset, names + " (train_lm presets lists them)")->capture_default_str();
   cmd->add_option("--steps", o.steps, "total optimisation steps (default: the preset's)")
       ->check(positive_count(kMaxSteps));

@@ -14,7 +14,7 @@
 // the peak RSS.
 #pragma once
 
-#include <tapegrad/nn/gpt.hpp>
+#include <tapegrad/models/gpt/model.hpp>
 
 #include <cstddef>
 #include <string>
@@ -22,7 +22,7 @@
 namespace train_lm {
 
 struct MemoryNeed {
-  tapegrad::nn::GPTConfig config;
+  tapegrad::models::GPTConfig config;
   std::size_t batch = 1, window = 1;  // B and T of one forward
   bool training = false;
   std::size_t scalar_bytes = 4;  // float 4, double 8

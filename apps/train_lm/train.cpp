@@ -8,7 +8,7 @@
 #include "sample.hpp"
 #include "usage_error.hpp"
 
-#include <tapegrad/nn/presets.hpp>
+#include <tapegrad/models/gpt/presets.hpp>
 #include <tapegrad/nn/train_step.hpp>
 
 #include <atomic>
@@ -58,16 +58,16 @@ void require_finite(const std::string& what, double value, std::int64_t step) {
                              "; stopping without saving (try a smaller --lr)");
 }
 
-const tapegrad::nn::Preset& preset_named(const std::string& name) {
+const tapegrad::models::Preset& preset_named(const std::string& name) {
   try {
-    return tapegrad::nn::find_preset(name);
+    return tapegrad::models::find_preset(name);
   } catch (tapegrad::ConfigError& e) {
     e.about("--preset");
     throw;
   }
 }
 
-RunSettings settings_from(const TrainOptions& o, const tapegrad::nn::Preset& preset) {
+RunSettings settings_from(const TrainOptions& o, const tapegrad::models::Preset& preset) {
   RunSettings s;
   s.model.n_layer = count_option("--layers", o.layers, preset.n_layer);
   s.model.n_head = count_option("--heads", o.heads, preset.n_head);
@@ -107,7 +107,7 @@ void take_out_dir(Plan& plan, bool resume) {
 // the output directory and reads the state to resume.
 Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   Plan plan;
-  const tapegrad::nn::Preset& preset = preset_named(o.preset);
+  const tapegrad::models::Preset& preset = preset_named(o.preset);
   plan.settings = settings_from(o, preset);
   plan.recipe = preset.recipe;
   plan.recipe.adamw.lr = plan.settings.lr;

@@ -5,7 +5,7 @@
 //   read_model_file(path)            the file, checked: metadata -> GPTConfig, one float dtype
 //                                    throughout, the tensors the config needs (names, shapes)
 //                                    and a vocab that fits; the expected layout is the modules'
-//                                    (nn::expected_parameter_shapes, shape-only: nothing is
+//                                    (models::expected_parameter_shapes, shape-only: nothing is
 //                                    allocated), so a forged block_size or n_layer cannot exhaust memory
 //   with_model(checkpoint, f)        builds GPT<float> (F32) or GPT<double> (F64) and calls f(model)
 #pragma once
@@ -14,8 +14,8 @@
 #include "text_data.hpp"
 
 #include <tapegrad/io/checkpoint.hpp>
-#include <tapegrad/io/gpt_metadata.hpp>
-#include <tapegrad/nn/gpt.hpp>
+#include <tapegrad/models/gpt/checkpoint_metadata.hpp>
+#include <tapegrad/models/gpt/model.hpp>
 
 #include <filesystem>
 #include <memory>
@@ -27,8 +27,9 @@
 namespace train_lm {
 
 namespace io = tapegrad::io;
-using tapegrad::nn::GPT;
-using tapegrad::nn::GPTConfig;
+namespace models = tapegrad::models;
+using tapegrad::models::GPT;
+using tapegrad::models::GPTConfig;
 
 // The metadata value for `key`; io::FormatError naming the file when it is absent.
 const std::string& metadata_value(const io::Safetensors& file, const std::string& key);
@@ -50,7 +51,7 @@ ModelFile read_model_file(io::Safetensors file);
 
 template <class T>
 void save_model(const std::filesystem::path& path, const GPT<T>& model, const io::Metadata& extra = {}) {
-  io::Metadata metadata = io::gpt_metadata(model.config);
+  io::Metadata metadata = models::gpt_metadata(model.config);
   metadata.insert(extra.begin(), extra.end());
   io::save_parameters(path, model.named_parameters(), metadata);
 }

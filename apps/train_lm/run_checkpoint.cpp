@@ -78,7 +78,7 @@ std::size_t CheckpointDir::remove_stale_temporary_files() const {
 }
 
 io::Metadata RunSettings::to_metadata() const {
-  io::Metadata m = io::gpt_metadata(model);
+  io::Metadata m = models::gpt_metadata(model);
   m["format"] = kStateFormat;
   m["batch"] = std::to_string(batch);
   m["lr"] = exact_text(lr);
@@ -96,7 +96,7 @@ RunSettings RunSettings::from_metadata(const io::Safetensors& file) {
   io::Metadata model_meta = file.metadata();
   model_meta["format"] = "tapegrad-gpt";
   RunSettings s;
-  s.model = io::gpt_config_from_metadata(model_meta, file.path());
+  s.model = models::gpt_config_from_metadata(model_meta, file.path());
   s.batch = metadata_number<std::size_t>(file, "batch");
   s.lr = metadata_number<double>(file, "lr");
   s.seed = metadata_number<std::uint64_t>(file, "seed");

@@ -1,9 +1,9 @@
-// train_lm/sample.cpp — the `sample` subcommand on nn::generate (temperature, top-k, KV cache).
+// train_lm/sample.cpp — the `sample` subcommand on models::generate (temperature, top-k, KV cache).
 #include "sample.hpp"
 
 #include "usage_error.hpp"
 
-#include <tapegrad/nn/generate.hpp>
+#include <tapegrad/models/gpt/sampling.hpp>
 
 #include <cmath>
 #include <ostream>
@@ -21,7 +21,7 @@ void stream_sample(const GPT<T>& model, const Vocabulary& vocab, const std::stri
   const auto context = prompt_ids(vocab, prompt);
   out << prompt << std::flush;
   std::mt19937_64 rng(options.seed);
-  tapegrad::nn::generate(model, context, options.tokens,
+  tapegrad::models::generate(model, context, options.tokens,
                          {.temperature = options.temperature, .top_k = options.top_k, .context = options.context}, rng,
                          [&](std::int64_t id) { out << vocab.token(id) << std::flush; });
   out << '\n';

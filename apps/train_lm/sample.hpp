@@ -1,6 +1,6 @@
 // train_lm/sample.hpp — generating text from a model, one character at a time.
 //
-// tapegrad::nn::generate (nn/generate.hpp) does the work: each new token runs one row
+// tapegrad::models::generate (nn/generate.hpp) does the work: each new token runs one row
 // through the model against the cached keys and values of the window; its logits are
 // divided by the temperature, the top_k largest kept (0 = all), softmax, one draw from
 // an mt19937_64 seeded with `seed`. Temperature 0 means greedy (argmax). When the

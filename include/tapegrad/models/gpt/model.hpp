@@ -1,4 +1,4 @@
-// tapegrad/nn/gpt.hpp — the GPT of ../shared/SPEC.md section 1. Its checkpoint metadata
+// tapegrad/models/gpt/model.hpp — the GPT of ../shared/SPEC.md section 1. Its checkpoint metadata
 // is io/gpt_metadata.hpp, the named presets nn/presets.hpp.
 //
 //   x      = wte[idx] + wpe[0:T]             (B, T, d)
@@ -7,12 +7,12 @@
 //   loss   = mean -log softmax(logits)[target]
 #pragma once
 
-#include "../ops/cross_entropy.hpp"
-#include "transformer.hpp"
+#include "../../ops/cross_entropy.hpp"
+#include "block.hpp"
 
 #include <string>
 
-namespace tapegrad::nn {
+namespace tapegrad::models {
 
 struct GPTConfig {
   std::size_t vocab_size = 0, block_size = 0, n_layer = 0, n_head = 0, d_model = 0;
@@ -33,12 +33,12 @@ struct GPTConfig {
 };
 
 template <class T>
-class GPT : public Module<T> {
+class GPT : public nn::Module<T> {
  public:
   GPT(const GPTConfig& c, std::uint64_t seed) : config(c), ln_f((c.validate(), c.d_model)) {
-    Rng rng(seed);
-    wte = this->register_parameter("wte", normal_init<T>({config.vocab_size, config.d_model}, kInitStddev, rng));
-    wpe = this->register_parameter("wpe", normal_init<T>({config.block_size, config.d_model}, kInitStddev, rng));
+    nn::Rng rng(seed);
+    wte = this->register_parameter("wte", nn::normal_init<T>({config.vocab_size, config.d_model}, nn::kInitStddev, rng));
+    wpe = this->register_parameter("wpe", nn::normal_init<T>({config.block_size, config.d_model}, nn::kInitStddev, rng));
     this->register_module("h", h);
     for (std::size_t i = 0; i < config.n_layer; ++i) h.emplace_back(config.d_model, config.n_head, config.n_layer, rng);
     this->register_module("ln_f", ln_f);
@@ -55,7 +55,7 @@ class GPT : public Module<T> {
     Ids positions = Ids::from_shape({T_len});
     for (std::size_t t = 0; t < T_len; ++t) positions(t) = std::int64_t(t);
 
-    const ModuleScope scope(tape, *this);
+    const nn::ModuleScope scope(tape, *this);
     Tensor<T> x = ops::add(tape, ops::embedding(tape, wte, idx), ops::embedding(tape, wpe, positions));  // (B, T, d)
     for (std::size_t i = 0; i < h.size(); ++i) x = h[i].forward(tape, x);                                // (B, T, d)
     x = ln_f.forward(tape, x);                                                                           // (B, T, d)
@@ -69,14 +69,14 @@ class GPT : public Module<T> {
 
   GPTConfig config;
   Tensor<T> wte, wpe;
-  ModuleList<TransformerBlock<T>> h;
-  LayerNorm<T> ln_f;
+  nn::ModuleList<TransformerBlock<T>> h;
+  nn::LayerNorm<T> ln_f;
 };
 
 // The parameters of GPT(config), by SPEC name and shape in named_parameters() order,
 // from a shape-only construction: no weight is allocated or drawn.
-inline ParameterShapes expected_parameter_shapes(const GPTConfig& config) {
-  return parameter_shapes<GPT<float>>(config, 0);
+inline nn::ParameterShapes expected_parameter_shapes(const GPTConfig& config) {
+  return nn::parameter_shapes<GPT<float>>(config, 0);
 }
 
-}  // namespace tapegrad::nn
+}  // namespace tapegrad::models

@@ -21,7 +21,7 @@ void check_parameter_tensors(const io::Safetensors& file, const GPTConfig& confi
   const std::string needs = "the metadata (" + describe(config) + ") needs ";
   if (config.n_layer > file.tensors().size())
     file.fail(needs + "more tensors than the " + std::to_string(file.tensors().size()) + " the file holds");
-  const tapegrad::nn::ParameterShapes expected = tapegrad::nn::expected_parameter_shapes(config);
+  const tapegrad::nn::ParameterShapes expected = tapegrad::models::expected_parameter_shapes(config);
   for (const auto& [name, shape] : expected) {
     if (!file.contains(name)) file.fail("no tensor '" + name + "': " + needs + "it");
     const tapegrad::Shape& stored = file.tensor(name).shape;
@@ -53,7 +53,7 @@ ModelFile read_model_file(const std::filesystem::path& path) { return read_model
 
 ModelFile read_model_file(io::Safetensors file) {
   ModelFile m{std::move(file), {}, io::DType::F32, std::nullopt};
-  m.config = io::gpt_config_from_metadata(m.file.metadata(), m.file.path());
+  m.config = models::gpt_config_from_metadata(m.file.metadata(), m.file.path());
   m.dtype = io::checkpoint_dtype(m.file);
   check_parameter_tensors(m.file, m.config);
   if (const auto it = m.file.metadata().find("vocab"); it != m.file.metadata().end()) {

@@ -1,4 +1,4 @@
-// tapegrad/nn/generate.hpp — sampling from a GPT with a KV cache, no tape.
+// tapegrad/models/gpt/sampling.hpp — sampling from a GPT with a KV cache, no tape.
 //
 //   KVCache<T> cache(config)                      per layer, K and V of the positions run so far (batch 1)
 //   forward_cached(model, cache, tokens, ctx)     runs tokens (n >= 1) at positions cache.length ...
@@ -28,13 +28,13 @@
 // crops the context to its last block_size tokens, token for token, at a full forward's cost.
 #pragma once
 
-#include "../core/blas.hpp"
-#include "../core/error.hpp"
-#include "../core/vecmath.hpp"
-#include "../ops/gelu.hpp"
-#include "../ops/layernorm.hpp"
-#include "../ops/softmax.hpp"
-#include "gpt.hpp"
+#include "../../core/blas.hpp"
+#include "../../core/error.hpp"
+#include "../../core/vecmath.hpp"
+#include "../../ops/gelu.hpp"
+#include "../../ops/layernorm.hpp"
+#include "../../ops/softmax.hpp"
+#include "model.hpp"
 
 #include <cblas.h>
 
@@ -48,7 +48,7 @@
 #include <string>
 #include <vector>
 
-namespace tapegrad::nn {
+namespace tapegrad::models {
 
 // Keys and values of the positions 0..length-1 for batch 1: per layer, (n_head, block_size, head_dim)
 // each, position p of head h at (h * block_size + p) * head_dim. 2 L block_size d values in all.
@@ -100,7 +100,7 @@ inline std::size_t token_index(std::int64_t id, std::size_t V) {
 
 // y = LayerNorm(x) row by row over C: ops::layernorm's row kernel.
 template <class T>
-void layernorm_rows(const LayerNorm<T>& ln, const T* x, std::size_t rows, std::size_t C, T* y) {
+void layernorm_rows(const nn::LayerNorm<T>& ln, const T* x, std::size_t rows, std::size_t C, T* y) {
   T mean, rstd;
   for (std::size_t r = 0; r < rows; ++r)
     ops::detail::layernorm_row(x + r * C, C, ln.weight.data(), ln.bias.data(), T(ln.eps), y + r * C, mean, rstd);
@@ -244,4 +244,4 @@ void generate(const GPT<T>& model, std::span<const std::int64_t> prompt, std::si
   }
 }
 
-}  // namespace tapegrad::nn
+}  // namespace tapegrad::models

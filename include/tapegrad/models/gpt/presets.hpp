@@ -1,18 +1,18 @@
-// tapegrad/nn/presets.hpp — SPEC section 4's named presets, and the project's own, in
+// tapegrad/models/gpt/presets.hpp — SPEC section 4's named presets, and the project's own, in
 // one table: the model's sizes, the batch, the default number of steps, how often
 // train_lm evaluates, and the training recipe. train_lm,
 // bench_train and (through `train_lm presets --json`) scripts/reference_torch.py read it.
 #pragma once
 
-#include "../core/error.hpp"
-#include "gpt.hpp"
-#include "train_step.hpp"
+#include "../../core/error.hpp"
+#include "model.hpp"
+#include "../../nn/train_step.hpp"
 
 #include <array>
 #include <cstdint>
 #include <string>
 
-namespace tapegrad::nn {
+namespace tapegrad::models {
 
 struct Preset {
   const char* name;
@@ -20,7 +20,7 @@ struct Preset {
   std::size_t batch;
   std::int64_t steps;  // train_lm's --steps default
   const char* purpose;
-  Recipe recipe;                // the SPEC's, for the SPEC's four
+  nn::Recipe recipe;                // the SPEC's, for the SPEC's four
   std::int64_t eval_every = 100;  // train_lm's --eval-every default
 
   GPTConfig model(std::size_t vocab_size) const { return {vocab_size, block_size, n_layer, n_head, d_model}; }
@@ -30,13 +30,13 @@ struct Preset {
 // (README "Speedrun", the study in docs/speedrun_study.csv): one block learns
 // faster per token than four early on, and a 6x higher learning rate with a shorter
 // warm-up suits it. It evaluates only at the start and the end.
-inline constexpr Recipe kSpeedrunRecipe{.adamw = {.lr = 6e-3}, .warmup_steps = 50};
+inline constexpr nn::Recipe kSpeedrunRecipe{.adamw = {.lr = 6e-3}, .warmup_steps = 50};
 
 // `speedrun-10m` is tuned for the lowest loss within 10 minutes of wall time on the same
 // machine (README "Speedrun", docs/speedrun_10m_sweep.csv): in that time the SPEC's
 // `small` model sees 7.3 M tokens, more than wider or deeper models reach (a 4 x 192,
 // block 128 model scored 1.583 against its 1.524 on the held-out part of the training split).
-inline constexpr Recipe kSpeedrun10mRecipe{.adamw = {.lr = 3e-3}};
+inline constexpr nn::Recipe kSpeedrun10mRecipe{.adamw = {.lr = 3e-3}};
 
 inline constexpr std::array<Preset, 6> kPresets{{
     {"tiny", 2, 4, 32, 32, 4, 200, "tests and smoke runs", {}},
@@ -58,4 +58,4 @@ inline const Preset& find_preset(const std::string& name) {
   throw ConfigError("unknown preset '" + name + "' (known: " + known + ")");
 }
 
-}  // namespace tapegrad::nn
+}  // namespace tapegrad::models
