@@ -5,7 +5,7 @@
 #   speedrun_scripts_test.sh TRAIN_LM
 set -euo pipefail
 bin=$1
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "speedrun_scripts_test: $*" >&2; exit 1; }

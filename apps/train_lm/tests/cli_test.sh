@@ -55,7 +55,7 @@ for i in $(seq 200); do echo "the cat sat on the mat and the dog ran to the big 
 
 # The README's preset table is train_lm's, line for line (every preset, the SPEC's and
 # the project's own), and the speedrun presets train.
-readme="$(dirname "$0")/../../README.md"
+readme="$(dirname "$0")/../../../README.md"
 "$bin" presets | grep "^  [a-z0-9-]*: " >"$work/presets.txt" || fail "presets lists nothing"
 [ "$(wc -l <"$work/presets.txt")" -ge 6 ] || fail "presets lists fewer than six presets: $(cat "$work/presets.txt")"
 while IFS= read -r line; do
