@@ -71,10 +71,13 @@ void run(const models::Preset& preset, int threads, int steps, int warmup, bool 
     for (auto& v : inputs) v = token(rng);
     for (auto& v : targets) v = token(rng);
     const auto start = std::chrono::steady_clock::now();
-    nn::train_step(optimizer, recipe.lr_at(step, warmup + steps), recipe.clip_norm, [&](Tape& tape) {
+    nn::train_step(
+        optimizer, recipe.lr_at(step, warmup + steps), recipe.clip_norm,
+        [&](Tape& tape) {
       tape.set_detect_anomaly(detect_anomaly);
       return model.loss(tape, inputs, targets);
-    }, context, pool);
+        },
+        context, pool);
     const auto stop = std::chrono::steady_clock::now();
     if (step >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
   }

@@ -64,9 +64,12 @@ TEST_CASE("errors: the ops' entry points throw tapegrad::Error kinds") {
   check_throws<ShapeError>("ops::matmul", [&] { ops::matmul(tape, a, b); });
   check_throws<ShapeError>("ops::add", [&] { ops::add(tape, a, Tensor<float>::zeros({4})); });
   check_throws<ShapeError>("ops::softmax", [&] { ops::softmax(tape, Tensor<float>::zeros({})); });
-  check_throws<ShapeError>("ops::layernorm", [&] { ops::layernorm(tape, a, Tensor<float>::zeros({2}), Tensor<float>::zeros({3})); });
+  check_throws<ShapeError>("ops::layernorm",
+                           [&] { ops::layernorm(tape, a, Tensor<float>::zeros({2}), Tensor<float>::zeros({3})); });
   check_throws<ShapeError>("ops::split_heads", [&] { ops::split_heads(tape, Tensor<float>::zeros({1, 2, 3}), 2); });
-  check_throws<ShapeError>("ops::causal_attention", [&] { ops::causal_attention(tape, a, a, Tensor<float>::zeros({3, 2})); });
+  check_throws<ShapeError>("ops::causal_attention", [&] {
+    ops::causal_attention(tape, a, a, Tensor<float>::zeros({3, 2}));
+  });
   check_throws<ShapeError>("ops::cross_entropy", [&] { ops::cross_entropy(tape, a, Ids{0, 3}); });
   check_throws<ShapeError>("ops::embedding", [&] { ops::embedding(tape, a, Ids{2}); });
 }
@@ -86,7 +89,9 @@ TEST_CASE("errors: the optimisers, the schedule and the train step throw tapegra
 }
 
 TEST_CASE("errors: the GPT, its presets and the sampler throw tapegrad::Error kinds") {
-  check_throws<ConfigError>("GPT config", [] { models::GPT<float>({.vocab_size = 5, .block_size = 4, .n_layer = 1, .n_head = 3, .d_model = 8}, 1); });
+  check_throws<ConfigError>("GPT config", [] {
+    models::GPT<float>({.vocab_size = 5, .block_size = 4, .n_layer = 1, .n_head = 3, .d_model = 8}, 1);
+  });
   check_throws<ConfigError>("find_preset", [] { models::find_preset("huge"); });
   const models::GPT<float> model(tiny(), 1);
   check_throws<ShapeError>("GPT::forward past block_size", [&] {
@@ -100,17 +105,24 @@ TEST_CASE("errors: the GPT, its presets and the sampler throw tapegrad::Error ki
     model.forward(tape, Ids::from_shape({1, 1}), &cache);
   });
   std::mt19937_64 rng(1);
-  check_throws<ShapeError>("generate with an empty prompt", [&] { models::generate(model, {}, 1, {}, rng, [](std::int64_t) {}); });
-  check_throws<ConfigError>("generate with a negative temperature",
-                            [&] { models::generate(model, std::vector<std::int64_t>{1}, 1, {.temperature = -1}, rng, [](std::int64_t) {}); });
+  check_throws<ShapeError>("generate with an empty prompt",
+                           [&] { models::generate(model, {}, 1, {}, rng, [](std::int64_t) {}); });
+  check_throws<ConfigError>("generate with a negative temperature", [&] {
+    models::generate(model, std::vector<std::int64_t>{1}, 1, {.temperature = -1}, rng, [](std::int64_t) {});
+  });
 }
 
 TEST_CASE("errors: the file functions throw tapegrad::Error kinds") {
-  const std::filesystem::path missing = std::filesystem::temp_directory_path() / "tapegrad-no-such-dir" / "x.safetensors";
+  const std::filesystem::path missing =
+      std::filesystem::temp_directory_path() / "tapegrad-no-such-dir" / "x.safetensors";
   const models::GPT<float> model(tiny(), 1);
-  check_throws<FormatError>("io::load_parameters of a missing file", [&] { io::load_parameters(missing, model.named_parameters()); });
-  check_throws<SystemError>("io::write_file_atomically into a missing directory", [&] { io::write_file_atomically(missing, "x"); });
+  check_throws<FormatError>("io::load_parameters of a missing file",
+                            [&] { io::load_parameters(missing, model.named_parameters()); });
+  check_throws<SystemError>("io::write_file_atomically into a missing directory",
+                            [&] { io::write_file_atomically(missing, "x"); });
   const std::vector<std::byte> garbage(12, std::byte{0xff});
   check_throws<FormatError>("io::Safetensors::from_bytes of garbage", [&] { io::Safetensors::from_bytes(garbage); });
-  check_throws<FormatError>("gpt_config_from_metadata", [] { models::gpt_config_from_metadata({{"format", "other"}}, "m.safetensors"); });
+  check_throws<FormatError>("gpt_config_from_metadata", [] {
+    models::gpt_config_from_metadata({{"format", "other"}}, "m.safetensors");
+  });
 }

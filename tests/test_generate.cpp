@@ -188,16 +188,18 @@ TEST_CASE("generate: bad input is a clear error and nothing is emitted") {
 
   auto cache = model.make_kv_cache();
   const std::vector<std::int64_t> nine(9, 1);
-  CHECK_THROWS_WITH_AS(forward_cached(model, cache, nine), "GPT: sequence length 9 after 0 cached positions exceeds block_size 8",
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(forward_cached(model, cache, nine),
+                       "GPT: sequence length 9 after 0 cached positions exceeds block_size 8", ShapeError);
   CHECK_THROWS_WITH_AS(forward_cached(model, cache, std::span<const std::int64_t>{}), doctest::Contains("no token to run"), ShapeError);
   CHECK_THROWS_AS(forward_next(model, cache, 11), ShapeError);
   CHECK(cache.length() == 0);  // a refused call leaves the cache as it was
   const GPT<float> one_layer(GPTConfig{.vocab_size = 11, .block_size = 8, .n_layer = 1, .n_head = 2, .d_model = 16}, 1);
   auto other = one_layer.make_kv_cache();
   CHECK_THROWS_WITH_AS(forward_next(model, other, 1), "GPT: the KV cache has 1 layers, the model 2", ShapeError);
-  const GPT<float> four_heads(GPTConfig{.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 4, .d_model = 16}, 1);
+  const GPT<float> four_heads(GPTConfig{.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 4, .d_model = 16},
+                              1);
   auto wrong_heads = four_heads.make_kv_cache();
-  CHECK_THROWS_WITH_AS(forward_next(model, wrong_heads, 1), doctest::Contains("KV cache: needs q (1, H, n, 4)"), ShapeError);
+  CHECK_THROWS_WITH_AS(forward_next(model, wrong_heads, 1), doctest::Contains("KV cache: needs q (1, H, n, 4)"),
+                       ShapeError);
   CHECK(wrong_heads.length() == 0);
 }

@@ -38,7 +38,8 @@ Run train(const std::shared_ptr<BufferPool>& pool, int steps) {
     Ids x = Ids::from_shape({4, 8}), y = x;
     for (auto& v : x) v = token(rng);
     for (auto& v : y) v = token(rng);
-    const StepResult r = train_step(opt, 1e-3, 1.0, [&](Tape& tape) { return model.loss(tape, x, y); }, Context{1}, pool);
+    const StepResult r = train_step(
+        opt, 1e-3, 1.0, [&](Tape& tape) { return model.loss(tape, x, y); }, Context{1}, pool);
     REQUIRE(r.updated);
     run.losses.push_back(float(r.loss));
     if (pool) run.after_step.push_back({pool->hits(), pool->misses()});

@@ -112,7 +112,8 @@ TEST_CASE("nn: a shape-only construction allocates and draws nothing") {
     CHECK(ln.weight.size() == 5);
     CHECK_FALSE(ln.weight.has_value());  // nothing allocated: reading the values is an error, not an empty array
     CHECK_FALSE(attn.w_q.has_value());
-    CHECK_THROWS_WITH_AS(attn.w_q.data(), "Tensor: the tensor of shape [6, 6] is shape-only: it has no values", StateError);
+    CHECK_THROWS_WITH_AS(attn.w_q.data(), "Tensor: the tensor of shape [6, 6] is shape-only: it has no values",
+                         StateError);
     CHECK(rng == before);
   }
   CHECK_FALSE(ShapesOnly::active());

@@ -194,15 +194,14 @@ const std::vector<MalformedFile>& malformed_files() {
       // Numbers past double's range are a FormatError, not nlohmann's out_of_range.
       {"metadata number overflowing a double", file_bytes(R"({"a":1e400})"), "header is not valid JSON ("},
       {"extent overflowing a double",
-       file_bytes(one_tensor(R"("dtype":"F32","shape":[1e400],"data_offsets":[0,4])"), zeros(4)),
-       "number overflow"},
-      {"extent past 2^64", file_bytes(one_tensor(R"("dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4])"),
-                                      zeros(4)),
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[1e400],"data_offsets":[0,4])"), zeros(4)), "number overflow"},
+      {"extent past 2^64",
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4])"), zeros(4)),
        "tensor 'a': shape is not a list of non-negative integers"},
       // A zero-element tensor still has bounded rank and extents.
       {"zero-element tensor with huge extents",
-       file_bytes(one_tensor(
-           R"("dtype":"F32","shape":[0,9223372036854775808,9223372036854775808],"data_offsets":[0,0])")),
+       file_bytes(
+           one_tensor(R"("dtype":"F32","shape":[0,9223372036854775808,9223372036854775808],"data_offsets":[0,0])")),
        "tensor 'a': shape [0, 9223372036854775808, 9223372036854775808] is too large"},
       {"zero-element tensor with extents just past 2^48",
        file_bytes(one_tensor(R"("dtype":"F32","shape":[16777216,0,16777217],"data_offsets":[0,0])")),
@@ -286,7 +285,8 @@ const std::vector<MalformedFile>& malformed_files() {
       {"control character in a name", file_bytes(R"({"a\n":[0,4]})"), "tensor 'a\\x0a': entry is not an object"},
       {"100 kB tensor name", file_bytes("{\"" + std::string(100'000, 'n') + "\":[0,4]}"),
        "a tensor name is longer than 4096 bytes ('nnnnnnnn"},
-      {"4097-byte tensor name", file_bytes("{\"" + std::string(4097, 'n') + "\":{}}"), "a tensor name is longer than 4096 bytes"},
+      {"4097-byte tensor name", file_bytes("{\"" + std::string(4097, 'n') + "\":{}}"),
+       "a tensor name is longer than 4096 bytes"},
       {"4097-byte metadata key", file_bytes(R"({"__metadata__":{")" + std::string(4097, 'k') + R"(":""}})"),
        "a key is longer than 4096 bytes"},
   };
@@ -347,7 +347,6 @@ TEST_CASE("safetensors: the header bounds are inclusive") {
   CHECK_THROWS_WITH_AS(Safetensors::from_bytes(std::as_bytes(std::span(past.data(), past.size()))),
                        doctest::Contains("header lists more than 65536 tensors"), FormatError);
 }
-
 
 // A header was once parsed into a JSON tree before its rules were checked:
 // a 50 MB header took 1.6 GB and 9 s. Now a header near the 16 MiB limit full of what a

@@ -57,7 +57,8 @@ bool same_bits(const Array<float>& a, const Array<float>& b) {
 }  // namespace
 
 TEST_CASE("threads: a Context is a checked thread count and nothing else") {
-  static_assert(std::is_trivially_copyable_v<Context> && sizeof(Context) == sizeof(int));  // making one allocates nothing
+  static_assert(std::is_trivially_copyable_v<Context> &&
+                sizeof(Context) == sizeof(int));  // making one allocates nothing
   CHECK(Context{}.threads() == 1);
   CHECK(Context{3}.threads() == 3);
   CHECK_THROWS_WITH_AS(Context{0}, "threads must be >= 1, got 0", ConfigError);

@@ -85,8 +85,10 @@ TextLoss run_eval(const EvalOptions& options) {
   return result;
 }
 
-template double batch_loss(const GPT<float>&, const Batch&, const tapegrad::Context&, std::shared_ptr<tapegrad::BufferPool>);
-template double batch_loss(const GPT<double>&, const Batch&, const tapegrad::Context&, std::shared_ptr<tapegrad::BufferPool>);
+template double batch_loss(const GPT<float>&, const Batch&, const tapegrad::Context&,
+                           std::shared_ptr<tapegrad::BufferPool>);
+template double batch_loss(const GPT<double>&, const Batch&, const tapegrad::Context&,
+                           std::shared_ptr<tapegrad::BufferPool>);
 template double validation_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, std::size_t,
                                 std::uint64_t, const tapegrad::Context&, Shard);
 template TextLoss text_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, const tapegrad::Context&);

@@ -22,8 +22,8 @@ void stream_sample(const GPT<T>& model, const Vocabulary& vocab, const std::stri
   out << prompt << std::flush;
   std::mt19937_64 rng(options.seed);
   tapegrad::models::generate(model, prompt_tokens, options.tokens,
-                         {.temperature = options.temperature, .top_k = options.top_k, .context = options.context}, rng,
-                         [&](std::int64_t id) { out << vocab.token(id) << std::flush; });
+                             {.temperature = options.temperature, .top_k = options.top_k, .context = options.context},
+                             rng, [&](std::int64_t id) { out << vocab.token(id) << std::flush; });
   out << '\n';
 }
 
