@@ -8,6 +8,9 @@
 //   require_all_ok      collective, before step 1: a rank whose plan failed (its data file
 //                       unreadable, say) fails the whole job; rank 0 names every failure
 //   root_value          rank 0's value of a number (the data's fingerprint, to compare)
+//   require_same_settings  collective, before step 1: every setting that shapes the run
+//                       (named, as text) is rank 0's on every rank, or the job fails
+//                       with one line naming the setting and the two values
 //   share_start         rank 0's weights, AdamW moments, step, sampler and elapsed time
 //                       to every rank, and the gradient all-reduce set up (dist/)
 //   require_gradients_averaged   after backward: checks that backward left every gradient
@@ -25,6 +28,8 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace train_lm {
 
@@ -48,6 +53,12 @@ class Replicas {
   }
   // Rank 0's `x`, on every rank.
   virtual std::uint64_t root_value(std::uint64_t x) { return x; }
+  // One setting of the run: its option name ("--lr") and value as text.
+  using Setting = std::pair<std::string, std::string>;
+  // Collective. Throws as require_all_ok, on rank 0 a std::runtime_error with one line per
+  // disagreeing rank ("rank 1 has --lr 0.001 where rank 0 has 0.5: ..."), unless every
+  // rank passes the same settings.
+  virtual void require_same_settings(const std::vector<Setting>& /*settings*/) {}
   virtual void share_start(GPT<float>& /*model*/, tapegrad::nn::AdamW<float>& /*optimizer*/, TrainState& /*state*/) {}
   virtual void require_gradients_averaged() {}
   virtual double sum(double x) { return x; }

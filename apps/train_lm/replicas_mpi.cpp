@@ -72,8 +72,31 @@ class MpiReplicas final : public Replicas {
   void require_all_ok(const std::string& error) override {
     const std::string failures = comm_.gather_failures(error);
     if (failures.empty()) return;
+    // The job ends for this reason alone: when mpirun stops a rank still exiting after
+    // another's exit 1, it must not add "stopped from outside".
+    stop_message.store(nullptr);
     if (!comm_.is_root()) throw ReportedByRankZero();
     throw std::runtime_error(failures);
+  }
+
+  void require_same_settings(const std::vector<Setting>& settings) override {
+    std::string mine;  // "name\tvalue\n" per setting
+    for (const auto& [name, value] : settings) mine += name + '\t' + value + '\n';
+    std::string root = mine;
+    broadcast_string(comm_, root);
+    std::string disagreement;
+    std::istringstream root_lines(root);
+    std::string line;
+    for (const auto& [name, value] : settings) {
+      if (!std::getline(root_lines, line)) line.clear();
+      const std::string root_value = line.substr(std::min(line.size(), name.size() + 1));
+      if (line.compare(0, name.size() + 1, name + '\t') != 0 || root_value != value) {
+        disagreement = name + " " + value + " differs from rank 0's " + root_value +
+                       "; every process of the job needs the same options and data";
+        break;
+      }
+    }
+    require_all_ok(disagreement);
   }
 
   std::uint64_t root_value(std::uint64_t x) override {

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <ostream>
+#include <type_traits>
 
 namespace train_lm {
 
@@ -160,6 +161,41 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
                        ", past --steps " + std::to_string(steps));
   }
   return plan;
+}
+
+// Every setting that shapes the run, as text: all ranks of a job must agree on each
+// (Replicas::require_same_settings) before step 1. --threads, --print-every and --out
+// are left out: results do not depend on them, and rank 0 alone writes.
+std::vector<Replicas::Setting> run_shape(const TrainOptions& o, const Plan& plan) {
+  const RunSettings& s = plan.settings;
+  const tapegrad::nn::Recipe& r = plan.recipe;
+  const auto& a = r.adamw;
+  auto text = [](const auto& x) {
+    if constexpr (std::is_floating_point_v<std::decay_t<decltype(x)>>) return exact_text(double(x));
+    else return std::to_string(x);
+  };
+  return {{"--preset", o.preset},
+          {"--layers", text(s.model.n_layer)},
+          {"--heads", text(s.model.n_head)},
+          {"--dim", text(s.model.d_model)},
+          {"--block", text(s.model.block_size)},
+          {"vocabulary size", text(s.model.vocab_size)},
+          {"the training text's fingerprint", text(s.data_fingerprint)},
+          {"--batch", text(s.batch)},
+          {"--steps", text(s.steps)},
+          {"--lr", text(s.lr)},
+          {"the recipe's betas", text(a.beta1) + ", " + text(a.beta2)},
+          {"the recipe's eps", text(a.eps)},
+          {"the recipe's weight decay", text(a.weight_decay)},
+          {"the recipe's clip norm", text(r.clip_norm)},
+          {"the recipe's warm-up steps", text(r.warmup_steps)},
+          {"the recipe's minimum lr fraction", text(r.min_lr_fraction)},
+          {"--seed", text(s.seed)},
+          {"--eval-every", text(plan.eval_every)},
+          {"--save-every", text(plan.save_every)},
+          {"--stop-after", plan.stop_after ? text(*plan.stop_after) : "none"},
+          {"--resume", o.resume ? "yes" : "no"},
+          {"--detect-anomaly", plan.detect_anomaly ? "yes" : "no"}};
 }
 
 // One training session: from a fresh model or a resumed state to --steps (or a stop).
@@ -374,6 +410,7 @@ TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream&
   const std::uint64_t data = plan->settings.data_fingerprint;
   replicas.require_all_ok(replicas.root_value(data) == data ? "" : plan->settings.data_source +
                           " is not the text rank 0 read (the contents differ): every machine needs the same data file");
+  replicas.require_same_settings(run_shape(options, *plan));
   try {
     if (replicas.is_root()) take_out_dir(*plan, options.resume);
     return Session(std::move(*plan), out, progress, progress_is_terminal, replicas, options.test_failure).run();

@@ -11,7 +11,10 @@
 #                  checkpoint still loads and resumes
 #   startup        rank 1 cannot read its data file: the job fails before step 1 with
 #                  rank 0 naming the rank and the file, and writes nothing; a batch the
-#                  processes do not divide is one clear error
+#                  processes do not divide is one clear error, and nothing more
+#   settings       rank 1 is given another --preset, --steps, --eval-every, --lr, --batch or
+#                  --seed than rank 0: each time the job fails before step 1, within the
+#                  timeout, with one line naming the option and both values, and writes nothing
 # mpirun is given --oversubscribe (CI has 2 cores); running as root needs
 # OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM), which the ctest entry sets.
 set -uo pipefail
@@ -22,7 +25,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-mpi() { local n=$1; shift; timeout 120 mpirun --oversubscribe -np "$n" "$@"; }
+mpi() { local n=$1; shift; timeout "${MPI_TEST_TIMEOUT:-120}" mpirun --oversubscribe -np "$n" "$@"; }
 
 # A small text with some variety (repeated lines would make every batch alike).
 for i in $(seq 300); do echo "line $i: the cat $((i * 7 % 13)) sat on mat $((i * 3 % 11)), and the dog ran $((i % 5)) laps."; done \
@@ -94,6 +97,38 @@ startup)
   mpi 2 "$bin" "${tiny[@]}" --batch 5 --out "$work/dist" >"$work/out" 2>"$work/err" && fail "--batch 5 on 2 processes: exit 0"
   [ "$(grep -c "^train_lm train: error: --batch 5 (the global batch) must be divisible by the number of processes 2" "$work/err")" -eq 1 ] \
     || fail "--batch 5 on 2 processes: not one clear error line: $(cat "$work/err")"
+  grep -q "stopped from outside" "$work/err" && fail "--batch 5 on 2 processes: a second reason is given: $(cat "$work/err")"
+  ;;
+settings)
+  # OPTION RANK0_VALUE RANK1_VALUE; the other options as in tiny[@]
+  with() {  # with OPTION VALUE: tiny's run with OPTION set to VALUE
+    local -A given=([--preset]=tiny [--steps]=50 [--eval-every]=10 [--batch]=4 [--seed]=3 [--lr]=0.001)
+    given[$1]=$2
+    local args=(train --data "$work/text.txt" --save-every 10 --threads 1 --no-sample --out "$work/dist") o
+    for o in "${!given[@]}"; do args+=("$o" "${given[$o]}"); done
+    echo "${args[@]}"
+  }
+  while read -r option root other; do
+    rm -rf "$work/dist"
+    # shellcheck disable=SC2046  # the paths are mktemp's, without spaces
+    mpi 1 "$bin" $(with "$option" "$root") : -np 1 "$bin" $(with "$option" "$other") </dev/null >"$work/out" 2>"$work/err"
+    status=$?
+    [ "$status" -eq 124 ] && fail "$option $root against $other: the job hung"
+    [ "$status" -eq 0 ] && fail "$option $root against $other: the job exited 0"
+    [ "$(grep -c "^train_lm train: error: rank 1: $option $other differs from rank 0's $root; every process" "$work/err")" -eq 1 ] \
+      || fail "$option $root against $other: not one line naming the option and both values: $(cat "$work/err")"
+    [ "$(grep -c "^train_lm" "$work/err")" -eq 1 ] || fail "$option $root against $other: more than one message: $(cat "$work/err")"
+    grep -q "val loss\|step 1" "$work/err" && fail "$option $root against $other: training started: $(cat "$work/err")"
+    [ -e "$work/dist" ] && fail "$option $root against $other: --out was created"
+    echo "$option $root against $other: exit $status: $(grep "^train_lm" "$work/err")"
+  done <<'EOF_CASES'
+--preset tiny small
+--steps 50 40
+--eval-every 5 7
+--lr 0.5 0.001
+--batch 4 6
+--seed 3 4
+EOF_CASES
   ;;
 *)
   echo "mpi_test.sh: unknown case '$case'" >&2
