@@ -17,7 +17,8 @@
 //                       the mean over the ranks (DataParallel does so when the loss uses
 //                       every parameter, as the GPT's does)
 //   sum                 a number summed over the ranks (losses)
-//   checkpoint_saved    rank 0 wrote a checkpoint (the message for a job stopped from outside)
+//   checkpoint_saved    rank 0 wrote (the others: is writing) a checkpoint, for the
+//                       message of a job stopped from outside or by a collective's deadline
 //   fail                an error after the start: the whole job ends, non-zero
 #pragma once
 

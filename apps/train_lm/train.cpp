@@ -319,7 +319,7 @@ class Session {
   }
 
   void save(double elapsed_s) {
-    if (!replicas_.is_root()) return;
+    if (!replicas_.is_root()) return replicas_.checkpoint_saved(plan_.dir.dir, state_.step);
     TrainState snapshot = state_;
     snapshot.elapsed_s = elapsed_s;
     save_checkpoint(plan_.dir, model_, optimizer_, snapshot, plan_.corpus.vocab);

@@ -58,6 +58,9 @@ struct TrainOptions {
   };
   std::optional<InjectedFailure> test_failure;
   bool detect_anomaly = false;  // check every op's output and gradient for NaN/Inf (tapegrad anomaly mode)
+  // Under mpirun: a collective not complete this many seconds after a rank entered it
+  // ends the job (replicas_mpi.hpp); 0 waits forever.
+  double collective_timeout_s = 30;
 };
 
 struct TrainSummary {

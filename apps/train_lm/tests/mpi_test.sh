@@ -6,9 +6,11 @@
 #                  each tensor's scale (compare_runs)
 #   equivalence3   the same with -np 3 and batch 6
 #   resume_other_n -np 2 stops at step 25, -np 3 resumes to 50: the same run as one process
-#   fault          rank 1 exits without a word at step 25, then rank 1 throws at step 25:
-#                  the job ends non-zero within seconds, rank 0 says why, the step-20
-#                  checkpoint still loads and resumes
+#   fault          rank 1 exits without a word at step 25, throws there, or is stopped
+#                  (SIGSTOP) there: the job ends non-zero within seconds of the fault (the
+#                  stop: within --collective-timeout and its grace), rank 0 says why and
+#                  names the last checkpoint, no process is left, the checkpoint loads, and
+#                  after the stop resumes to the one-process run
 #   startup        rank 1 cannot read its data file: the job fails before step 1 with
 #                  rank 0 naming the rank and the file, and writes nothing; a batch the
 #                  processes do not divide is one clear error, and nothing more
@@ -60,27 +62,47 @@ resume_other_n)
   same_run "-np 2 to step 25, then -np 3 to 50, against one process" "$work/one" "$work/dist"
   ;;
 fault)
-  for how in exit throw; do
+  # The fault comes at step 25 or 26 (rank 0 has logged step 24): exit, throw, or a
+  # SIGSTOP from here. Each time the job ends within seconds of the fault, measured from
+  # the fault to mpirun's exit.
+  for how in exit throw stop; do
     rm -rf "$work/dist"
-    start=$(date +%s)
-    mpi 2 "$bin" "${tiny[@]}" --batch 4 --test-fail "1:25:$how" --out "$work/dist" >"$work/out" 2>"$work/err" \
-      && fail "$how: the job exited 0"
-    status=$?
-    seconds=$(($(date +%s) - start))
-    [ "$status" -ne 124 ] || fail "$how: the job hung (killed by timeout after 120 s)"
-    [ "$seconds" -le 20 ] || fail "$how: the job took $seconds s to stop"
-    if [ "$how" = exit ]; then
-      grep -q "^train_lm train: the job was stopped from outside.*the last checkpoint in $work/dist is at step 20" "$work/err" \
-        || fail "exit: rank 0 did not say why the job stopped: $(cat "$work/err")"
-    else
-      grep -q "^train_lm train: error on rank 1: injected failure (--test-fail) at step 25 (the job is aborted)" "$work/err" \
-        || fail "throw: no clear message naming rank 1: $(cat "$work/err")"
+    extra=(--test-fail "1:25:$how")
+    [ "$how" = stop ] && extra=(--collective-timeout 4)
+    mpi 2 "$bin" "${tiny[@]}" --batch 4 "${extra[@]}" --out "$work/dist" </dev/null >"$work/out" 2>"$work/err" &
+    job=$!
+    until grep -q '^train,24,' "$work/dist/log.csv" 2>/dev/null || ! kill -0 "$job" 2>/dev/null; do sleep 0.02; done
+    if [ "$how" = stop ]; then
+      for pid in $(pgrep -f -- "--out $work/dist"); do
+        tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 && kill -STOP "$pid" && stopped=$pid
+      done
+      [ -n "${stopped:-}" ] || fail "stop: rank 1's process not found"
     fi
-    echo "$how: exit status $status after $seconds s; stderr: $(grep "^train_lm" "$work/err")"
+    fault=$(date +%s.%N)
+    wait "$job"
+    status=$?
+    seconds=$(awk -v a="$fault" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    [ "$status" -ne 0 ] || fail "$how: the job exited 0"
+    [ "$status" -ne 124 ] || fail "$how: the job hung (killed by timeout)"
+    limit=$([ "$how" = stop ] && echo 14 || echo 10)  # stop: the deadline 4 s, a grace of 2 s, and a margin
+    awk -v s="$seconds" -v l="$limit" 'BEGIN { exit !(s <= l) }' || fail "$how: the job took $seconds s from the fault to stop"
+    saved=$(grep -a -o '"step":"[0-9]*"' "$work/dist/model.safetensors" | grep -o '[0-9]*')
+    case $how in
+    exit) grep -q "^train_lm train: the job was stopped from outside.*the last checkpoint in $work/dist is at step 20" "$work/err" \
+            || fail "exit: rank 0 did not say why the job stopped: $(cat "$work/err")" ;;
+    throw) grep -q "^train_lm train: error on rank 1: injected failure (--test-fail) at step 25 (the job is aborted)" "$work/err" \
+             || fail "throw: no clear message naming rank 1: $(cat "$work/err")" ;;
+    stop) grep -q "^train_lm train: error: rank 1 (host $(hostname)) did not arrive at .* within 4 s.*the last checkpoint in $work/dist is at step $saved: continue with --resume" "$work/err" \
+            || fail "stop: rank 0 did not name rank 1, its host and the step-$saved checkpoint: $(cat "$work/err")"
+          [ "$(grep -c "^train_lm train: " "$work/err")" -eq 1 ] || fail "stop: more than one message: $(cat "$work/err")" ;;
+    esac
+    [ "$how" = stop ] || [ "$saved" = 20 ] || fail "$how: model.safetensors is not the step-20 checkpoint"
+    sleep 0.5
+    pgrep -f -- "--out $work/dist" >/dev/null && { fail "$how: processes are left: $(pgrep -a -f -- "--out $work/dist")"; pkill -KILL -f -- "--out $work/dist"; }
+    echo "$how: exit status $status $seconds s after the fault; stderr: $(grep "^train_lm" "$work/err")"
     ls "$work/dist" | grep -q "tmp" && fail "$how: a temporary file is left: $(ls "$work/dist")"
     "$bin" eval --checkpoint "$work/dist/model.safetensors" --data "$work/text.txt" >"$work/eval" 2>&1 \
       || fail "$how: the previous checkpoint does not load: $(cat "$work/eval")"
-    grep -q '"step":"20"' "$work/dist/model.safetensors" || fail "$how: model.safetensors is not the step-20 checkpoint"
   done
   mpi 2 "$bin" "${tiny[@]}" --batch 4 --resume --out "$work/dist" 2>"$work/err" || fail "--resume after the fault: $(cat "$work/err")"
   one_process "$work/one" 4

@@ -52,8 +52,8 @@ class DataParallel {
  public:
   struct Options {
     std::size_t bucket_bytes = std::size_t(1) << 20;  // a bucket closes once it holds at least this much
-    // false: no hooks; synchronize() reduces every bucket after backward with blocking
-    // MPI_Allreduce (the baseline the benchmark measures the overlap against).
+    // false: no hooks; synchronize() reduces every bucket after backward, one after the
+    // other (the baseline the benchmark measures the overlap against).
     bool overlap = true;
   };
 
@@ -102,10 +102,10 @@ class DataParallel {
     }
     const auto start = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < params_.size(); ++i) copy_in(i, params_[i].tensor.grad_accumulator("DataParallel"));
-    for (auto& b : buckets_)
-      Communicator::check(MPI_Allreduce(MPI_IN_PLACE, b.buffer.data(), Communicator::count(b.buffer.size()),
-                                        mpi_type<T>(), MPI_SUM, comm_.handle()),
-                          "MPI_Allreduce");
+    for (auto& b : buckets_) {
+      start_all_reduce(b);
+      comm_.wait(b.request, kWhat);
+    }
     write_back_mean(start);
   }
 
@@ -176,8 +176,16 @@ class DataParallel {
   // Waits for every bucket's all-reduce and writes back the mean.
   void complete_step() {
     const auto start = std::chrono::steady_clock::now();
-    for (auto& b : buckets_) Communicator::check(MPI_Wait(&b.request, MPI_STATUS_IGNORE), "MPI_Wait");
+    for (auto& b : buckets_) comm_.wait(b.request, kWhat);
     write_back_mean(start);
+  }
+
+  static constexpr const char* kWhat = "the gradient all-reduce";  // names the wait in a Stall (communicator.hpp)
+
+  void start_all_reduce(Bucket& b) {
+    Communicator::check(MPI_Iallreduce(MPI_IN_PLACE, b.buffer.data(), Communicator::count(b.buffer.size()), mpi_type<T>(),
+                                       MPI_SUM, comm_.handle(), &b.request),
+                        "MPI_Iallreduce");
   }
 
   void copy_in(std::size_t i, const Array<T>& grad) {
@@ -200,10 +208,7 @@ class DataParallel {
     --buckets_[p.bucket].pending;
     // Start every bucket that is complete, in index order.
     for (; next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0; ++next_launch_) {
-      Bucket& b = buckets_[next_launch_];
-      Communicator::check(MPI_Iallreduce(MPI_IN_PLACE, b.buffer.data(), Communicator::count(b.buffer.size()),
-                                         mpi_type<T>(), MPI_SUM, comm_.handle(), &b.request),
-                          "MPI_Iallreduce");
+      start_all_reduce(buckets_[next_launch_]);
       launches_.push_back({next_launch_, during_backward, final_count_});
     }
     // Open MPI progresses non-blocking collectives inside MPI calls: give the ones in
