@@ -30,6 +30,12 @@
 //
 // One backward per synchronize(). A job of one process reduces nothing: synchronize()
 // returns at once and no hook is installed.
+//
+// Gradient accumulation (several backward passes per optimiser step, nn::train_step with
+// micro_steps): set_accumulating(true), or a no_sync() scope, around every backward but
+// the last. Those backward passes only add into the gradients (no hook copies or reduces
+// anything, synchronize() does nothing); the last one reduces the accumulated sums, so a
+// step costs one all-reduce however many micro-batches it has.
 #pragma once
 
 #include "../core/error.hpp"
@@ -88,7 +94,7 @@ class DataParallel {
   // Every gradient becomes its mean over the ranks (see the top of the file); free when
   // backward already did it.
   void synchronize() {
-    if (comm_.size() == 1) return;
+    if (comm_.size() == 1 || accumulating_) return;
     if (completed_in_backward_) {
       completed_in_backward_ = false;
       return;
@@ -108,6 +114,29 @@ class DataParallel {
     }
     write_back_mean(start);
   }
+
+  // While true, backward only accumulates: no all-reduce starts (see the top of the file).
+  void set_accumulating(bool accumulating) {
+    if (accumulating && final_count_ > 0)
+      throw StateError("DataParallel::set_accumulating: a reduction is under way; call synchronize() first");
+    accumulating_ = accumulating;
+  }
+  bool accumulating() const { return accumulating_; }
+  // set_accumulating(true) for the scope's life.
+  class NoSync {
+   public:
+    explicit NoSync(DataParallel& parallel) : parallel_(parallel) { parallel_.set_accumulating(true); }
+    NoSync(const NoSync&) = delete;
+    NoSync& operator=(const NoSync&) = delete;
+    ~NoSync() { parallel_.set_accumulating(false); }
+
+   private:
+    DataParallel& parallel_;
+  };
+  [[nodiscard]] NoSync no_sync() { return NoSync(*this); }
+
+  // All-reduces started since construction (one per bucket per reduced step).
+  std::size_t all_reduces_started() const { return all_reduces_started_; }
 
   // True between a backward that left some parameter's gradient unfinished (the loss did
   // not use it) and the synchronize() that completes the step.
@@ -183,6 +212,7 @@ class DataParallel {
   static constexpr const char* kWhat = "the gradient all-reduce";  // names the wait in a Stall (communicator.hpp)
 
   void start_all_reduce(Bucket& b) {
+    ++all_reduces_started_;
     Communicator::check(MPI_Iallreduce(MPI_IN_PLACE, b.buffer.data(), Communicator::count(b.buffer.size()), mpi_type<T>(),
                                        MPI_SUM, comm_.handle(), &b.request),
                         "MPI_Iallreduce");
@@ -194,6 +224,7 @@ class DataParallel {
   }
 
   void gradient_final(std::size_t i, Array<T>& grad, bool during_backward = true) {
+    if (accumulating_) return;
     Param& p = params_[i];
     if (p.final)
       throw StateError("DataParallel: the gradient of '" + p.name +
@@ -229,6 +260,8 @@ class DataParallel {
   std::vector<Bucket> buckets_;
   std::size_t next_launch_ = 0, final_count_ = 0;
   bool completed_in_backward_ = false;  // the last hook completed the step: synchronize() has nothing to do
+  bool accumulating_ = false;
+  std::size_t all_reduces_started_ = 0;
   std::vector<Launch> launches_;
   double sync_seconds_ = 0;
   std::size_t steps_ = 0;
