@@ -146,6 +146,12 @@ void add_train(CLI::App& app, TrainOptions& o) {
        f.exits = std::string(how) == "exit";
        o.test_failure = f;
      })->group("");
+  cmd->add_option("--grad-accum", o.grad_accum,
+                  "micro-batches per step: each process computes its rows of the batch in N backward passes, "
+                  "accumulating the gradient (the same update in less memory; under mpirun one all-reduce per step)")
+      ->type_name("N")
+      ->check(positive_count())
+      ->capture_default_str();
   cmd->add_option("--collective-timeout", o.collective_timeout_s,
                   "under mpirun: a rank that has not reached a collective (the gradient all-reduce, a loss sum) this "
                   "many seconds after another ends the job, naming it (0: wait forever)")

@@ -13,6 +13,7 @@
 //                       with one line naming the setting and the two values
 //   share_start         rank 0's weights, AdamW moments, step, sampler and elapsed time
 //                       to every rank, and the gradient all-reduce set up (dist/)
+//   set_accumulating    around every backward of a step but the last (--grad-accum)
 //   require_gradients_averaged   after backward: checks that backward left every gradient
 //                       the mean over the ranks (DataParallel does so when the loss uses
 //                       every parameter, as the GPT's does)
@@ -62,6 +63,8 @@ class Replicas {
   virtual void require_same_settings(const std::vector<Setting>& /*settings*/) {}
   virtual void share_start(GPT<float>& /*model*/, tapegrad::nn::AdamW<float>& /*optimizer*/, TrainState& /*state*/) {}
   virtual void require_gradients_averaged() {}
+  // While true, backward only accumulates gradients: no all-reduce (gradient accumulation).
+  virtual void set_accumulating(bool /*accumulating*/) {}
   virtual double sum(double x) { return x; }
   virtual void checkpoint_saved(const std::filesystem::path& /*dir*/, std::int64_t /*step*/) {}
   // Ends the job for `message`: one process rethrows; several abort (MPI_Abort, exit 1)

@@ -129,6 +129,10 @@ class MpiReplicas final : public Replicas {
                              "over the ranks before the update");
   }
 
+  void set_accumulating(bool accumulating) override {
+    if (parallel_) parallel_->set_accumulating(accumulating);
+  }
+
   double sum(double x) override {
     x = comm_.sum(x);
     // Rank 0 saves between two sums: once past the next one, its save is complete.

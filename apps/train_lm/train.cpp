@@ -42,6 +42,7 @@ struct Plan {
   std::optional<DirectoryLock> lock;       // rank 0's, on dir, for the run's life
   std::optional<SavedState> resume_from;  // rank 0's only
   RowRange rows;                          // this rank's rows of each global batch
+  std::size_t micro_steps = 1;            // --grad-accum: rows.count / micro_steps rows per backward
 };
 
 std::size_t count_option(const std::string& name, const std::optional<std::int64_t>& given, std::size_t preset_value,
@@ -113,6 +114,12 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   plan.recipe = preset.recipe;
   plan.recipe.adamw.lr = plan.settings.lr;
   plan.rows = batch_slice(plan.settings.batch, replicas.rank(), replicas.size());
+  require_positive("--grad-accum", o.grad_accum);
+  plan.micro_steps = std::size_t(o.grad_accum);
+  if (plan.rows.count % plan.micro_steps != 0)
+    throw UsageError("--grad-accum " + std::to_string(o.grad_accum) + " must divide the " + std::to_string(plan.rows.count) +
+                     " rows each process computes per step (--batch " + std::to_string(plan.settings.batch) + " over " +
+                     std::to_string(replicas.size()) + " process" + (replicas.size() > 1 ? "es)" : ")"));
   const std::int64_t steps = plan.settings.steps;
   if (o.eval_every) require_positive("--eval-every", *o.eval_every);
   require_positive("--save-every", o.save_every);
@@ -195,7 +202,8 @@ std::vector<Replicas::Setting> run_shape(const TrainOptions& o, const Plan& plan
           {"--save-every", text(plan.save_every)},
           {"--stop-after", plan.stop_after ? text(*plan.stop_after) : "none"},
           {"--resume", o.resume ? "yes" : "no"},
-          {"--detect-anomaly", plan.detect_anomaly ? "yes" : "no"}};
+          {"--detect-anomaly", plan.detect_anomaly ? "yes" : "no"},
+          {"--grad-accum", text(plan.micro_steps)}};
 }
 
 // One training session: from a fresh model or a resumed state to --steps (or a stop).
@@ -291,18 +299,32 @@ class Session {
     const Batch batch = random_batch(plan_.corpus.train, plan_.settings.batch, plan_.settings.model.block_size,
                                      state_.sampler, plan_.rows);
     current_lr_ = plan_.recipe.lr_at(state_.step, plan_.settings.steps);
-    double loss = 0;
-    const auto result = tapegrad::nn::train_step(optimizer_, current_lr_, plan_.recipe.clip_norm, [&](tapegrad::Tape& tape) {
-      tape.set_detect_anomaly(plan_.detect_anomaly);
-      const auto local = model_.loss(tape, batch.inputs, batch.targets);
-      loss = replicas_.sum(local.item()) / replicas_.size();
-      require_finite("the training loss", loss, state_.step + 1);
-      return local;
-    });
+    const std::size_t micro_steps = plan_.micro_steps, rows = plan_.rows.count / micro_steps;
+    double loss = 0;  // the mean of the micro-batches' global losses
+    const auto result = tapegrad::nn::train_step(
+        optimizer_, current_lr_, plan_.recipe.clip_norm, micro_steps,
+        [&](tapegrad::Tape& tape, std::size_t k) {
+          tape.set_detect_anomaly(plan_.detect_anomaly);
+          const auto local = micro_steps == 1 ? model_.loss(tape, batch.inputs, batch.targets)
+                                              : model_.loss(tape, micro_rows(batch.inputs, k, rows),
+                                                            micro_rows(batch.targets, k, rows));
+          loss += replicas_.sum(local.item()) / replicas_.size() / double(micro_steps);
+          require_finite("the training loss", loss, state_.step + 1);
+          return local;
+        },
+        [&](std::size_t k) { replicas_.set_accumulating(k + 1 < micro_steps); });
     replicas_.require_gradients_averaged();
     require_finite("the gradient norm", result.grad_norm, state_.step + 1);
     ++state_.step;
     return loss;
+  }
+
+  // Rows [k * rows, (k + 1) * rows) of `ids`.
+  static tapegrad::Ids micro_rows(const tapegrad::Ids& ids, std::size_t k, std::size_t rows) {
+    const std::size_t width = ids.shape()[1];
+    tapegrad::Ids part = tapegrad::Ids::from_shape({rows, width});
+    std::copy_n(ids.data() + k * rows * width, rows * width, part.data());
+    return part;
   }
 
   double evaluate(double tokens_per_s = 0, double wall = 0) {

@@ -14,6 +14,9 @@
 #   startup        rank 1 cannot read its data file: the job fails before step 1 with
 #                  rank 0 naming the rank and the file, and writes nothing; a batch the
 #                  processes do not divide is one clear error, and nothing more
+#   accumulation   --grad-accum: one process with 4 micro-batches, and -np 2 with 2 each, against
+#                  one process with the whole batch (compare_runs); a count that does not divide
+#                  each process's rows is one clear error
 #   settings       rank 1 is given another --preset, --steps, --eval-every, --lr, --batch or
 #                  --seed than rank 0: each time the job fails before step 1, within the
 #                  timeout, with one line naming the option and both values, and writes nothing
@@ -121,10 +124,20 @@ startup)
     || fail "--batch 5 on 2 processes: not one clear error line: $(cat "$work/err")"
   grep -q "stopped from outside" "$work/err" && fail "--batch 5 on 2 processes: a second reason is given: $(cat "$work/err")"
   ;;
+accumulation)
+  one_process "$work/one" 8
+  "$bin" "${tiny[@]}" --batch 8 --grad-accum 4 --out "$work/accumulated" 2>"$work/err" || fail "--grad-accum 4: $(cat "$work/err")"
+  same_run "one process, --batch 8 --grad-accum 4, against --batch 8" "$work/one" "$work/accumulated"
+  mpi 2 "$bin" "${tiny[@]}" --batch 8 --grad-accum 2 --out "$work/dist" 2>"$work/err" || fail "-np 2 --grad-accum 2: $(cat "$work/err")"
+  same_run "-np 2, --batch 8 --grad-accum 2, against one process with --batch 8" "$work/one" "$work/dist"
+  "$bin" "${tiny[@]}" --batch 8 --grad-accum 3 --out "$work/bad" >"$work/out" 2>"$work/err" && fail "--batch 8 --grad-accum 3: exit 0"
+  grep -q "^train_lm train: error: --grad-accum 3 must divide the 8 rows each process computes per step" "$work/err" \
+    || fail "--batch 8 --grad-accum 3: no clear error: $(cat "$work/err")"
+  ;;
 settings)
   # OPTION RANK0_VALUE RANK1_VALUE; the other options as in tiny[@]
   with() {  # with OPTION VALUE: tiny's run with OPTION set to VALUE
-    local -A given=([--preset]=tiny [--steps]=50 [--eval-every]=10 [--batch]=4 [--seed]=3 [--lr]=0.001)
+    local -A given=([--preset]=tiny [--steps]=50 [--eval-every]=10 [--batch]=4 [--seed]=3 [--lr]=0.001 [--grad-accum]=1)
     given[$1]=$2
     local args=(train --data "$work/text.txt" --save-every 10 --threads 1 --no-sample --out "$work/dist") o
     for o in "${!given[@]}"; do args+=("$o" "${given[$o]}"); done
@@ -146,6 +159,7 @@ settings)
   done <<'EOF_CASES'
 --preset tiny small
 --steps 50 40
+--grad-accum 1 2
 --eval-every 5 7
 --lr 0.5 0.001
 --batch 4 6
