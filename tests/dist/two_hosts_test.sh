@@ -29,40 +29,14 @@ for tool in ip unshare mpirun; do command -v "$tool" >/dev/null || skip "needs $
 
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-work=$(mktemp -d)
-id=$$  # names unique to this run: namespaces tg<id>a / tg<id>b, veth tg<id>a / tg<id>b
-ns_a=tg${id}a ns_b=tg${id}b veth_a=tg${id}a veth_b=tg${id}b host_a=tg${id}-host-a host_b=tg${id}-host-b
-
-kill_namespace_processes() { local ns pids; for ns in "$ns_a" "$ns_b"; do
-  pids=$(ip netns pids "$ns" 2>/dev/null) && [ -n "$pids" ] && kill -KILL $pids 2>/dev/null; done; }
-remove_network() {
-  kill_namespace_processes
-  ip netns del "$ns_a" 2>/dev/null
-  ip netns del "$ns_b" 2>/dev/null
-  ip link del "$veth_a" 2>/dev/null  # in case it never moved into its namespace
-}
-trap 'remove_network; rm -rf "$work"' EXIT
-
-ip netns add "$ns_a" && ip netns add "$ns_b" || skip "cannot create network namespaces here (ip netns add failed)"
-ip link add "$veth_a" type veth peer name "$veth_b" || skip "cannot create a veth pair here"
-ip link set "$veth_a" netns "$ns_a" && ip link set "$veth_b" netns "$ns_b" || { fail "moving the veth ends"; exit 1; }
-ip -n "$ns_a" addr add 10.77.0.1/24 dev "$veth_a" && ip -n "$ns_b" addr add 10.77.0.2/24 dev "$veth_b"
-for side in "$ns_a $veth_a" "$ns_b $veth_b"; do
-  set -- $side
-  ip -n "$1" link set lo up && ip -n "$1" link set "$2" up || { fail "bringing up $2"; exit 1; }
-done
-
-# The directory only host A sees (--out goes in it) and what host B sees there instead.
-mkdir -p "$work/a_only" "$work/b_view"
-# Host B: its namespace, hostname and mount namespace with b_view over a_only. The rsh agent
-# runs orted this way; like ssh it gets "host command args..." and a shell parses the command.
-cat >"$work/agent.sh" <<EOF
-#!/bin/sh
-shift  # the host name: there is only host B
-exec ip netns exec "$ns_b" unshare --uts --mount sh -c "hostname $host_b && mount --bind '$work/b_view' '$work/a_only' && exec \$*"
-EOF
-chmod +x "$work/agent.sh"
-printf '10.77.0.1 slots=1\n10.77.0.2 slots=1\n' >"$work/hostfile"
+# shellcheck source=two_hosts_network.sh
+source "$(dirname "${BASH_SOURCE[0]}")/two_hosts_network.sh"
+make_network
+case $? in
+0) ;;
+77) skip "cannot create network namespaces and a veth pair here" ;;
+*) fail "setting up the two hosts"; exit 1 ;;
+esac
 # Each rank says where it runs, then becomes train_lm.
 cat >"$work/rank.sh" <<'EOF'
 #!/bin/sh
@@ -70,15 +44,7 @@ echo "rank $OMPI_COMM_WORLD_RANK runs on $(hostname)" >&2
 exec "$@"
 EOF
 chmod +x "$work/rank.sh"
-
-# two_hosts ARGS...: train_lm on both hosts, mpirun on host A (stdin, stdout, stderr as given).
-two_hosts() {
-  timeout 150 ip netns exec "$ns_a" unshare --uts sh -c 'hostname "$0" && exec "$@"' "$host_a" \
-    mpirun --allow-run-as-root --hostfile "$work/hostfile" -np 2 --map-by node \
-    --mca plm_rsh_agent "$work/agent.sh" --mca pml ob1 --mca btl tcp,self \
-    --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
-    "$work/rank.sh" "$bin" "$@"
-}
+train_two_hosts() { two_hosts "$work/rank.sh" "$bin" "$@"; }
 link_bytes() { ip netns exec "$ns_a" cat "/sys/class/net/$veth_a/statistics/$1"; }
 # rank_pid RANK: the process of that rank in the namespaces
 rank_pid() { local pid; for pid in $(ip netns pids "$ns_a") $(ip netns pids "$ns_b"); do
@@ -111,7 +77,7 @@ case $case in
 equivalence)
   one_process
   tx=$(link_bytes tx_bytes) rx=$(link_bytes rx_bytes)
-  two_hosts "${tiny[@]}" --out "$out" </dev/null >"$work/out" 2>"$work/err" || fail "two hosts: $(cat "$work/err")"
+  train_two_hosts "${tiny[@]}" --out "$out" </dev/null >"$work/out" 2>"$work/err" || fail "two hosts: $(cat "$work/err")"
   sent=$(($(link_bytes tx_bytes) - tx)) received=$(($(link_bytes rx_bytes) - rx))
   grep -qx "rank 0 runs on $host_a" "$work/err" && grep -qx "rank 1 runs on $host_b" "$work/err" \
     || fail "the ranks did not run one on each host: $(grep "runs on" "$work/err")"
@@ -126,14 +92,14 @@ equivalence)
   ;;
 resume)
   one_process
-  two_hosts "${tiny[@]}" --stop-after 25 --out "$out" </dev/null >"$work/out" 2>"$work/err" || fail "to step 25: $(cat "$work/err")"
-  two_hosts "${tiny[@]}" --resume --out "$out" </dev/null >"$work/out" 2>"$work/err" || fail "--resume: $(cat "$work/err")"
+  train_two_hosts "${tiny[@]}" --stop-after 25 --out "$out" </dev/null >"$work/out" 2>"$work/err" || fail "to step 25: $(cat "$work/err")"
+  train_two_hosts "${tiny[@]}" --resume --out "$out" </dev/null >"$work/out" 2>"$work/err" || fail "--resume: $(cat "$work/err")"
   grep -q "resuming .* at step 25" "$work/err" || fail "--resume did not resume at step 25: $(cat "$work/err")"
   same_run "two hosts to step 25, then two hosts to 50, against one process"
   [ -z "$(ls -A "$work/b_view")" ] || fail "rank 1 wrote where --out is: $(ls -A "$work/b_view")"
   ;;
 killed | link_down)
-  two_hosts "${run[@]}" --steps 2000 --collective-timeout 4 --out "$out" </dev/null >"$work/out" 2>"$work/err" &
+  train_two_hosts "${run[@]}" --steps 2000 --collective-timeout 4 --out "$out" </dev/null >"$work/out" 2>"$work/err" &
   job=$!
   wait_for_step 24 "$job"
   if [ "$case" = killed ]; then
