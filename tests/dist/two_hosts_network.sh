@@ -6,7 +6,7 @@
 #                     (ip netns exec, its own hostname and mount namespace, where $work/b_view
 #                     is mounted over $work/a_only: host B does not see what A keeps there)
 #   two_hosts PROGRAM ARGS...   mpirun on host A, one rank on each host, TCP over the veth only
-#                     ($MPIRUN_EXTRA: more mpirun options; $TWO_HOSTS_TIMEOUT: seconds, 150)
+#                     ($MPIRUN_LAYOUT: the ranks, default "-np 2 --map-by node"; $TWO_HOSTS_TIMEOUT: seconds, 150)
 #   remove_network    kills what runs in the namespaces, removes them (and the veth); the
 #                     EXIT trap calls it with the removal of $work
 # Names unique to this run (by $$): namespaces and veth ends tg<pid>a / tg<pid>b.
@@ -44,9 +44,9 @@ EOF
 }
 
 two_hosts() {
-  # shellcheck disable=SC2086  # MPIRUN_EXTRA is a list of options
+  # shellcheck disable=SC2086  # MPIRUN_LAYOUT is a list of options
   timeout "${TWO_HOSTS_TIMEOUT:-150}" ip netns exec "$ns_a" unshare --uts sh -c 'hostname "$0" && exec "$@"' "$host_a" \
-    mpirun --allow-run-as-root --hostfile "$work/hostfile" -np 2 --map-by node ${MPIRUN_EXTRA:-} \
+    mpirun --allow-run-as-root --hostfile "$work/hostfile" ${MPIRUN_LAYOUT:--np 2 --map-by node} \
     --mca plm_rsh_agent "$work/agent.sh" --mca pml ob1 --mca btl tcp,self \
     --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 "$@"
 }
