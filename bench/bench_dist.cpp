@@ -101,15 +101,17 @@ int worker(const std::string& preset_name, int threads, int steps, int warmup) {
   const Timing deadline = time_steps(preset, model, optimizer, true, steps, warmup);
   comm.set_deadline(0);
   if (comm.is_root())
-    std::printf("{\"preset\": \"%s\", \"processes\": %d, \"threads\": %d, \"median_ms_per_step\": %.1f, \"tokens_per_s\": %.0f, "
-                "\"allreduce_ms\": %.1f, \"allreduce_share_of_blocking_step\": %.3f, \"blocking_ms_per_step\": %.1f, "
-                "\"exposed_ms\": %.1f, \"hidden\": %.2f, \"bytes_per_rank_per_step\": %.0f, \"cpu_ms_per_step\": %.1f, "
-                "\"deadline_ms_per_step\": %.1f, \"deadline_cpu_ms_per_step\": %.1f}\n",
-                preset.name, comm.size(), threads, overlapped.step_ms, tokens_per_s, blocking.sync_ms,
-                blocking.sync_ms / blocking.step_ms, blocking.step_ms, overlapped.sync_ms,
-                1 - overlapped.sync_ms / blocking.sync_ms,
-                double(model.parameter_count()) * 4 * 2 * (comm.size() - 1) / comm.size(), overlapped.cpu_ms,
-                deadline.step_ms, deadline.cpu_ms);
+    std::printf(
+        "{\"preset\": \"%s\", \"processes\": %d, \"threads\": %d, \"median_ms_per_step\": %.1f, \"tokens_per_s\": "
+        "%.0f, "
+        "\"allreduce_ms\": %.1f, \"allreduce_share_of_blocking_step\": %.3f, \"blocking_ms_per_step\": %.1f, "
+        "\"exposed_ms\": %.1f, \"hidden\": %.2f, \"bytes_per_rank_per_step\": %.0f, \"cpu_ms_per_step\": %.1f, "
+        "\"deadline_ms_per_step\": %.1f, \"deadline_cpu_ms_per_step\": %.1f}\n",
+        preset.name, comm.size(), threads, overlapped.step_ms, tokens_per_s, blocking.sync_ms,
+        blocking.sync_ms / blocking.step_ms, blocking.step_ms, overlapped.sync_ms,
+        1 - overlapped.sync_ms / blocking.sync_ms,
+        double(model.parameter_count()) * 4 * 2 * (comm.size() - 1) / comm.size(), overlapped.cpu_ms, deadline.step_ms,
+        deadline.cpu_ms);
   std::fflush(stdout);
   return 0;
 }

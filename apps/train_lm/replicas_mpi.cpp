@@ -142,8 +142,10 @@ class MpiReplicas final : public Replicas {
 
   void checkpoint_saved(const std::filesystem::path& dir, std::int64_t step) override {
     checkpoint_dir_ = dir;
-    if (!comm_.is_root()) saving_step_ = step;
-    else checkpoint_step_ = step;
+    if (!comm_.is_root())
+      saving_step_ = step;
+    else
+      checkpoint_step_ = step;
     if (comm_.size() > 1 && comm_.is_root())
       set_stop_message("train_lm train: the job was stopped from outside (another rank failed, or mpirun was "
                        "interrupted); the last checkpoint in " + dir.string() + " is at step " + std::to_string(step) +

@@ -117,9 +117,10 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   require_positive("--grad-accum", o.grad_accum);
   plan.micro_steps = std::size_t(o.grad_accum);
   if (plan.rows.count % plan.micro_steps != 0)
-    throw UsageError("--grad-accum " + std::to_string(o.grad_accum) + " must divide the " + std::to_string(plan.rows.count) +
-                     " rows each process computes per step (--batch " + std::to_string(plan.settings.batch) + " over " +
-                     std::to_string(replicas.size()) + " process" + (replicas.size() > 1 ? "es)" : ")"));
+    throw UsageError("--grad-accum " + std::to_string(o.grad_accum) + " must divide the " +
+                     std::to_string(plan.rows.count) + " rows each process computes per step (--batch " +
+                     std::to_string(plan.settings.batch) + " over " + std::to_string(replicas.size()) + " process" +
+                     (replicas.size() > 1 ? "es)" : ")"));
   const std::int64_t steps = plan.settings.steps;
   if (o.eval_every) require_positive("--eval-every", *o.eval_every);
   require_positive("--save-every", o.save_every);
@@ -178,8 +179,10 @@ std::vector<Replicas::Setting> run_shape(const TrainOptions& o, const Plan& plan
   const tapegrad::nn::Recipe& r = plan.recipe;
   const auto& a = r.adamw;
   auto text = [](const auto& x) {
-    if constexpr (std::is_floating_point_v<std::decay_t<decltype(x)>>) return exact_text(double(x));
-    else return std::to_string(x);
+    if constexpr (std::is_floating_point_v<std::decay_t<decltype(x)>>)
+      return exact_text(double(x));
+    else
+      return std::to_string(x);
   };
   return {{"--preset", o.preset},
           {"--layers", text(s.model.n_layer)},
@@ -304,13 +307,13 @@ class Session {
     const auto result = tapegrad::nn::train_step(
         optimizer_, current_lr_, plan_.recipe.clip_norm, micro_steps,
         [&](tapegrad::Tape& tape, std::size_t k) {
-          tape.set_detect_anomaly(plan_.detect_anomaly);
-          const auto local = micro_steps == 1 ? model_.loss(tape, batch.inputs, batch.targets)
-                                              : model_.loss(tape, micro_rows(batch.inputs, k, rows),
-                                                            micro_rows(batch.targets, k, rows));
-          loss += replicas_.sum(local.item()) / replicas_.size() / double(micro_steps);
-          require_finite("the training loss", loss, state_.step + 1);
-          return local;
+      tape.set_detect_anomaly(plan_.detect_anomaly);
+      const auto local = micro_steps == 1
+                             ? model_.loss(tape, batch.inputs, batch.targets)
+                             : model_.loss(tape, micro_rows(batch.inputs, k, rows), micro_rows(batch.targets, k, rows));
+      loss += replicas_.sum(local.item()) / replicas_.size() / double(micro_steps);
+      require_finite("the training loss", loss, state_.step + 1);
+      return local;
         },
         [&](std::size_t k) { replicas_.set_accumulating(k + 1 < micro_steps); });
     replicas_.require_gradients_averaged();

@@ -77,15 +77,15 @@ Batches random_batches(std::size_t steps, std::size_t batch) {
 // Two steps of `model` on rows [first, first + micro_steps * rows_each) of each batch, in
 // micro_steps micro-batches; before_backward(k) as nn::train_step's.
 template <class T, class BeforeBackward>
-void train(models::GPT<T>& model, const Batches& data, std::size_t first, std::size_t micro_steps, std::size_t rows_each,
-           BeforeBackward&& before_backward) {
+void train(models::GPT<T>& model, const Batches& data, std::size_t first, std::size_t micro_steps,
+           std::size_t rows_each, BeforeBackward&& before_backward) {
   nn::AdamW<T> optimizer(model.named_parameters());
   for (std::size_t s = 0; s < data.inputs.size(); ++s) {
     const auto result = nn::train_step(
         optimizer, nn::Recipe{}.adamw.lr, nn::Recipe{}.clip_norm, micro_steps,
         [&](Tape& tape, std::size_t k) {
-          const std::size_t at = first + k * rows_each;
-          return model.loss(tape, rows(data.inputs[s], at, rows_each), rows(data.targets[s], at, rows_each));
+      const std::size_t at = first + k * rows_each;
+      return model.loss(tape, rows(data.inputs[s], at, rows_each), rows(data.targets[s], at, rows_each));
         },
         before_backward);
     check(result.updated, "a step did not update");
@@ -133,17 +133,20 @@ int main() {
   check(started_before.size() == 2 * micro_steps, "expected " + std::to_string(2 * micro_steps) + " micro-batches");
   for (std::size_t i = 0; i < started_before.size(); ++i)
     check(started_before[i] == (i / micro_steps) * buckets,
-          "before micro-batch " + std::to_string(i % micro_steps) + " of step " + std::to_string(i / micro_steps) + ", " +
-              std::to_string(started_before[i]) + " all-reduces had started, expected " +
+          "before micro-batch " + std::to_string(i % micro_steps) + " of step " + std::to_string(i / micro_steps) +
+              ", " + std::to_string(started_before[i]) + " all-reduces had started, expected " +
               std::to_string((i / micro_steps) * buckets));
-  check(parallel.all_reduces_started() == 2 * buckets, "two steps started " + std::to_string(parallel.all_reduces_started()) +
+  check(parallel.all_reduces_started() == 2 * buckets, "two steps started " +
+                                                           std::to_string(parallel.all_reduces_started()) +
                                                            " all-reduces, expected " + std::to_string(2 * buckets));
   const double difference = largest_difference(alone.named_parameters(), parallel_model.named_parameters());
-  check(difference <= 1e-6, "data parallel with accumulation differs from one process by " + std::to_string(difference));
+  check(difference <= 1e-6,
+        "data parallel with accumulation differs from one process by " + std::to_string(difference));
   if (comm.is_root())
-    std::printf("float, %d ranks x %zu micro-batches of %zu rows against one process with the global batch: largest weight "
-                "difference %.3g; %zu all-reduces in 2 steps (%zu buckets)\n",
-                comm.size(), micro_steps, rows_each, difference, parallel.all_reduces_started(), buckets);
+    std::printf(
+        "float, %d ranks x %zu micro-batches of %zu rows against one process with the global batch: largest weight "
+        "difference %.3g; %zu all-reduces in 2 steps (%zu buckets)\n",
+        comm.size(), micro_steps, rows_each, difference, parallel.all_reduces_started(), buckets);
   int failed = failures;
   comm.all_reduce_max(std::span<int>(&failed, 1));
   if (comm.is_root()) std::printf(failed ? "accumulation_test: FAILED\n" : "accumulation_test: passed\n");

@@ -68,8 +68,8 @@ MPI_Datatype mpi_type() {
 
 // What a rank learnt when a collective passed the deadline (see the top of the file).
 struct Stall {
-  std::string collective;   // what was waited for: "MPI_Iallreduce", or the caller's name for it
-  double seconds = 0;       // the deadline
+  std::string collective;    // what was waited for: "MPI_Iallreduce", or the caller's name for it
+  double seconds = 0;        // the deadline
   std::vector<int> missing;  // the ranks that did not arrive, ascending (may be empty)
   std::string missing_text;  // "rank 1 (host b)", "ranks 1 (host b), 3 (host c)"
   bool reporter = false;     // this rank is the lowest that arrived: it says what happened
@@ -78,7 +78,8 @@ struct Stall {
     char deadline[32];
     std::snprintf(deadline, sizeof deadline, " within %g s", seconds);
     const std::string within = deadline;
-    if (missing.empty()) return "every rank was waiting in " + collective + within + " (the ranks disagree on what to do)";
+    if (missing.empty())
+      return "every rank was waiting in " + collective + within + " (the ranks disagree on what to do)";
     return missing_text + " did not arrive at " + collective + within + " (stopped, hung, or cut off from the others)";
   }
 };
@@ -167,7 +168,8 @@ class Communicator {
   // job (0: wait forever), after `on_stall` ran on every rank that was waiting (it
   // should print describe() on the reporter). Call it on every rank alike.
   void set_deadline(double seconds, std::function<void(const Stall&)> on_stall = {}) {
-    if (!(seconds >= 0)) throw std::invalid_argument("Communicator::set_deadline: seconds must be >= 0, got " + std::to_string(seconds));
+    if (!(seconds >= 0))
+      throw std::invalid_argument("Communicator::set_deadline: seconds must be >= 0, got " + std::to_string(seconds));
     deadline_s_ = seconds;
     on_stall_ = std::move(on_stall);
   }
@@ -182,7 +184,8 @@ class Communicator {
     }
     using Clock = std::chrono::steady_clock;
     const auto start = Clock::now();
-    const auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline_s_));
+    const auto deadline =
+        start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline_s_));
     for (unsigned polls = 1;; ++polls) {
       int done = 0;
       check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
@@ -232,7 +235,8 @@ class Communicator {
     int length = 0;
     MPI_Get_processor_name(name, &length);
     std::vector<char> names(std::size_t(size_) * MPI_MAX_PROCESSOR_NAME);
-    check(MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, names.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR, MPI_COMM_WORLD),
+    check(MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, names.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR,
+                        MPI_COMM_WORLD),
           "MPI_Allgather");
     hosts_.clear();
     for (int r = 0; r < size_; ++r) hosts_.emplace_back(names.data() + std::size_t(r) * MPI_MAX_PROCESSOR_NAME);
@@ -254,7 +258,8 @@ class Communicator {
       MPI_Irecv(&heard[std::size_t(r)], 1, MPI_INT, r, kTag, stall_comm_, &receives.back());
     }
     const double grace_s = std::clamp(deadline_s_ / 2, 1.0, 5.0);
-    const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(grace_s));
+    const auto until =
+        Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(grace_s));
     for (int all = 0; !all && Clock::now() < until;) {
       MPI_Testall(int(receives.size()), receives.data(), &all, MPI_STATUSES_IGNORE);
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -271,8 +276,10 @@ class Communicator {
     }
     stall.missing_text = (stall.missing.size() > 1 ? "ranks " : "rank ") + stall.missing_text;
     stall.reporter = lowest_arrived == rank_;
-    if (on_stall_) on_stall_(stall);
-    else if (stall.reporter) std::fprintf(stderr, "tapegrad::dist: rank %d: %s\n", rank_, stall.describe().c_str());
+    if (on_stall_)
+      on_stall_(stall);
+    else if (stall.reporter)
+      std::fprintf(stderr, "tapegrad::dist: rank %d: %s\n", rank_, stall.describe().c_str());
     std::fflush(stderr);
     if (!stall.reporter) std::this_thread::sleep_for(std::chrono::duration<double>(grace_s));
     // A rank on another host that did not arrive may be cut off (a dead link): then no

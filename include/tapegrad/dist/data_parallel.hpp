@@ -213,8 +213,8 @@ class DataParallel {
 
   void start_all_reduce(Bucket& b) {
     ++all_reduces_started_;
-    Communicator::check(MPI_Iallreduce(MPI_IN_PLACE, b.buffer.data(), Communicator::count(b.buffer.size()), mpi_type<T>(),
-                                       MPI_SUM, comm_.handle(), &b.request),
+    Communicator::check(MPI_Iallreduce(MPI_IN_PLACE, b.buffer.data(), Communicator::count(b.buffer.size()),
+                                       mpi_type<T>(), MPI_SUM, comm_.handle(), &b.request),
                         "MPI_Iallreduce");
   }
 
