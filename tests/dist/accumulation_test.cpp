@@ -13,6 +13,8 @@
 #include <tapegrad/dist/data_parallel.hpp>
 #include <tapegrad/tapegrad.hpp>
 
+#include "rank_checks.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -22,13 +24,7 @@ using namespace tapegrad;
 
 namespace {
 
-int failures = 0;
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAIL (rank %d): %s\n", dist::Communicator::world().rank(), what.c_str());
-    ++failures;
-  }
-}
+using rank_checks::check;
 
 constexpr std::size_t kVocab = 16, kBlock = 8;
 const models::GPTConfig kConfig{.vocab_size = kVocab, .block_size = kBlock, .n_layer = 2, .n_head = 2, .d_model = 32};
@@ -147,8 +143,5 @@ int main() {
         "float, %d ranks x %zu micro-batches of %zu rows against one process with the global batch: largest weight "
         "difference %.3g; %zu all-reduces in 2 steps (%zu buckets)\n",
         comm.size(), micro_steps, rows_each, difference, parallel.all_reduces_started(), buckets);
-  int failed = failures;
-  comm.all_reduce_max(std::span<int>(&failed, 1));
-  if (comm.is_root()) std::printf(failed ? "accumulation_test: FAILED\n" : "accumulation_test: passed\n");
-  return failed ? 1 : 0;
+  return rank_checks::finish("accumulation_test");
 }
