@@ -58,6 +58,12 @@ struct TrainOptions {
   };
   std::optional<InjectedFailure> test_failure;
   bool detect_anomaly = false;  // check every op's output and gradient for NaN/Inf (tapegrad anomaly mode)
+  // Micro-batches per optimiser step: each process computes its rows of the global batch
+  // in this many backward passes, accumulating the gradient (same update, less memory).
+  std::int64_t grad_accum = 1;
+  // Under mpirun: a collective not complete this many seconds after a rank entered it
+  // ends the job (replicas_mpi.hpp); 0 waits forever.
+  double collective_timeout_s = 30;
 };
 
 struct TrainSummary {
