@@ -11,6 +11,7 @@
 
 #include "ops/causal_attention.hpp"
 #include "ops/causal_mask.hpp"
+#include "ops/concat.hpp"
 #include "ops/cross_entropy.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/embedding.hpp"
@@ -22,8 +23,11 @@
 #include "ops/reduce.hpp"
 #include "ops/relu.hpp"
 #include "ops/reshape.hpp"
+#include "ops/rmsnorm.hpp"
+#include "ops/rope.hpp"
 #include "ops/scale.hpp"
 #include "ops/softmax.hpp"
+#include "ops/unary.hpp"
 
 #include "nn/layers.hpp"
 #include "nn/module.hpp"
