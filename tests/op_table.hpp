@@ -651,6 +651,46 @@ std::vector<OpInfo<T>> op_table() {
          }}},
        {},
        "its ops' errors, and the GPT's own (test_nn.cpp)"},
+      {"nn.RotaryAttention",
+       {{"B=2 T=5 d=8 h=2",
+         [](Rng& g) {
+           auto attn = std::make_shared<models::RotaryAttention<T>>(8, 2, g);
+           perturb_parameters(*attn, g);
+           auto x = randn<T>({2, 5, 8}, g);
+           return C{with_parameters({{"x", x}}, *attn), [=](Tape& t) { return attn->forward(t, x); }, {}};
+         }}},
+       {},
+       "its ops' errors, and an odd head_dim (test_nn.cpp)"},
+      {"nn.SwiGLU",
+       {{"(2,3,6) -> d_hidden 10 -> (2,3,6)",
+         [](Rng& g) {
+           auto mlp = std::make_shared<models::SwiGLU<T>>(6, 10, g);
+           perturb_parameters(*mlp, g);
+           auto x = randn<T>({2, 3, 6}, g);
+           return C{with_parameters({{"x", x}}, *mlp), [=](Tape& t) { return mlp->forward(t, x); }, {}};
+         }}},
+       {},
+       "its ops' errors"},
+      {"nn.LlamaBlock",
+       {{"B=2 T=4 d=8 h=2 d_hidden=12",
+         [](Rng& g) {
+           auto block = std::make_shared<models::LlamaBlock<T>>(8, 2, 12, 2, g);
+           perturb_parameters(*block, g);
+           auto x = randn<T>({2, 4, 8}, g);
+           return C{with_parameters({{"x", x}}, *block), [=](Tape& t) { return block->forward(t, x); }, {}};
+         }}},
+       {},
+       "its ops' errors"},
+      {"nn.Llama",
+       {{"V=7 T_max=6 L=2 h=2 d=8 d_hidden=12, B=2 T=5, loss",
+         [](Rng& g) {
+           auto llama = std::make_shared<models::Llama<T>>(models::LlamaConfig{7, 6, 2, 2, 8, 12}, 17);
+           perturb_parameters(*llama, g);
+           const Ids x = random_ids({2, 5}, 7, g), y = random_ids({2, 5}, 7, g);
+           return C{with_parameters({}, *llama), [=](Tape& t) { return llama->loss(t, x, y); }, {}};
+         }}},
+       {},
+       "its ops' errors, and the Llama's own (test_nn.cpp)"},
   };
 }
 

@@ -20,13 +20,13 @@ namespace train_lm {
 
 // `context`: the threads the forward passes run on (the losses do not depend on it).
 template <class T>
-double batch_loss(const GPT<T>& model, const Batch& batch, const tapegrad::Context& context = {});
+double batch_loss(const LanguageModel<T>& model, const Batch& batch, const tapegrad::Context& context = {});
 
 struct Shard {
   std::size_t index = 0, count = 1;  // batches i with i % count == index
 };
 template <class T>
-double validation_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
+double validation_loss(const LanguageModel<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
                        std::size_t block, std::size_t n_batches, std::uint64_t seed, const tapegrad::Context& context = {},
                        Shard shard = {});
 
@@ -37,7 +37,7 @@ struct TextLoss {
 };
 
 template <class T>
-TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch,
+TextLoss text_loss(const LanguageModel<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch,
                    const tapegrad::Context& context = {});
 
 struct EvalOptions {

@@ -12,7 +12,7 @@
 //                       to every rank, and the gradient all-reduce set up (dist/)
 //   require_gradients_averaged   after backward: checks that backward left every gradient
 //                       the mean over the ranks (DataParallel does so when the loss uses
-//                       every parameter, as the GPT's does)
+//                       every parameter, as both families' do)
 //   sum                 a number summed over the ranks (losses)
 //   checkpoint_saved    rank 0 wrote a checkpoint (the message for a job stopped from outside)
 //   fail                an error after the start: the whole job ends, non-zero
@@ -48,7 +48,7 @@ class Replicas {
   }
   // Rank 0's `x`, on every rank.
   virtual std::uint64_t root_value(std::uint64_t x) { return x; }
-  virtual void share_start(GPT<float>& /*model*/, tapegrad::nn::AdamW<float>& /*optimizer*/, TrainState& /*state*/) {}
+  virtual void share_start(const LanguageModel<float>& /*model*/, tapegrad::nn::AdamW<float>& /*optimizer*/, TrainState& /*state*/) {}
   virtual void require_gradients_averaged() {}
   virtual double sum(double x) { return x; }
   virtual void checkpoint_saved(const std::filesystem::path& /*dir*/, std::int64_t /*step*/) {}

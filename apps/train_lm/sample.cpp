@@ -1,9 +1,8 @@
-// train_lm/sample.cpp — the `sample` subcommand on models::generate (temperature, top-k, KV cache).
+// train_lm/sample.cpp — the `sample` subcommand on the families' models::generate (temperature, top-k, KV cache).
 #include "sample.hpp"
 
 #include "usage_error.hpp"
 
-#include <tapegrad/models/gpt/sampling.hpp>
 
 #include <cmath>
 #include <ostream>
@@ -16,14 +15,14 @@ std::vector<std::int64_t> prompt_ids(const Vocabulary& vocab, const std::string&
 }
 
 template <class T>
-void stream_sample(const GPT<T>& model, const Vocabulary& vocab, const std::string& prompt,
+void stream_sample(const LanguageModel<T>& model, const Vocabulary& vocab, const std::string& prompt,
                    const SamplingOptions& options, std::ostream& out) {
   const auto context = prompt_ids(vocab, prompt);
   out << prompt << std::flush;
   std::mt19937_64 rng(options.seed);
-  tapegrad::models::generate(model, context, options.tokens,
-                         {.temperature = options.temperature, .top_k = options.top_k, .context = options.context}, rng,
-                         [&](std::int64_t id) { out << vocab.token(id) << std::flush; });
+  model.generate(context, options.tokens,
+                 {.temperature = options.temperature, .top_k = options.top_k, .context = options.context}, rng,
+                 [&](std::int64_t id) { out << vocab.token(id) << std::flush; });
   out << '\n';
 }
 
@@ -43,6 +42,6 @@ void run_sample(const SampleOptions& options, std::ostream& out) {
   with_model(checkpoint, [&](const auto& model) { stream_sample(model, vocab, options.prompt, sampling, out); });
 }
 
-template void stream_sample(const GPT<float>&, const Vocabulary&, const std::string&, const SamplingOptions&, std::ostream&);
+template void stream_sample(const LanguageModel<float>&, const Vocabulary&, const std::string&, const SamplingOptions&, std::ostream&);
 
 }  // namespace train_lm

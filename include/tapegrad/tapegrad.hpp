@@ -44,3 +44,9 @@
 #include "models/gpt/model.hpp"
 #include "models/gpt/presets.hpp"
 #include "models/gpt/sampling.hpp"
+
+#include "models/llama/attention.hpp"
+#include "models/llama/block.hpp"
+#include "models/llama/checkpoint_metadata.hpp"
+#include "models/llama/model.hpp"
+#include "models/llama/sampling.hpp"

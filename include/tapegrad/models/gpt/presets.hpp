@@ -22,6 +22,7 @@ struct Preset {
   const char* purpose;
   nn::Recipe recipe;                // the SPEC's, for the SPEC's four
   std::int64_t eval_every = 100;  // train_lm's --eval-every default
+  const char* family = "gpt";     // the model family it builds: "gpt" (model.hpp) or "llama" (models/llama/)
 
   GPTConfig model(std::size_t vocab_size) const { return {vocab_size, block_size, n_layer, n_head, d_model}; }
 };
@@ -38,7 +39,7 @@ inline constexpr nn::Recipe kSpeedrunRecipe{.adamw = {.lr = 6e-3}, .warmup_steps
 // block 128 model scored 1.583 against its 1.524 on the held-out part of the training split).
 inline constexpr nn::Recipe kSpeedrun10mRecipe{.adamw = {.lr = 3e-3}};
 
-inline constexpr std::array<Preset, 6> kPresets{{
+inline constexpr std::array<Preset, 7> kPresets{{
     {"tiny", 2, 4, 32, 32, 4, 200, "tests and smoke runs", {}},
     {"small", 4, 4, 128, 64, 12, 2000, "the usual CPU character-LM recipe", {}},
     {"medium", 6, 6, 384, 256, 8, 5000, "the usual character-LM model, smaller batch", {}},
@@ -46,6 +47,8 @@ inline constexpr std::array<Preset, 6> kPresets{{
     {"speedrun", 1, 4, 128, 64, 12, 1600, "the best loss per second on a 2-core CPU, not a SPEC preset", kSpeedrunRecipe, 1600},
     {"speedrun-10m", 4, 4, 128, 64, 12, 9500, "the best loss in 10 minutes on a 2-core CPU, not a SPEC preset",
      kSpeedrun10mRecipe, 500},
+    {"llama-small", 4, 4, 128, 64, 12, 2000, "small's sizes and recipe as a Llama (RMSNorm, rotary q/k, SwiGLU), not a SPEC preset",
+     {}, 100, "llama"},
 }};
 inline constexpr std::size_t kSpecPresets = 4;  // the first four rows are SPEC section 4's, fixed
 
