@@ -287,7 +287,7 @@ TEST_CASE("train_lm: a Llama preset trains; its files record the family, and eva
   const auto llama_run = [&](const fs::path& out) {
     TrainOptions o = tiny_run(dir / "text.txt", out, 30);
     o.preset = "llama-small";
-    o.layers = 2, o.dim = 32, o.heads = 4, o.block = 16, o.batch = 4;
+    o.layers = 2, o.dim = 32, o.heads = 4, o.block = 16, o.batch = 4, o.lr = 1e-2;
     return o;
   };
   const TrainSummary straight = run_quietly(llama_run(dir / "straight"));
