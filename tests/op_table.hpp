@@ -169,11 +169,13 @@ std::vector<OpInfo<T>> op_table() {
   const auto logistic = [](double v) { return 1 / (1 + std::exp(-v)); };
   // a / b with b = +-U(0.5, 2), away from the pole.
   const auto divide = [](std::string name, Shape a_shape, Shape b_shape) {
-    return Sample<T>{std::move(name), [=](Rng& g) {
-                       auto a = randn<T>(a_shape, g), b = uniform<T>(b_shape, g, 0.5, 2.0);
-                       for (std::size_t i = 0; i < b.size(); i += 2) b.data()[i] = -b.data()[i];
-                       return Case<T>{{{"a", a}, {"b", b}}, [=](Tape& t) { return div(t, a, b); },
-                                      [=] { return ref_broadcast(ref_of(a), ref_of(b), [](double u, double v) { return u / v; }); }};
+    return Sample<T>{std::move(name),
+                     [=](Rng& g) {
+      auto a = randn<T>(a_shape, g), b = uniform<T>(b_shape, g, 0.5, 2.0);
+      for (std::size_t i = 0; i < b.size(); i += 2) b.data()[i] = -b.data()[i];
+      return Case<T>{{{"a", a}, {"b", b}},
+                     [=](Tape& t) { return div(t, a, b); },
+                     [=] { return ref_broadcast(ref_of(a), ref_of(b), [](double u, double v) { return u / v; }); }};
                      }};
   };
   const auto mm = [](bool ta, bool tb) {

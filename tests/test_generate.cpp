@@ -66,6 +66,15 @@ double relative_difference(const std::vector<T>& a, const std::vector<T>& b) {
   return diff / scale;
 }
 
+// The largest max - min of a row of logits.
+template <class T>
+double largest_spread(const std::vector<std::vector<T>>& rows) {
+  double spread = 0;
+  for (const auto& row : rows)
+    spread = std::max(spread, double(*std::ranges::max_element(row) - *std::ranges::min_element(row)));
+  return spread;
+}
+
 template <class T>
 double tolerance() {
   return std::is_same_v<T, float> ? 1e-5 : 1e-12;
@@ -105,9 +114,7 @@ TEST_CASE_TEMPLATE("generate: the cached logits equal GPT::forward's at every po
   perturb(model, 4);
   const auto ids = random_ids(config().block_size, config().vocab_size, 5);
   const auto expected = full_logits(model, ids);
-  double spread = 0;  // the logits must not be flat, or agreeing would say little
-  for (const auto& row : expected) spread = std::max(spread, double(*std::ranges::max_element(row) - *std::ranges::min_element(row)));
-  CHECK(spread > 1.0);
+  CHECK(largest_spread(expected) > 1.0);  // the logits must not be flat, or agreeing would say little
 
   SUBCASE("one token at a time") {
     KVCache<T> cache(model.config);
@@ -199,39 +206,44 @@ TEST_CASE("generate: bad input is a clear error and nothing is emitted") {
 }
 
 namespace {
-LlamaConfig llama_config() { return {.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 2, .d_model = 16, .d_hidden = 24}; }
+LlamaConfig llama_config() {
+  return {.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 2, .d_model = 16, .d_hidden = 24};
+}
 }  // namespace
 
-TEST_CASE_TEMPLATE("llama: the cached logits (rope at each row's real position) equal Llama::forward's", T, float, double) {
+TEST_CASE_TEMPLATE("llama: the cached logits (rope at each row's real position) equal Llama::forward's", T, float,
+                   double) {
   Llama<T> model(llama_config(), 3);
   perturb(model, 4);
   const auto ids = random_ids(llama_config().block_size, llama_config().vocab_size, 5);
   const auto expected = full_logits(model, ids);
-  double spread = 0;
-  for (const auto& row : expected) spread = std::max(spread, double(*std::ranges::max_element(row) - *std::ranges::min_element(row)));
-  CHECK(spread > 1.0);
+  CHECK(largest_spread(expected) > 1.0);
 
   SUBCASE("one token at a time") {
     LlamaKVCache<T> cache(model.config);
     for (std::size_t t = 0; t < ids.size(); ++t) {
       CAPTURE(t);
-      CHECK(relative_difference(forward_cached(model, cache, std::span(ids).subspan(t, 1)), expected[t]) < tolerance<T>());
+      CHECK(relative_difference(forward_cached(model, cache, std::span(ids).subspan(t, 1)), expected[t]) <
+            tolerance<T>());
       CHECK(cache.length() == t + 1);
     }
   }
   SUBCASE("a multi-row prompt, then several tokens in one call (run one by one)") {
     LlamaKVCache<T> cache(model.config);
-    CHECK(relative_difference(forward_cached(model, cache, std::span(ids).first(5), Context{2}), expected[4]) < tolerance<T>());
-    CHECK(relative_difference(forward_cached(model, cache, std::span(ids).subspan(5)), expected.back()) < tolerance<T>());
+    CHECK(relative_difference(forward_cached(model, cache, std::span(ids).first(5), Context{2}), expected[4]) <
+          tolerance<T>());
+    CHECK(relative_difference(forward_cached(model, cache, std::span(ids).subspan(5)), expected.back()) <
+          tolerance<T>());
   }
 }
 
-TEST_CASE_TEMPLATE("llama: sampled generation equals sampling by full forwards, draw for draw, across the block_size boundary",
-                   T, float, double) {
+TEST_CASE_TEMPLATE(
+    "llama: sampled generation equals sampling by full forwards, draw for draw, across the block_size boundary", T,
+    float, double) {
   Llama<T> model(llama_config(), 26);
   perturb(model, 27);
-  const std::size_t block = llama_config().block_size, n = 4 * block;  // three refills and more
-  for (const std::size_t prompt_length : {std::size_t(1), block + 3}) {   // the second is cropped
+  const std::size_t block = llama_config().block_size, n = 4 * block;    // three refills and more
+  for (const std::size_t prompt_length : {std::size_t(1), block + 3}) {  // the second is cropped
     const auto prompt = random_ids(prompt_length, llama_config().vocab_size, 8 + prompt_length);
     CAPTURE(prompt_length);
     const GenerateOptions options{.temperature = 1.0};

@@ -155,9 +155,11 @@ TEST_CASE("nn: bad GPT input is rejected with a clear error") {
   CHECK_THROWS_WITH_AS(find_preset("huge"), doctest::Contains("unknown preset 'huge'"), ConfigError);
 }
 
-TEST_CASE("nn: causality — later tokens change neither earlier logits nor earlier gradients") {
-  GPT<double> model(small_config(), 5);
-  const std::size_t T = 8, t = 3;
+namespace {
+// Two batches (2, T) of vocab 11 that agree up to position t: the model's logits at
+// positions <= t agree bit for bit, and later ones differ. Returns the first batch.
+template <class M>
+Ids check_later_tokens_leave_earlier_logits(const M& model, std::size_t T, std::size_t t) {
   Ids a = ids_from({2, T}, 11, 7), b = a;
   for (std::size_t s = t + 1; s < T; ++s) b(0, s) = (a(0, s) + 1 + s) % 11, b(1, s) = (a(1, s) + 3) % 11;
   Tape tape;
@@ -171,6 +173,14 @@ TEST_CASE("nn: causality — later tokens change neither earlier logits nor earl
         else later_differs |= la(i, s, v) != lb(i, s, v);
       }
   CHECK(later_differs);
+  return a;
+}
+}  // namespace
+
+TEST_CASE("nn: causality — later tokens change neither earlier logits nor earlier gradients") {
+  GPT<double> model(small_config(), 5);
+  const std::size_t T = 8, t = 3;
+  const Ids a = check_later_tokens_leave_earlier_logits(model, T, t);
 
   // The gradient of position t's output with respect to later positions' inputs (wpe rows > t) is exactly 0.
   Tape rec;
@@ -259,9 +269,15 @@ TEST_CASE("nn: Llama parameters have the documented names and shapes, in order; 
   ParameterShapes documented = {{"wte", {7, 8}}};
   for (std::size_t i = 0; i < 2; ++i) {
     const std::string h = "h." + std::to_string(i) + ".";
-    documented.insert(documented.end(), {{h + "norm_1.weight", {8}}, {h + "attn.w_q", {8, 8}}, {h + "attn.w_k", {8, 8}},
-                                         {h + "attn.w_v", {8, 8}}, {h + "attn.w_o", {8, 8}}, {h + "norm_2.weight", {8}},
-                                         {h + "mlp.w_gate", {8, 12}}, {h + "mlp.w_up", {8, 12}}, {h + "mlp.w_down", {12, 8}}});
+    documented.insert(documented.end(), {{h + "norm_1.weight", {8}},
+                                         {h + "attn.w_q", {8, 8}},
+                                         {h + "attn.w_k", {8, 8}},
+                                         {h + "attn.w_v", {8, 8}},
+                                         {h + "attn.w_o", {8, 8}},
+                                         {h + "norm_2.weight", {8}},
+                                         {h + "mlp.w_gate", {8, 12}},
+                                         {h + "mlp.w_up", {8, 12}},
+                                         {h + "mlp.w_down", {12, 8}}});
   }
   documented.emplace_back("norm_f.weight", Shape{8});
   const Llama<double> model(c, 1);
@@ -288,21 +304,7 @@ TEST_CASE("nn: bad Llama input and configs are rejected with a clear error") {
 }
 
 TEST_CASE("nn: Llama causality — later tokens do not change earlier logits; a fresh loss is within 0.1 of ln(V)") {
-  const Llama<double> model(LlamaConfig{11, 8, 2, 2, 16, 24}, 5);
-  const std::size_t T = 8, t = 3;
-  Ids a = ids_from({2, T}, 11, 7), b = a;
-  for (std::size_t s = t + 1; s < T; ++s) b(0, s) = (a(0, s) + 1 + s) % 11, b(1, s) = (a(1, s) + 3) % 11;
-  Tape tape;
-  NoGradGuard no_grad(tape);
-  const Array<double> la = model.forward(tape, a).value(), lb = model.forward(tape, b).value();
-  bool later_differs = false;
-  for (std::size_t i = 0; i < 2; ++i)
-    for (std::size_t s = 0; s < T; ++s)
-      for (std::size_t v = 0; v < 11; ++v) {
-        if (s <= t) CHECK(la(i, s, v) == lb(i, s, v));
-        else later_differs |= la(i, s, v) != lb(i, s, v);
-      }
-  CHECK(later_differs);
+  check_later_tokens_leave_earlier_logits(Llama<double>(LlamaConfig{11, 8, 2, 2, 16, 24}, 5), 8, 3);
 
   const Llama<float> fresh(LlamaConfig{65, 32, 2, 4, 32, swiglu_hidden_size(32)}, 11);
   Tape rec;

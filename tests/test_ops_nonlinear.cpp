@@ -362,7 +362,8 @@ TEST_CASE("log, sqrt, div at the edge of their domain give IEEE values, and anom
   CHECK(zero.grad().data()[0] == kInf);
   Tape watched;
   watched.set_detect_anomaly(true);
-  CHECK_THROWS_WITH_AS(div(watched, Tensor<double>::from({1}, {1.0}, true), zero), doctest::Contains("div"), AnomalyError);
+  CHECK_THROWS_WITH_AS(div(watched, Tensor<double>::from({1}, {1.0}, true), zero), doctest::Contains("div"),
+                       AnomalyError);
 }
 
 TEST_CASE("rope: rotation keeps each pair's length; position p with offset equals row p of a longer run") {

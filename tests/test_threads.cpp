@@ -51,7 +51,8 @@ Run train_model(M& model, std::size_t B, std::size_t T, int threads, int steps) 
 // The same for preset `name`'s GPT.
 Run train(const char* name, int threads, int steps) {
   const Preset& p = find_preset(name);
-  const GPTConfig c{.vocab_size = 65, .block_size = p.block_size, .n_layer = p.n_layer, .n_head = p.n_head, .d_model = p.d_model};
+  const GPTConfig c{
+      .vocab_size = 65, .block_size = p.block_size, .n_layer = p.n_layer, .n_head = p.n_head, .d_model = p.d_model};
   GPT<float> model(c, 7);
   return train_model(model, p.batch, p.block_size, threads, steps);
 }
@@ -82,8 +83,13 @@ TEST_CASE("threads: training preset small for 3 steps gives bit-identical losses
   CHECK_MESSAGE(differing == 0, differing << " of " << one.weights.size() << " parameters differ");
 }
 
-TEST_CASE("threads: a Llama (B 12, T 64, d 128) trained 3 steps gives bit-identical losses and weights at 1 and 2 threads") {
-  const LlamaConfig c{.vocab_size = 65, .block_size = 64, .n_layer = 2, .n_head = 4, .d_model = 128,
+TEST_CASE(
+    "threads: a Llama (B 12, T 64, d 128) trained 3 steps gives bit-identical losses and weights at 1 and 2 threads") {
+  const LlamaConfig c{.vocab_size = 65,
+                      .block_size = 64,
+                      .n_layer = 2,
+                      .n_head = 4,
+                      .d_model = 128,
                       .d_hidden = swiglu_hidden_size(128)};
   const auto run = [&](int threads) {
     Llama<float> model(c, 7);

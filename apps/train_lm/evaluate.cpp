@@ -31,8 +31,8 @@ double validation_loss(const LanguageModel<T>& model, const std::vector<std::int
 double TextLoss::perplexity() const { return std::exp(loss); }
 
 template <class T>
-TextLoss text_loss(const LanguageModel<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch,
-                   const tapegrad::Context& context) {
+TextLoss text_loss(const LanguageModel<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block,
+                   std::size_t batch, const tapegrad::Context& context) {
   // Window k covers tokens [k*block, k*block + len] and predicts its last len tokens;
   // the last window may be shorter. Windows of equal length are batched together.
   const std::size_t predictions = tokens.size() - 1;
@@ -82,9 +82,11 @@ TextLoss run_eval(const EvalOptions& options) {
 
 template double batch_loss(const LanguageModel<float>&, const Batch&, const tapegrad::Context&);
 template double batch_loss(const LanguageModel<double>&, const Batch&, const tapegrad::Context&);
-template double validation_loss(const LanguageModel<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, std::size_t,
-                                std::uint64_t, const tapegrad::Context&, Shard);
-template TextLoss text_loss(const LanguageModel<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, const tapegrad::Context&);
-template TextLoss text_loss(const LanguageModel<double>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, const tapegrad::Context&);
+template double validation_loss(const LanguageModel<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t,
+                                std::size_t, std::uint64_t, const tapegrad::Context&, Shard);
+template TextLoss text_loss(const LanguageModel<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t,
+                            const tapegrad::Context&);
+template TextLoss text_loss(const LanguageModel<double>&, const std::vector<std::int64_t>&, std::size_t, std::size_t,
+                            const tapegrad::Context&);
 
 }  // namespace train_lm

@@ -27,8 +27,8 @@ struct Shard {
 };
 template <class T>
 double validation_loss(const LanguageModel<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
-                       std::size_t block, std::size_t n_batches, std::uint64_t seed, const tapegrad::Context& context = {},
-                       Shard shard = {});
+                       std::size_t block, std::size_t n_batches, std::uint64_t seed,
+                       const tapegrad::Context& context = {}, Shard shard = {});
 
 struct TextLoss {
   double loss = 0;           // mean over the predicted tokens
@@ -37,8 +37,8 @@ struct TextLoss {
 };
 
 template <class T>
-TextLoss text_loss(const LanguageModel<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch,
-                   const tapegrad::Context& context = {});
+TextLoss text_loss(const LanguageModel<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block,
+                   std::size_t batch, const tapegrad::Context& context = {});
 
 struct EvalOptions {
   std::filesystem::path checkpoint;

@@ -39,8 +39,8 @@ inline Family family_named(const std::string& name) {
 
 // A Llama of these sizes; d_hidden 0 takes the default width.
 inline tapegrad::models::LlamaConfig llama_config(const tapegrad::models::GPTConfig& c, std::size_t d_hidden = 0) {
-  return {c.vocab_size, c.block_size, c.n_layer, c.n_head, c.d_model,
-          d_hidden ? d_hidden : tapegrad::models::swiglu_hidden_size(c.d_model)};
+  return {c.vocab_size, c.block_size, c.n_layer,
+          c.n_head,     c.d_model,    d_hidden ? d_hidden : tapegrad::models::swiglu_hidden_size(c.d_model)};
 }
 
 // What is wrong with these sizes for `family`, or "".
@@ -63,8 +63,10 @@ class LanguageModel {
  public:
   LanguageModel(Family family, const tapegrad::models::GPTConfig& sizes, std::uint64_t seed, std::size_t d_hidden = 0)
       : family_(family), sizes_(sizes) {
-    if (family == Family::gpt) gpt_ = std::make_unique<tapegrad::models::GPT<T>>(sizes, seed);
-    else llama_ = std::make_unique<tapegrad::models::Llama<T>>(llama_config(sizes, d_hidden), seed);
+    if (family == Family::gpt)
+      gpt_ = std::make_unique<tapegrad::models::GPT<T>>(sizes, seed);
+    else
+      llama_ = std::make_unique<tapegrad::models::Llama<T>>(llama_config(sizes, d_hidden), seed);
   }
 
   Family family() const { return family_; }
@@ -81,14 +83,15 @@ class LanguageModel {
   }
 
   // The checkpoint metadata of this model: the family's format, version and sizes.
-  tapegrad::io::Metadata metadata() const {
-    return gpt_ ? checkpoint_metadata(*gpt_) : checkpoint_metadata(*llama_);
-  }
+  tapegrad::io::Metadata metadata() const { return gpt_ ? checkpoint_metadata(*gpt_) : checkpoint_metadata(*llama_); }
 
-  void generate(std::span<const std::int64_t> prompt, std::size_t n_tokens, const tapegrad::models::GenerateOptions& options,
-                std::mt19937_64& rng, const std::function<void(std::int64_t)>& emit) const {
-    if (gpt_) tapegrad::models::generate(*gpt_, prompt, n_tokens, options, rng, emit);
-    else tapegrad::models::generate(*llama_, prompt, n_tokens, options, rng, emit);
+  void generate(std::span<const std::int64_t> prompt, std::size_t n_tokens,
+                const tapegrad::models::GenerateOptions& options, std::mt19937_64& rng,
+                const std::function<void(std::int64_t)>& emit) const {
+    if (gpt_)
+      tapegrad::models::generate(*gpt_, prompt, n_tokens, options, rng, emit);
+    else
+      tapegrad::models::generate(*llama_, prompt, n_tokens, options, rng, emit);
   }
 
  private:

@@ -49,8 +49,8 @@ std::string preset_list() {
   for (std::size_t i = 0; i < kPresets.size(); ++i) {
     const auto& p = kPresets[i];
     text += "\n  " + std::string(p.name) + ": " + (std::string(p.family) == "gpt" ? "" : std::string(p.family) + ", ") +
-            std::to_string(p.n_layer) + " layers, " + std::to_string(p.n_head) +
-            " heads, d_model " + std::to_string(p.d_model) + ", block " + std::to_string(p.block_size) + ", batch " +
+            std::to_string(p.n_layer) + " layers, " + std::to_string(p.n_head) + " heads, d_model " +
+            std::to_string(p.d_model) + ", block " + std::to_string(p.block_size) + ", batch " +
             std::to_string(p.batch) + ", " + std::to_string(p.steps) + " steps, eval every " +
             std::to_string(p.eval_every) + " (" + p.purpose + ")";
     if (i >= tapegrad::models::kSpecPresets) text += "; " + describe(p.recipe);
@@ -64,12 +64,24 @@ std::string presets_json() {
   nlohmann::ordered_json all = nlohmann::ordered_json::object();
   for (const auto& p : tapegrad::models::kPresets) {
     const auto& r = p.recipe;
-    all[p.name] = {{"n_layer", p.n_layer}, {"n_head", p.n_head}, {"d_model", p.d_model}, {"block_size", p.block_size},
-                   {"batch", p.batch}, {"steps", p.steps}, {"lr", r.adamw.lr}, {"beta1", r.adamw.beta1},
-                   {"beta2", r.adamw.beta2}, {"eps", r.adamw.eps}, {"weight_decay", r.adamw.weight_decay},
-                   {"clip_norm", r.clip_norm}, {"warmup_steps", r.warmup_steps},
-                   {"min_lr_fraction", r.min_lr_fraction}, {"init_stddev", tapegrad::nn::kInitStddev},
-                   {"eval_every", p.eval_every}, {"purpose", p.purpose}, {"family", p.family}};
+    all[p.name] = {{"n_layer", p.n_layer},
+                   {"n_head", p.n_head},
+                   {"d_model", p.d_model},
+                   {"block_size", p.block_size},
+                   {"batch", p.batch},
+                   {"steps", p.steps},
+                   {"lr", r.adamw.lr},
+                   {"beta1", r.adamw.beta1},
+                   {"beta2", r.adamw.beta2},
+                   {"eps", r.adamw.eps},
+                   {"weight_decay", r.adamw.weight_decay},
+                   {"clip_norm", r.clip_norm},
+                   {"warmup_steps", r.warmup_steps},
+                   {"min_lr_fraction", r.min_lr_fraction},
+                   {"init_stddev", tapegrad::nn::kInitStddev},
+                   {"eval_every", p.eval_every},
+                   {"purpose", p.purpose},
+                   {"family", p.family}};
   }
   return all.dump(2);
 }
@@ -101,7 +113,8 @@ CLI::Option* add_threads(CLI::App& cmd, int& threads) {
 }
 
 void add_train(CLI::App& app, TrainOptions& o) {
-  CLI::App* cmd = app.add_subcommand("train", "train a character-level GPT or Llama (the preset says which) on a text file");
+  CLI::App* cmd =
+      app.add_subcommand("train", "train a character-level GPT or Llama (the preset says which) on a text file");
   cmd->footer("Presets:" + preset_list() +
               "\nDIR receives model.safetensors, state.safetensors (for --resume), log.csv and loss.svg.");
   cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")")

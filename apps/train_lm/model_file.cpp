@@ -22,9 +22,9 @@ void check_parameter_tensors(const io::Safetensors& file, const ModelFile& m) {
   const std::string needs = "the metadata (" + describe(config) + ") needs ";
   if (config.n_layer > file.tensors().size())
     file.fail(needs + "more tensors than the " + std::to_string(file.tensors().size()) + " the file holds");
-  const tapegrad::nn::ParameterShapes expected = m.family == Family::gpt
-                                                     ? tapegrad::models::expected_parameter_shapes(config)
-                                                     : tapegrad::models::expected_parameter_shapes(llama_config(config, m.d_hidden));
+  const tapegrad::nn::ParameterShapes expected =
+      m.family == Family::gpt ? tapegrad::models::expected_parameter_shapes(config)
+                              : tapegrad::models::expected_parameter_shapes(llama_config(config, m.d_hidden));
   for (const auto& [name, shape] : expected) {
     if (!file.contains(name)) file.fail("no tensor '" + name + "': " + needs + "it");
     const tapegrad::Shape& stored = file.tensor(name).shape;
@@ -36,7 +36,9 @@ void check_parameter_tensors(const io::Safetensors& file, const ModelFile& m) {
   std::set<std::string> names;
   for (const auto& entry : expected) names.insert(entry.first);
   for (const auto& t : file.tensors())
-    if (!names.contains(t.name)) file.fail("unexpected tensor '" + t.name + "': not a parameter of a " + (m.family == Family::gpt ? "GPT" : "Llama"));
+    if (!names.contains(t.name))
+      file.fail("unexpected tensor '" + t.name + "': not a parameter of a " +
+                (m.family == Family::gpt ? "GPT" : "Llama"));
 }
 
 }  // namespace
@@ -57,7 +59,8 @@ ModelFile read_model_file(const std::filesystem::path& path) { return read_model
 ModelFile read_model_file(io::Safetensors file) {
   ModelFile m{std::move(file), {}, Family::gpt, 0, io::DType::F32, std::nullopt};
   if (const auto format = m.file.metadata().find("format");
-      format != m.file.metadata().end() && format->second == models::kLlamaFormat) {  // else a GPT's, or an error naming tapegrad-gpt
+      format != m.file.metadata().end() &&
+      format->second == models::kLlamaFormat) {  // else a GPT's, or an error naming tapegrad-gpt
     const models::LlamaConfig c = models::llama_config_from_metadata(m.file.metadata(), m.file.path());
     m.family = Family::llama;
     m.config = {c.vocab_size, c.block_size, c.n_layer, c.n_head, c.d_model};

@@ -128,7 +128,8 @@ std::string settings_conflict(const RunSettings& saved, const RunSettings& now) 
     return "the training text (" + now.data_source + ") is not the one the checkpoint was trained on (" +
            saved.data_source + ")";
   if (now.family != saved.family)
-    return std::string("--preset builds a ") + family_name(now.family) + ", the checkpoint holds a " + family_name(saved.family);
+    return std::string("--preset builds a ") + family_name(now.family) + ", the checkpoint holds a " +
+           family_name(saved.family);
   if (now.model.n_layer != saved.model.n_layer) return differs("--layers", now.model.n_layer, saved.model.n_layer);
   if (now.model.n_head != saved.model.n_head) return differs("--heads", now.model.n_head, saved.model.n_head);
   if (now.model.d_model != saved.model.d_model) return differs("--dim", now.model.d_model, saved.model.d_model);
@@ -140,8 +141,8 @@ std::string settings_conflict(const RunSettings& saved, const RunSettings& now) 
   return "";
 }
 
-void save_checkpoint(const CheckpointDir& dir, const LanguageModel<float>& model, const tapegrad::nn::AdamW<float>& optimizer,
-                     const TrainState& state, const Vocabulary& vocab) {
+void save_checkpoint(const CheckpointDir& dir, const LanguageModel<float>& model,
+                     const tapegrad::nn::AdamW<float>& optimizer, const TrainState& state, const Vocabulary& vocab) {
   io::Metadata metadata = state.settings.to_metadata();
   std::ostringstream rng;
   rng << state.sampler;
@@ -190,7 +191,8 @@ SavedState read_state_file(const CheckpointDir& dir) {
   return saved;
 }
 
-void load_training_tensors(const SavedState& saved, const LanguageModel<float>& model, tapegrad::nn::AdamW<float>& optimizer) {
+void load_training_tensors(const SavedState& saved, const LanguageModel<float>& model,
+                           tapegrad::nn::AdamW<float>& optimizer) {
   const io::Safetensors& file = saved.file;
   // Everything is read and checked (weights: shapes and finite values; moments: by the
   // optimiser) before any parameter changes.

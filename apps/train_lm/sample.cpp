@@ -3,7 +3,6 @@
 
 #include "usage_error.hpp"
 
-
 #include <cmath>
 #include <ostream>
 
@@ -42,6 +41,7 @@ void run_sample(const SampleOptions& options, std::ostream& out) {
   with_model(checkpoint, [&](const auto& model) { stream_sample(model, vocab, options.prompt, sampling, out); });
 }
 
-template void stream_sample(const LanguageModel<float>&, const Vocabulary&, const std::string&, const SamplingOptions&, std::ostream&);
+template void stream_sample(const LanguageModel<float>&, const Vocabulary&, const std::string&, const SamplingOptions&,
+                            std::ostream&);
 
 }  // namespace train_lm

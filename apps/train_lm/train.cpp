@@ -308,10 +308,10 @@ class Session {
 
   std::string describe_model() const {
     const auto& m = plan_.settings.model;
-    return std::string(plan_.settings.family == Family::gpt ? "GPT, " : "Llama, ") + std::to_string(m.n_layer) + " layers, " + std::to_string(m.n_head) + " heads, d_model " +
-           std::to_string(m.d_model) + ", block " + std::to_string(m.block_size) + ", vocab " +
-           std::to_string(m.vocab_size) + ", batch " + std::to_string(plan_.settings.batch) + ", " +
-           std::to_string(model_.parameter_count()) + " parameters";
+    return std::string(plan_.settings.family == Family::gpt ? "GPT, " : "Llama, ") + std::to_string(m.n_layer) +
+           " layers, " + std::to_string(m.n_head) + " heads, d_model " + std::to_string(m.d_model) + ", block " +
+           std::to_string(m.block_size) + ", vocab " + std::to_string(m.vocab_size) + ", batch " +
+           std::to_string(plan_.settings.batch) + ", " + std::to_string(model_.parameter_count()) + " parameters";
   }
 
   void describe_resume(const RunSettings& saved) {

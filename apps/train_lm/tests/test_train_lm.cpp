@@ -320,7 +320,8 @@ TEST_CASE("train_lm: a Llama preset trains; its files record the family, and eva
   xt::xarray<std::int64_t> ids = xt::xarray<std::int64_t>::from_shape({2, 5});
   for (std::size_t i = 0; i < ids.size(); ++i) ids.data()[i] = std::int64_t(i % model.config.vocab_size);
   io::write_safetensors(dir / "batch.safetensors", {{"inputs", ids}, {"targets", ids}});
-  const double loss = run_grad({.checkpoint = dir / "straight/model.safetensors", .batch = dir / "batch.safetensors",
+  const double loss = run_grad({.checkpoint = dir / "straight/model.safetensors",
+                                .batch = dir / "batch.safetensors",
                                 .out = dir / "g.safetensors"});
   CHECK(std::isfinite(loss));
   CHECK(io::Safetensors::read(dir / "g.safetensors").contains("grad.h.0.attn.w_q"));
@@ -405,7 +406,8 @@ TEST_CASE("train_lm: save_checkpoint refuses non-finite weights or moments and k
   TempDir dir;
   const CheckpointDir checkpoint{dir.path() / "run"};
   checkpoint.prepare_for_writing();
-  LanguageModel<float> model(Family::gpt, GPTConfig{.vocab_size = 3, .block_size = 4, .n_layer = 1, .n_head = 1, .d_model = 4}, 1);
+  LanguageModel<float> model(Family::gpt,
+                             GPTConfig{.vocab_size = 3, .block_size = 4, .n_layer = 1, .n_head = 1, .d_model = 4}, 1);
   tapegrad::nn::AdamW<float> optimizer(model.named_parameters());
   TrainState state;
   state.step = 7;

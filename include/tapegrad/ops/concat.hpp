@@ -62,8 +62,10 @@ void copy_slab(const Context& ctx, std::size_t outer, std::size_t inner, std::si
       const T* from = src + (o * src_n + src_at) * inner;
       T* to = dst + (o * dst_n + dst_at) * inner;
       for (std::size_t j = 0; j < run; ++j) {
-        if constexpr (Accumulate) to[j] += from[j];
-        else to[j] = from[j];
+        if constexpr (Accumulate)
+          to[j] += from[j];
+        else
+          to[j] = from[j];
       }
     }
   });
@@ -80,9 +82,13 @@ Tensor<T> take_slab(Tape& tape, const OpName& op, const Tensor<T>& x, std::size_
   const Context ctx = tape.context();
   copy_slab<false>(ctx, v.outer, v.inner, count, x.data(), v.n, begin, y.data(), count, 0);
 
-  return tape.record(op, y, [x = GradRef<T>(x), y = GradRef<T>(y), v, begin, count, ctx, name = op.name()] {
-    copy_slab<true>(ctx, v.outer, v.inner, count, y.grad().data(), count, 0, x.grad_accumulator(name).data(), v.n, begin);
-  }, x);
+  return tape.record(
+      op, y,
+      [x = GradRef<T>(x), y = GradRef<T>(y), v, begin, count, ctx, name = op.name()] {
+    copy_slab<true>(ctx, v.outer, v.inner, count, y.grad().data(), count, 0, x.grad_accumulator(name).data(), v.n,
+                    begin);
+      },
+      x);
 }
 
 }  // namespace detail
@@ -108,18 +114,23 @@ Tensor<T> concat(Tape& tape, const std::vector<Tensor<T>>& xs, long axis) {
   std::vector<std::size_t> at;  // where each input starts along the axis
   for (std::size_t k = 0, o = 0; k < xs.size(); o += xs[k].shape()[a], ++k) {
     at.push_back(o);
-    detail::copy_slab<false>(ctx, v.outer, v.inner, xs[k].shape()[a], xs[k].data(), xs[k].shape()[a], 0, y.data(), v.n, o);
+    detail::copy_slab<false>(ctx, v.outer, v.inner, xs[k].shape()[a], xs[k].data(), xs[k].shape()[a], 0, y.data(), v.n,
+                             o);
   }
 
   std::vector<GradRef<T>> inputs(xs.begin(), xs.end());
-  return tape.record(kConcat, y, [inputs = std::move(inputs), y = GradRef<T>(y), v, a, at = std::move(at), ctx] {
+  return tape.record(
+      kConcat, y,
+      [inputs = std::move(inputs), y = GradRef<T>(y), v, a, at = std::move(at), ctx] {
     const T* dy = y.grad().data();
     for (std::size_t k = 0; k < inputs.size(); ++k) {
       if (!inputs[k].requires_grad()) continue;
       const std::size_t n = inputs[k].meta().shape[a];
-      detail::copy_slab<true>(ctx, v.outer, v.inner, n, dy, v.n, at[k], inputs[k].grad_accumulator(kConcat.name()).data(), n, 0);
+      detail::copy_slab<true>(ctx, v.outer, v.inner, n, dy, v.n, at[k],
+                              inputs[k].grad_accumulator(kConcat.name()).data(), n, 0);
     }
-  }, xs);
+      },
+      xs);
 }
 
 template <class T>

@@ -126,9 +126,9 @@ void unbroadcast_accumulate(const Context& ctx, const Broadcast& p, Side side, T
   else if (p.kind == Broadcast::Kind::suffix)  // a column sum of y viewed as (rows, inner)
     parallel_column_sum(ctx, numel(p.out) / p.inner, suffix_rows(p), p.inner, dx,
                         [&](std::size_t rb, std::size_t re, T* part) {
-                          for (std::size_t row = rb * p.inner; row < re * p.inner; row += p.inner)
-                            for (std::size_t j = 0; j < p.inner; ++j) part[j] += term(row + j, row + j, j);
-                        });
+      for (std::size_t row = rb * p.inner; row < re * p.inner; row += p.inner)
+        for (std::size_t j = 0; j < p.inner; ++j) part[j] += term(row + j, row + j, j);
+    });
   else
     for_each_pair(p.kind == Broadcast::Kind::general ? serial : ctx, p,
                   [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ib] += term(i, ia, ib); });
@@ -152,12 +152,17 @@ Tensor<T> add(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
   const Context ctx = tape.context();
   Tensor<T> y = detail::broadcast_apply(ctx, p, a, b, std::plus<T>());
 
-  return tape.record(kAdd, y, [a = GradRef<T>(a), b = GradRef<T>(b), y = GradRef<T>(y), p, ctx] {
+  return tape.record(
+      kAdd, y,
+      [a = GradRef<T>(a), b = GradRef<T>(b), y = GradRef<T>(y), p, ctx] {
     const T* dy = y.grad().data();
     const auto term = [dy](std::size_t i, std::size_t, std::size_t) { return dy[i]; };
-    if (a.requires_grad()) detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kAdd.name()).data(), term);
-    if (b.requires_grad()) detail::unbroadcast_accumulate(ctx, p, Side::b, b.grad_accumulator(kAdd.name()).data(), term);
-  }, a, b);
+    if (a.requires_grad())
+      detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kAdd.name()).data(), term);
+    if (b.requires_grad())
+      detail::unbroadcast_accumulate(ctx, p, Side::b, b.grad_accumulator(kAdd.name()).data(), term);
+      },
+      a, b);
 }
 
 template <class T>
@@ -167,7 +172,9 @@ Tensor<T> sub(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
   const Context ctx = tape.context();
   Tensor<T> y = detail::broadcast_apply(ctx, p, a, b, std::minus<T>());
 
-  return tape.record(kSub, y, [a = GradRef<T>(a), b = GradRef<T>(b), y = GradRef<T>(y), p, ctx] {
+  return tape.record(
+      kSub, y,
+      [a = GradRef<T>(a), b = GradRef<T>(b), y = GradRef<T>(y), p, ctx] {
     const T* dy = y.grad().data();
     if (a.requires_grad())
       detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kSub.name()).data(),
@@ -175,7 +182,8 @@ Tensor<T> sub(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
     if (b.requires_grad())
       detail::unbroadcast_accumulate(ctx, p, Side::b, b.grad_accumulator(kSub.name()).data(),
                                      [dy](std::size_t i, std::size_t, std::size_t) { return -dy[i]; });
-  }, a, b);
+      },
+      a, b);
 }
 
 template <class T>
@@ -185,7 +193,9 @@ Tensor<T> mul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
   const Context ctx = tape.context();
   Tensor<T> y = detail::broadcast_apply(ctx, p, a, b, std::multiplies<T>());
 
-  return tape.record(kMul, y, [a, b, y = GradRef<T>(y), p, ctx] {
+  return tape.record(
+      kMul, y,
+      [a, b, y = GradRef<T>(y), p, ctx] {
     const T *dy = y.grad().data(), *av = a.data(), *bv = b.data();
     if (a.requires_grad())
       detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kMul.name()).data(),
@@ -193,7 +203,8 @@ Tensor<T> mul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
     if (b.requires_grad())
       detail::unbroadcast_accumulate(ctx, p, Side::b, b.grad_accumulator(kMul.name()).data(),
                                      [=](std::size_t i, std::size_t ia, std::size_t) { return dy[i] * av[ia]; });
-  }, a, b);
+      },
+      a, b);
 }
 
 // The quotient's derivative in b, -a / b^2, is read as -y / b from the saved output.
@@ -204,15 +215,19 @@ Tensor<T> div(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
   const Context ctx = tape.context();
   Tensor<T> y = detail::broadcast_apply(ctx, p, a, b, std::divides<T>());
 
-  return tape.record(kDiv, y, [a = GradRef<T>(a), b, y, p, ctx] {
+  return tape.record(
+      kDiv, y,
+      [a = GradRef<T>(a), b, y, p, ctx] {
     const T *dy = y.grad().data(), *bv = b.data(), *yv = y.data();
     if (a.requires_grad())
       detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kDiv.name()).data(),
                                      [=](std::size_t i, std::size_t, std::size_t ib) { return dy[i] / bv[ib]; });
     if (b.requires_grad())
-      detail::unbroadcast_accumulate(ctx, p, Side::b, b.grad_accumulator(kDiv.name()).data(),
-                                     [=](std::size_t i, std::size_t, std::size_t ib) { return -dy[i] * yv[i] / bv[ib]; });
-  }, a, b);
+      detail::unbroadcast_accumulate(
+          ctx, p, Side::b, b.grad_accumulator(kDiv.name()).data(),
+          [=](std::size_t i, std::size_t, std::size_t ib) { return -dy[i] * yv[i] / bv[ib]; });
+      },
+      a, b);
 }
 
 template <class T>
@@ -222,17 +237,22 @@ Tensor<T> maximum(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
   const Context ctx = tape.context();
   Tensor<T> y = detail::broadcast_apply(ctx, p, a, b, [](T u, T v) { return u < v ? v : u; });
 
-  return tape.record(kMaximum, y, [a, b, y = GradRef<T>(y), p, ctx] {
+  return tape.record(
+      kMaximum, y,
+      [a, b, y = GradRef<T>(y), p, ctx] {
     const T *dy = y.grad().data(), *av = a.data(), *bv = b.data();
     // The share of dy that goes to `mine` against `other`: all, half at a tie, or none.
     const auto share = [](T mine, T other, T g) { return mine > other ? g : mine == other ? T(0.5) * g : T(0); };
     if (a.requires_grad())
-      detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kMaximum.name()).data(),
-                                     [=](std::size_t i, std::size_t ia, std::size_t ib) { return share(av[ia], bv[ib], dy[i]); });
+      detail::unbroadcast_accumulate(
+          ctx, p, Side::a, a.grad_accumulator(kMaximum.name()).data(),
+          [=](std::size_t i, std::size_t ia, std::size_t ib) { return share(av[ia], bv[ib], dy[i]); });
     if (b.requires_grad())
-      detail::unbroadcast_accumulate(ctx, p, Side::b, b.grad_accumulator(kMaximum.name()).data(),
-                                     [=](std::size_t i, std::size_t ia, std::size_t ib) { return share(bv[ib], av[ia], dy[i]); });
-  }, a, b);
+      detail::unbroadcast_accumulate(
+          ctx, p, Side::b, b.grad_accumulator(kMaximum.name()).data(),
+          [=](std::size_t i, std::size_t ia, std::size_t ib) { return share(bv[ib], av[ia], dy[i]); });
+      },
+      a, b);
 }
 
 }  // namespace tapegrad::ops

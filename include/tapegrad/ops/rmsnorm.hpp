@@ -50,7 +50,9 @@ Tensor<T> rmsnorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, T eps
   });
 
   // dweight is a column sum over rows: per block of rows into a partial, added in block order.
-  return tape.record(kRmsnorm, y, [x, weight, y = GradRef<T>(y), rstd = std::move(rstd), ctx, rows, C] {
+  return tape.record(
+      kRmsnorm, y,
+      [x, weight, y = GradRef<T>(y), rstd = std::move(rstd), ctx, rows, C] {
     const T *dy = y.grad().data(), *wt = weight.data();
     T* dx = x.requires_grad() ? x.grad_accumulator(kRmsnorm.name()).data() : nullptr;
     std::vector<T> dw_sum(C, T(0));
@@ -73,7 +75,8 @@ Tensor<T> rmsnorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, T eps
       T* dw = weight.grad_accumulator(kRmsnorm.name()).data();
       for (std::size_t i = 0; i < C; ++i) dw[i] += dw_sum[i];
     }
-  }, x, weight);
+      },
+      x, weight);
 }
 
 }  // namespace tapegrad::ops

@@ -31,7 +31,8 @@ namespace detail {
 template <class T>
 struct RopeTable {
   std::vector<T> cos, sin;
-  RopeTable(std::size_t rows, std::size_t dh, std::size_t offset, double theta) : cos(rows * dh / 2), sin(rows * dh / 2) {
+  RopeTable(std::size_t rows, std::size_t dh, std::size_t offset, double theta)
+      : cos(rows * dh / 2), sin(rows * dh / 2) {
     const std::size_t half = dh / 2;
     for (std::size_t i = 0; i < half; ++i) {
       const double freq = std::pow(theta, -2.0 * double(i) / double(dh));
@@ -68,7 +69,8 @@ void rope_rows(const Context& ctx, const RopeTable<T>& table, std::size_t rows, 
   parallel_blocks(ctx, rows, row_block(dh), [&](std::size_t rb, std::size_t re) {
     for (std::size_t r = rb; r < re; ++r) {
       const std::size_t t = r % T_len;
-      rope_row<Accumulate>(x + r * dh, dh, table.cos.data() + t * dh / 2, table.sin.data() + t * dh / 2, sign, y + r * dh);
+      rope_row<Accumulate>(x + r * dh, dh, table.cos.data() + t * dh / 2, table.sin.data() + t * dh / 2, sign,
+                           y + r * dh);
     }
   });
 }
@@ -80,16 +82,21 @@ Tensor<T> rope(Tape& tape, const Tensor<T>& x, std::size_t offset = 0, double th
   const Shape s = x.shape();
   if (s.size() < 2 || s.back() == 0 || s.back() % 2 != 0 || s[s.size() - 2] == 0)
     throw op_error(kRope, "needs x (..., T, dh) with T > 0 and dh even, got " + shape_str(s));
-  if (!(theta > 1) || !std::isfinite(theta)) throw op_error(kRope, "theta must be a finite number > 1, got " + std::to_string(theta));
+  if (!(theta > 1) || !std::isfinite(theta))
+    throw op_error(kRope, "theta must be a finite number > 1, got " + std::to_string(theta));
   const std::size_t dh = s.back(), T_len = s[s.size() - 2], rows = x.size() / dh;
   auto table = std::make_shared<const detail::RopeTable<T>>(T_len, dh, offset, theta);
   Tensor<T> y(Array<T>::from_shape(s));
   const Context ctx = tape.context();
   detail::rope_rows<false>(ctx, *table, rows, T_len, dh, T(1), x.data(), y.data());
 
-  return tape.record(kRope, y, [x = GradRef<T>(x), y = GradRef<T>(y), table, ctx, rows, T_len, dh] {
-    detail::rope_rows<true>(ctx, *table, rows, T_len, dh, T(-1), y.grad().data(), x.grad_accumulator(kRope.name()).data());
-  }, x);
+  return tape.record(
+      kRope, y,
+      [x = GradRef<T>(x), y = GradRef<T>(y), table, ctx, rows, T_len, dh] {
+    detail::rope_rows<true>(ctx, *table, rows, T_len, dh, T(-1), y.grad().data(),
+                            x.grad_accumulator(kRope.name()).data());
+      },
+      x);
 }
 
 }  // namespace tapegrad::ops

@@ -55,14 +55,16 @@ Tensor<T> unary_op(Tape& tape, const OpName& op, const Tensor<T>& x, Forward for
   const Context ctx = tape.context();
   parallel_blocks(ctx, x.size(), kElementBlock, [&](std::size_t b, std::size_t e) { forward(xs + b, e - b, ys + b); });
 
-  return tape.record(op, y, [x = GradRef<T>(x), y = GradRef<T>(y), v = saves == Saves::input ? x : y, ctx, derivative,
-                             name = op.name()] {
+  return tape.record(
+      op, y,
+      [x = GradRef<T>(x), y = GradRef<T>(y), v = saves == Saves::input ? x : y, ctx, derivative, name = op.name()] {
     const T *dy = y.grad().data(), *vs = v.data();
     T* dx = x.grad_accumulator(name).data();
     parallel_blocks(ctx, x.size(), kElementBlock, [&](std::size_t b, std::size_t e) {
       for (std::size_t i = b; i < e; ++i) dx[i] += dy[i] * derivative(vs[i]);
     });
-  }, x);
+      },
+      x);
 }
 
 }  // namespace detail
@@ -79,7 +81,7 @@ Tensor<T> log(Tape& tape, const Tensor<T>& x) {
   return detail::unary_op<detail::Saves::input>(
       tape, kLog, x,
       [](const T* in, std::size_t n, T* out) {
-        for (std::size_t i = 0; i < n; ++i) out[i] = std::log(in[i]);
+    for (std::size_t i = 0; i < n; ++i) out[i] = std::log(in[i]);
       },
       [](T v) { return T(1) / v; });
 }
@@ -96,8 +98,8 @@ Tensor<T> sigmoid(Tape& tape, const Tensor<T>& x) {
   return detail::unary_op<detail::Saves::input>(
       tape, kSigmoid, x, [](const T* in, std::size_t n, T* out) { detail::sigmoid_forward(in, n, out); },
       [](T v) {
-        const T e = std::exp(-std::abs(v));
-        return e / ((T(1) + e) * (T(1) + e));
+    const T e = std::exp(-std::abs(v));
+    return e / ((T(1) + e) * (T(1) + e));
       });
 }
 
@@ -106,7 +108,7 @@ Tensor<T> sqrt(Tape& tape, const Tensor<T>& x) {
   return detail::unary_op<detail::Saves::output>(
       tape, kSqrt, x,
       [](const T* in, std::size_t n, T* out) {
-        for (std::size_t i = 0; i < n; ++i) out[i] = std::sqrt(in[i]);
+    for (std::size_t i = 0; i < n; ++i) out[i] = std::sqrt(in[i]);
       },
       [](T y) { return T(0.5) / y; });
 }
@@ -125,13 +127,16 @@ Tensor<T> silu(Tape& tape, const Tensor<T>& x) {
     for (std::size_t i = b; i < e; ++i) ys[i] = xs[i] * s[i];
   });
 
-  return tape.record(kSilu, y, [x, y = GradRef<T>(y), s = std::move(s), ctx] {
+  return tape.record(
+      kSilu, y,
+      [x, y = GradRef<T>(y), s = std::move(s), ctx] {
     const T *dy = y.grad().data(), *xin = x.data();
     T* dx = x.grad_accumulator(kSilu.name()).data();
     parallel_blocks(ctx, x.size(), kElementBlock, [&](std::size_t b, std::size_t e) {
       for (std::size_t i = b; i < e; ++i) dx[i] += dy[i] * s[i] * (T(1) + xin[i] * (T(1) - s[i]));
     });
-  }, x);
+      },
+      x);
 }
 
 }  // namespace tapegrad::ops

@@ -51,7 +51,8 @@ struct MetadataReader {
 
 inline GPTConfig gpt_config_from_metadata(const io::Metadata& meta, const std::filesystem::path& source) {
   const detail::MetadataReader read{meta, source};
-  if (read.get("format") != "tapegrad-gpt") throw io::FormatError(source, "checkpoint metadata 'format' is not tapegrad-gpt");
+  if (read.get("format") != "tapegrad-gpt")
+    throw io::FormatError(source, "checkpoint metadata 'format' is not tapegrad-gpt");
   if (read.get("version") != "1")
     throw io::FormatError(source, "checkpoint metadata 'version' " + read.get("version") + " is not 1");
   const GPTConfig c{read.count("vocab_size"), read.count("block_size"), read.count("n_layer"), read.count("n_head"),

@@ -60,8 +60,8 @@ class RotaryAttention : public nn::Module<T> {
     Tensor<T> v = split_heads(tape, matmul(tape, x, w_v), heads);                         // (B, h, T, dh)
     if (cache && p0 > 0) {
       if (x.shape()[1] != 1)
-        throw ShapeError("RotaryAttention: after a cache of " + std::to_string(p0) + " positions, rows go one at a time, got T = " +
-                         std::to_string(x.shape()[1]));
+        throw ShapeError("RotaryAttention: after a cache of " + std::to_string(p0) +
+                         " positions, rows go one at a time, got T = " + std::to_string(x.shape()[1]));
       k = concat(tape, {cache->keys, k}, 2);  // (1, h, p0 + 1, dh)
       v = concat(tape, {cache->values, v}, 2);
     }

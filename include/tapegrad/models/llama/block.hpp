@@ -24,9 +24,9 @@ class SwiGLU : public nn::Module<T> {
   Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
     using namespace ops;
     const nn::ModuleScope scope(tape, *this);
-    Tensor<T> gate = silu(tape, matmul(tape, x, w_gate));             // (B, T, d_hidden)
-    Tensor<T> hidden = mul(tape, gate, matmul(tape, x, w_up));        // (B, T, d_hidden)
-    return matmul(tape, hidden, w_down);                              // (B, T, d)
+    Tensor<T> gate = silu(tape, matmul(tape, x, w_gate));       // (B, T, d_hidden)
+    Tensor<T> hidden = mul(tape, gate, matmul(tape, x, w_up));  // (B, T, d_hidden)
+    return matmul(tape, hidden, w_down);                        // (B, T, d)
   }
 
   Tensor<T> w_gate, w_up, w_down;
@@ -38,7 +38,9 @@ class LlamaBlock : public nn::Module<T> {
  public:
   // `n_layer` scales the residual projections' init (w_o, w_down): N(0, 0.02 / sqrt(2 n_layer)).
   LlamaBlock(std::size_t d, std::size_t heads, std::size_t d_hidden, std::size_t n_layer, nn::Rng& rng)
-      : norm_1(d), attn(d, heads, rng, nn::kInitStddev, residual_stddev(n_layer)), norm_2(d),
+      : norm_1(d),
+        attn(d, heads, rng, nn::kInitStddev, residual_stddev(n_layer)),
+        norm_2(d),
         mlp(d, d_hidden, rng, nn::kInitStddev, residual_stddev(n_layer)) {
     this->register_module("norm_1", norm_1);
     this->register_module("attn", attn);

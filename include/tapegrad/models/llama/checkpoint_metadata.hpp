@@ -30,12 +30,14 @@ inline io::Metadata llama_metadata(const LlamaConfig& c) {
 
 inline LlamaConfig llama_config_from_metadata(const io::Metadata& meta, const std::filesystem::path& source) {
   const detail::MetadataReader read{meta, source};
-  if (read.get("format") != kLlamaFormat) throw io::FormatError(source, "checkpoint metadata 'format' is not " + kLlamaFormat);
+  if (read.get("format") != kLlamaFormat)
+    throw io::FormatError(source, "checkpoint metadata 'format' is not " + kLlamaFormat);
   if (read.get("version") != "1")
     throw io::FormatError(source, "checkpoint metadata 'version' " + read.get("version") + " is not 1");
   const LlamaConfig c{read.count("vocab_size"), read.count("block_size"), read.count("n_layer"),
                       read.count("n_head"),     read.count("d_model"),    read.count("d_hidden")};
-  if (const std::string problem = c.problem(); !problem.empty()) throw io::FormatError(source, "Llama config: " + problem);
+  if (const std::string problem = c.problem(); !problem.empty())
+    throw io::FormatError(source, "Llama config: " + problem);
   return c;
 }
 

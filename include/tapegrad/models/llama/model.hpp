@@ -35,8 +35,9 @@ struct LlamaConfig {
     if (n_layer == 0) return "n_layer must be positive";
     if (n_head == 0) return "n_head must be positive";
     if (d_model == 0 || d_model % (2 * n_head) != 0)
-      return "d_model " + std::to_string(d_model) + " must be a positive multiple of 2 n_head = " +
-             std::to_string(2 * n_head) + " (rope turns pairs of a head's dims)";
+      return "d_model " + std::to_string(d_model) +
+             " must be a positive multiple of 2 n_head = " + std::to_string(2 * n_head) +
+             " (rope turns pairs of a head's dims)";
     if (d_hidden == 0) return "d_hidden must be positive";
     return "";
   }
@@ -61,7 +62,8 @@ class Llama : public nn::Module<T> {
  public:
   Llama(const LlamaConfig& c, std::uint64_t seed) : config(c), norm_f((c.validate(), c.d_model)) {
     nn::Rng rng(seed);
-    wte = this->register_parameter("wte", nn::normal_init<T>({config.vocab_size, config.d_model}, nn::kInitStddev, rng));
+    wte =
+        this->register_parameter("wte", nn::normal_init<T>({config.vocab_size, config.d_model}, nn::kInitStddev, rng));
     this->register_module("h", h);
     for (std::size_t i = 0; i < config.n_layer; ++i)
       h.emplace_back(config.d_model, config.n_head, config.d_hidden, config.n_layer, rng);
@@ -85,8 +87,8 @@ class Llama : public nn::Module<T> {
     Tensor<T> x = ops::embedding(tape, wte, idx);  // (B, T, d)
     for (std::size_t i = 0; i < h.size(); ++i)
       x = h[i].forward(tape, x, cache ? &cache->layers[i] : nullptr);  // (B, T, d)
-    x = norm_f.forward(tape, x);                                      // (B, T, d)
-    return ops::matmul(tape, x, wte, {.transpose_b = true});          // (B, T, V)
+    x = norm_f.forward(tape, x);                                       // (B, T, d)
+    return ops::matmul(tape, x, wte, {.transpose_b = true});           // (B, T, V)
   }
 
   // Mean next-token cross-entropy; targets (B, T).
