@@ -1,4 +1,4 @@
-// nn/generate.hpp: the KV-cached forward against GPT::forward, generate's window policy
+// models/gpt/sampling.hpp: the KV-cached forward against GPT::forward, generate's window policy
 // against decoding by full forwards over the cropped window, and its errors.
 #include <tapegrad/models/gpt/sampling.hpp>
 #include <tapegrad/models/llama/sampling.hpp>
@@ -117,21 +117,21 @@ TEST_CASE_TEMPLATE("generate: the cached logits equal GPT::forward's at every po
   CHECK(largest_spread(expected) > 1.0);  // the logits must not be flat, or agreeing would say little
 
   SUBCASE("one token at a time") {
-    KVCache<T> cache(model.config);
+    auto cache = model.make_kv_cache();
     for (std::size_t t = 0; t < ids.size(); ++t) {
       CAPTURE(t);
       CHECK(relative_difference(forward_next(model, cache, ids[t]), expected[t]) < tolerance<T>());
-      CHECK(cache.length == t + 1);
+      CHECK(cache.length() == t + 1);
     }
     CHECK(cache.full());
   }
   SUBCASE("a multi-row prefill, then one at a time") {
-    KVCache<T> cache(model.config);
+    auto cache = model.make_kv_cache();
     CHECK(relative_difference(forward_cached(model, cache, std::span(ids).first(5), Context{2}), expected[4]) < tolerance<T>());
     for (std::size_t t = 5; t < ids.size(); ++t) CHECK(relative_difference(forward_next(model, cache, ids[t]), expected[t]) < tolerance<T>());
   }
   SUBCASE("a refill after clear() holds the new window at positions 0..") {
-    KVCache<T> cache(model.config);
+    auto cache = model.make_kv_cache();
     for (std::size_t t = 0; t < ids.size(); ++t) forward_next(model, cache, ids[t]);
     cache.clear();
     const auto tail = std::span(ids).last(3);
@@ -195,14 +195,22 @@ TEST_CASE("generate: bad input is a clear error and nothing is emitted") {
   CHECK_THROWS_WITH_AS(run({1}, {.keep = 8}), "generate: keep 8 must be below block_size 8", ConfigError);
   CHECK(emitted == 0);
 
-  KVCache<float> cache(model.config);
+  auto cache = model.make_kv_cache();
   const std::vector<std::int64_t> nine(9, 1);
-  CHECK_THROWS_WITH_AS(forward_cached(model, cache, nine), "generate: 0 cached + 9 new positions exceed block_size 8", ShapeError);
+  CHECK_THROWS_WITH_AS(forward_cached(model, cache, nine),
+                       "GPT: sequence length 9 after 0 cached positions exceeds block_size 8", ShapeError);
   CHECK_THROWS_WITH_AS(forward_cached(model, cache, std::span<const std::int64_t>{}), doctest::Contains("no token to run"), ShapeError);
   CHECK_THROWS_AS(forward_next(model, cache, 11), ShapeError);
-  CHECK(cache.length == 0);  // a refused call leaves the cache as it was
-  KVCache<float> other(GPTConfig{.vocab_size = 11, .block_size = 8, .n_layer = 1, .n_head = 2, .d_model = 16});
-  CHECK_THROWS_WITH_AS(forward_next(model, other, 1), "generate: the KV cache was made for another model config", ShapeError);
+  CHECK(cache.length() == 0);  // a refused call leaves the cache as it was
+  const GPT<float> one_layer(GPTConfig{.vocab_size = 11, .block_size = 8, .n_layer = 1, .n_head = 2, .d_model = 16}, 1);
+  auto other = one_layer.make_kv_cache();
+  CHECK_THROWS_WITH_AS(forward_next(model, other, 1), "GPT: the KV cache has 1 layers, the model 2", ShapeError);
+  const GPT<float> four_heads(GPTConfig{.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 4, .d_model = 16},
+                              1);
+  auto wrong_heads = four_heads.make_kv_cache();
+  CHECK_THROWS_WITH_AS(forward_next(model, wrong_heads, 1), doctest::Contains("KV cache: needs q (1, H, n, 4)"),
+                       ShapeError);
+  CHECK(wrong_heads.length() == 0);
 }
 
 namespace {
@@ -220,7 +228,7 @@ TEST_CASE_TEMPLATE("llama: the cached logits (rope at each row's real position) 
   CHECK(largest_spread(expected) > 1.0);
 
   SUBCASE("one token at a time") {
-    LlamaKVCache<T> cache(model.config);
+    auto cache = model.make_kv_cache();
     for (std::size_t t = 0; t < ids.size(); ++t) {
       CAPTURE(t);
       CHECK(relative_difference(forward_cached(model, cache, std::span(ids).subspan(t, 1)), expected[t]) <
@@ -228,8 +236,8 @@ TEST_CASE_TEMPLATE("llama: the cached logits (rope at each row's real position) 
       CHECK(cache.length() == t + 1);
     }
   }
-  SUBCASE("a multi-row prompt, then several tokens in one call (run one by one)") {
-    LlamaKVCache<T> cache(model.config);
+  SUBCASE("a multi-row prompt, then several rows after the cached ones in one call") {
+    auto cache = model.make_kv_cache();
     CHECK(relative_difference(forward_cached(model, cache, std::span(ids).first(5), Context{2}), expected[4]) <
           tolerance<T>());
     CHECK(relative_difference(forward_cached(model, cache, std::span(ids).subspan(5)), expected.back()) <
@@ -257,13 +265,15 @@ TEST_CASE_TEMPLATE(
 
 TEST_CASE("llama: bad input to the cached forward is a clear error and leaves the cache as it was") {
   const Llama<float> model(llama_config(), 1);
-  LlamaKVCache<float> cache(model.config);
+  auto cache = model.make_kv_cache();
   const std::vector<std::int64_t> nine(9, 1), bad{1, 11};
-  CHECK_THROWS_WITH_AS(forward_cached(model, cache, nine), "Llama: sequence length 9 exceeds block_size 8", ShapeError);
-  CHECK_THROWS_WITH_AS(forward_cached(model, cache, bad), "generate: token id 11 is out of range [0, 11)", ShapeError);
+  CHECK_THROWS_WITH_AS(forward_cached(model, cache, nine),
+                       "Llama: sequence length 9 after 0 cached positions exceeds block_size 8", ShapeError);
+  CHECK_THROWS_WITH_AS(forward_cached(model, cache, bad), doctest::Contains("id 11 at position 1"), ShapeError);
   CHECK(cache.length() == 0);
   forward_cached(model, cache, std::span(nine).first(8));
+  CHECK(cache.full());
   CHECK_THROWS_WITH_AS(forward_cached(model, cache, std::span(nine).first(1)),
-                       "Llama: 8 cached + sequence length 1 exceeds block_size 8", ShapeError);
+                       "Llama: sequence length 1 after 8 cached positions exceeds block_size 8", ShapeError);
   CHECK(cache.length() == 8);
 }

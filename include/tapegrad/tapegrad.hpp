@@ -25,10 +25,12 @@
 #include "ops/reshape.hpp"
 #include "ops/rmsnorm.hpp"
 #include "ops/rope.hpp"
+#include "ops/rows.hpp"
 #include "ops/scale.hpp"
 #include "ops/softmax.hpp"
 #include "ops/unary.hpp"
 
+#include "nn/kv_cache.hpp"
 #include "nn/layers.hpp"
 #include "nn/module.hpp"
 #include "nn/optim.hpp"

@@ -1,7 +1,7 @@
 // tapegrad/ops/rmsnorm.hpp — y = x * rstd * weight over the last axis (RMSNorm: no mean, no bias).
 //   x (..., C), weight (C), y (..., C); per row rstd = 1 / sqrt(mean(x^2) + eps).
 // Saved: x, weight (the inputs) and per-row rstd (N = x.size() / C values); the
-// normalised row n = x * rstd is recomputed in backward.
+// normalised row n = x * rstd is recomputed in backward. The row kernel is rows.hpp's rmsnorm_row.
 // Backward (per row; LayerNorm's without the mean terms), with g = weight * dy:
 //   dweight += n * dy      dx += rstd * (g - n * mean(g * n))
 // eps keeps rstd finite on a row of zeros (rstd = 1 / sqrt(eps), y = 0, and the
@@ -9,7 +9,7 @@
 #pragma once
 
 #include "../core/tape.hpp"
-#include "softmax.hpp"  // detail::row_block
+#include "rows.hpp"  // row_block, rmsnorm_row
 
 #include <cmath>
 #include <vector>
@@ -17,21 +17,6 @@
 namespace tapegrad::ops {
 
 inline const OpName kRmsnorm{"rmsnorm"};
-
-namespace detail {
-
-// One row: y (C) = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps) returned (the op saves it;
-// the KV-cached decode runs the same row without a tape).
-template <class T>
-T rmsnorm_row(const T* x, std::size_t C, const T* w, T eps, T* y) {
-  T ms = 0;
-  for (std::size_t i = 0; i < C; ++i) ms += x[i] * x[i];
-  const T s = T(1) / std::sqrt(ms / T(C) + eps);
-  for (std::size_t i = 0; i < C; ++i) y[i] = x[i] * s * w[i];
-  return s;
-}
-
-}  // namespace detail
 
 template <class T>
 Tensor<T> rmsnorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, T eps = T(1e-5)) {
@@ -45,8 +30,8 @@ Tensor<T> rmsnorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, T eps
   PooledVector<T> rstd(rows);
   const T* w = weight.data();
   const Context ctx = tape.context();
-  parallel_blocks(ctx, rows, detail::row_block(C), [&](std::size_t rb, std::size_t re) {
-    for (std::size_t r = rb; r < re; ++r) rstd[r] = detail::rmsnorm_row(x.data() + r * C, C, w, eps, y.data() + r * C);
+  parallel_blocks(ctx, rows, row_block(C), [&](std::size_t rb, std::size_t re) {
+    for (std::size_t r = rb; r < re; ++r) rstd[r] = rmsnorm_row(x.data() + r * C, C, w, eps, y.data() + r * C);
   });
 
   // dweight is a column sum over rows: per block of rows into a partial, added in block order.
@@ -56,7 +41,7 @@ Tensor<T> rmsnorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, T eps
     const T *dy = y.grad().data(), *wt = weight.data();
     T* dx = x.requires_grad() ? x.grad_accumulator(kRmsnorm.name()).data() : nullptr;
     std::vector<T> dw_sum(C, T(0));
-    parallel_column_sum(ctx, rows, detail::row_block(C), C, dw_sum.data(), [&](std::size_t rb, std::size_t re, T* dw) {
+    parallel_column_sum(ctx, rows, row_block(C), C, dw_sum.data(), [&](std::size_t rb, std::size_t re, T* dw) {
       for (std::size_t r = rb; r < re; ++r) {
         const T *xr = x.data() + r * C, *dyr = dy + r * C;
         const T s = rstd[r];

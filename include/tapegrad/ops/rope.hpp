@@ -16,7 +16,7 @@
 #pragma once
 
 #include "../core/tape.hpp"
-#include "softmax.hpp"  // detail::row_block
+#include "rows.hpp"  // row_block
 
 #include <cmath>
 #include <vector>

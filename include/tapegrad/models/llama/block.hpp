@@ -50,7 +50,7 @@ class LlamaBlock : public nn::Module<T> {
   static double residual_stddev(std::size_t n_layer) { return nn::kInitStddev / std::sqrt(2.0 * double(n_layer)); }
 
   // x (B, T, d) -> (B, T, d); `cache` as RotaryAttention's.
-  Tensor<T> forward(Tape& tape, const Tensor<T>& x, LayerKV<T>* cache = nullptr) const {
+  Tensor<T> forward(Tape& tape, const Tensor<T>& x, nn::LayerKVCache<T>* cache = nullptr) const {
     const nn::ModuleScope scope(tape, *this);
     Tensor<T> h = ops::add(tape, x, attn.forward(tape, norm_1.forward(tape, x), cache));
     return ops::add(tape, h, mlp.forward(tape, norm_2.forward(tape, h)));

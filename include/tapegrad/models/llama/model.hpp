@@ -46,17 +46,6 @@ struct LlamaConfig {
   }
 };
 
-// Per layer, the keys and values of the positions run so far (batch 1).
-template <class T>
-struct LlamaKVCache {
-  std::vector<LayerKV<T>> layers;
-  explicit LlamaKVCache(const LlamaConfig& config) : layers(config.n_layer) {}
-  std::size_t length() const { return layers.empty() ? 0 : layers.front().length(); }
-  void clear() {
-    for (auto& l : layers) l = {};
-  }
-};
-
 template <class T>
 class Llama : public nn::Module<T> {
  public:
@@ -70,25 +59,33 @@ class Llama : public nn::Module<T> {
     this->register_module("norm_f", norm_f);
   }
 
-  // idx (B, T) token ids -> logits (B, T, V). Without a cache T <= block_size. With one
-  // (batch 1, under a NoGradGuard) the tokens run at positions cache.length() ... and
-  // their keys and values join the cache; after a first call they go one row at a time.
-  Tensor<T> forward(Tape& tape, const Ids& idx, LlamaKVCache<T>* cache = nullptr) const {
+  // idx (B, T) token ids -> logits (B, T, V). Without a cache the tokens sit at positions
+  // 0..T-1 (T <= block_size). With one (decoding, under NoGradGuard: nn/kv_cache.hpp) they
+  // sit at the positions after the p0 = cache->length() it holds (p0 + T <= block_size),
+  // rope turns their q and k by those positions, and their keys and values join the cache.
+  Tensor<T> forward(Tape& tape, const Ids& idx, nn::KVCache<T>* cache = nullptr) const {
     if (idx.dimension() != 2 || idx.shape()[1] == 0)
       throw ShapeError("Llama: token ids must have shape [B, T] with T >= 1, got " + shape_str(shape_of(idx)));
+    if (cache && cache->layer_count() != h.size())
+      throw ShapeError("Llama: the KV cache has " + std::to_string(cache->layer_count()) + " layers, the model " +
+                       std::to_string(h.size()));
     const std::size_t T_len = idx.shape()[1], p0 = cache ? cache->length() : 0;
     if (p0 + T_len > config.block_size)
-      throw ShapeError("Llama: " + (p0 ? std::to_string(p0) + " cached + " : std::string()) + "sequence length " +
-                       std::to_string(T_len) + " exceeds block_size " + std::to_string(config.block_size));
-    if (cache && (idx.shape()[0] != 1 || cache->layers.size() != h.size()))
-      throw ShapeError("Llama: a KV cache needs batch 1 and the model's " + std::to_string(h.size()) + " layers");
+      throw ShapeError("Llama: sequence length " + std::to_string(T_len) +
+                       (cache ? " after " + std::to_string(p0) + " cached positions" : std::string()) +
+                       " exceeds block_size " + std::to_string(config.block_size));
 
     const nn::ModuleScope scope(tape, *this);
     Tensor<T> x = ops::embedding(tape, wte, idx);  // (B, T, d)
-    for (std::size_t i = 0; i < h.size(); ++i)
-      x = h[i].forward(tape, x, cache ? &cache->layers[i] : nullptr);  // (B, T, d)
-    x = norm_f.forward(tape, x);                                       // (B, T, d)
-    return ops::matmul(tape, x, wte, {.transpose_b = true});           // (B, T, V)
+    for (std::size_t i = 0; i < h.size(); ++i) x = h[i].forward(tape, x, cache ? &cache->layer(i) : nullptr);  // (B, T, d)
+    x = norm_f.forward(tape, x);                              // (B, T, d)
+    return ops::matmul(tape, x, wte, {.transpose_b = true});  // (B, T, V)
+  }
+
+  // A KV cache for this model: `batch` sequences, block_size positions each.
+  nn::KVCache<T> make_kv_cache(std::size_t batch = 1) const {
+    return nn::KVCache<T>({.layers = config.n_layer, .batch = batch, .kv_heads = config.n_head,
+                           .capacity = config.block_size, .head_dim = config.d_model / config.n_head});
   }
 
   // Mean next-token cross-entropy; targets (B, T).
