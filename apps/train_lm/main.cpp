@@ -1,4 +1,4 @@
-// train_lm — train, evaluate and sample a character-level GPT (SPEC section 3).
+// train_lm — train, evaluate and sample a character-level GPT (docs/contracts.md, section 3).
 //
 //   train_lm train  [--data FILE] [--preset NAME] [overrides] [--out DIR] [--resume]
 //   train_lm eval   --checkpoint MODEL --data FILE [--block T]

@@ -1,5 +1,5 @@
-// train_lm/model_file.hpp — a model and its model.safetensors file (SPEC section 2 for a GPT,
-// docs/llama.md for a Llama), on top of tapegrad's io/ (untrusted-file checks, atomic writes).
+// train_lm/model_file.hpp — a model and its model.safetensors file (docs/contracts.md, section 2,
+// for a GPT; docs/llama.md for a Llama), on top of tapegrad's io/ (untrusted-file checks, atomic writes).
 //
 //   save_model(path, model, extra)   the parameters by name, metadata = family's format + sizes + extra (vocab, step)
 //   read_model_file(path)            the file, checked: metadata -> family and sizes, one float dtype

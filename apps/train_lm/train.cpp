@@ -260,13 +260,15 @@ class Session {
                                      state_.sampler, plan_.rows);
     current_lr_ = plan_.recipe.lr_at(state_.step, plan_.settings.steps);
     double loss = 0;
-    const auto result = tapegrad::nn::train_step(optimizer_, current_lr_, plan_.recipe.clip_norm, [&](tapegrad::Tape& tape) {
+    const auto local_loss = [&](tapegrad::Tape& tape) {
       tape.set_detect_anomaly(plan_.detect_anomaly);
       const auto local = model_.loss(tape, batch.inputs, batch.targets);
       loss = replicas_.sum(local.item()) / replicas_.size();
       require_finite("the training loss", loss, state_.step + 1);
       return local;
-    }, context_, pool_);
+    };
+    const auto result =
+        tapegrad::nn::train_step(optimizer_, current_lr_, plan_.recipe.clip_norm, local_loss, context_, pool_);
     replicas_.require_gradients_averaged();
     require_finite("the gradient norm", result.grad_norm, state_.step + 1);
     ++state_.step;
@@ -353,8 +355,9 @@ class Session {
   std::ostream& out_;
   LanguageModel<float> model_;
   AdamW<float> optimizer_;
-  tapegrad::Context context_;                                                    // --threads
-  std::shared_ptr<tapegrad::BufferPool> pool_ = std::make_shared<tapegrad::BufferPool>();  // the steps' buffers, recycled
+  tapegrad::Context context_;  // --threads
+  // The buffers the steps recycle (core/memory.hpp): the second step allocates nothing new.
+  std::shared_ptr<tapegrad::BufferPool> pool_ = std::make_shared<tapegrad::BufferPool>();
   Progress progress_;
   TrainLog log_;
   TrainState state_;

@@ -4,7 +4,7 @@
 // backward, clip the gradient norm to 1 (a non-finite loss, gradient norm or
 // validation loss ends the run with an error, before the weights change or a
 // checkpoint is written), AdamW with the warm-up + cosine learning
-// rate (SPEC section 4). Every --eval-every steps (and at the end) the mean loss
+// rate (docs/contracts.md, section 4). Every --eval-every steps (and at the end) the mean loss
 // of a fixed set of validation windows; every --save-every steps (and at the end)
 // a checkpoint (run_checkpoint.hpp). The run is a pure function of the options,
 // the text and the thread count, so --resume reproduces an uninterrupted run bit

@@ -46,8 +46,12 @@ inline std::size_t block_count(std::size_t n, std::size_t block) { return (n + b
 template <class F>
 void parallel_blocks(const Context& ctx, std::size_t n, std::size_t block, F&& f) {
   const std::size_t blocks = block_count(n, block);
-  [[maybe_unused]] const int threads = int(std::min<std::size_t>(std::size_t(ctx.threads()), blocks));
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+  const int threads = int(std::min<std::size_t>(std::size_t(ctx.threads()), blocks));
+  if (threads <= 1) {  // no parallel region: entering one allocates a team, even for one thread
+    for (std::size_t b = 0; b < blocks; ++b) f(b * block, std::min(n, (b + 1) * block));
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
   for (std::size_t b = 0; b < blocks; ++b) f(b * block, std::min(n, (b + 1) * block));
 }
 

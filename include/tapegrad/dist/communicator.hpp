@@ -133,7 +133,8 @@ class Communicator {
     throw SystemError(std::string(call) + " failed: " + std::string(text, std::size_t(length)));
   }
   static int count(std::size_t n) {
-    if (n > std::size_t(INT32_MAX)) throw ShapeError("MPI: a message of " + std::to_string(n) + " elements is too long (at most 2^31 - 1)");
+    if (n > std::size_t(INT32_MAX))
+      throw ShapeError("MPI: a message of " + std::to_string(n) + " elements is too long (at most 2^31 - 1)");
     return int(n);
   }
 

@@ -1,4 +1,4 @@
-// tapegrad/nn/train_step.hpp — one training step, and the recipe of SPEC section 4
+// tapegrad/nn/train_step.hpp — one training step, and the recipe of docs/contracts.md section 4
 // with its constants named once: AdamW (lr 1e-3, betas (0.9, 0.99), eps 1e-8, weight
 // decay 0.1 on matrices), the global gradient norm clipped to 1, linear warm-up over
 // 100 steps, then cosine decay to lr / 10.
@@ -26,7 +26,7 @@
 namespace tapegrad::nn {
 
 struct Recipe {
-  AdamWOptions adamw;               // lr, betas, eps, weight decay (optim.hpp: the SPEC's defaults)
+  AdamWOptions adamw;               // lr, betas, eps, weight decay (optim.hpp: the contract's defaults)
   double clip_norm = 1.0;           // max global gradient norm
   std::int64_t warmup_steps = 100;  // a run shorter than that warms up throughout
   double min_lr_fraction = 0.1;     // the cosine decays to lr * this
