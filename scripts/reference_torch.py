@@ -1,15 +1,16 @@
 #!/usr/bin/python3
-"""An independent PyTorch implementation of SPEC.md's GPT and train_lm's recipe.
+"""An independent PyTorch implementation of SPEC.md's GPT, docs/llama.md's Llama and train_lm's recipe.
 
 PyTorch is not a dependency of tapegrad; this script is a second implementation to
 check tapegrad against (`apt-get install python3-torch`, then run it with Debian's
-/usr/bin/python3). The model follows SPEC section 1 to the letter (biases in
-LayerNorm and the MLP only, tanh GELU, tied wte). Three subcommands:
+/usr/bin/python3). The GPT follows SPEC section 1 to the letter (biases in
+LayerNorm and the MLP only, tanh GELU, tied wte); the Llama docs/llama.md (RMSNorm,
+rotary q/k in the rotate-half layout, SwiGLU, no biases, tied wte). Subcommands:
 
-  crosscheck --train-lm BIN
-      Writes a random F64 checkpoint and batch, runs `BIN grad` on them and
-      compares its loss and every gradient with PyTorch's float64 autograd.
-      Exits 1 if any relative error is above 1e-10.
+  crosscheck --train-lm BIN [--family gpt|llama] [--limit 1e-10]
+      Writes a random F64 checkpoint of the family and a batch, runs `BIN grad` on
+      them and compares its loss and every gradient with PyTorch's float64 autograd.
+      Exits 1 if any relative error is above --limit.
 
   replay --train-lm BIN --run-inputs BIN [--data FILE] [--preset P] [--steps N]
       Runs `BIN train` for N steps (one thread), re-creates its first weights
@@ -125,6 +126,75 @@ class GPT(torch.nn.Module):
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
 
 
+class RMSNorm(torch.nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * self.weight
+
+
+def rope(x, theta=10000.0):
+    """Rows (..., T, dh) at positions 0..T-1; pairs (i, i + dh/2) turned by t * theta^(-2i/dh)."""
+    T, dh = x.shape[-2], x.shape[-1]
+    half = dh // 2
+    freq = theta ** (-2.0 * torch.arange(half, dtype=torch.float64) / dh)
+    angle = torch.arange(T, dtype=torch.float64)[:, None] * freq[None, :]
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    a, b = x[..., :half], x[..., half:]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+
+
+class Weights(torch.nn.Module):
+    """A bag of named matrices (the attention's w_q.., the MLP's w_gate..)."""
+    def __init__(self, **shapes_and_stds):
+        super().__init__()
+        for name, (shape, std) in shapes_and_stds.items():
+            setattr(self, name, torch.nn.Parameter(torch.randn(*shape) * std))
+
+
+class LlamaBlock(torch.nn.Module):
+    def __init__(self, d, h, d_hidden, L, std=0.02):
+        super().__init__()
+        self.h = h
+        proj_std = std / math.sqrt(2 * L)
+        self.norm_1 = RMSNorm(d)
+        self.attn = Weights(w_q=((d, d), std), w_k=((d, d), std), w_v=((d, d), std), w_o=((d, d), proj_std))
+        self.norm_2 = RMSNorm(d)
+        self.mlp = Weights(w_gate=((d, d_hidden), std), w_up=((d, d_hidden), std), w_down=((d_hidden, d), proj_std))
+
+    def forward(self, x):
+        B, T, d = x.shape
+        a, w = self.norm_1(x), self.attn
+        heads = lambda m: (a @ m).view(B, T, self.h, d // self.h).transpose(1, 2)
+        q, k, v = rope(heads(w.w_q)), rope(heads(w.w_k)), heads(w.w_v)
+        s = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.h)
+        mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+        p = F.softmax(s.masked_fill(mask, float("-inf")), dim=-1)
+        x = x + (p @ v).transpose(1, 2).reshape(B, T, d) @ w.w_o
+        m, f = self.norm_2(x), self.mlp
+        return x + (F.silu(m @ f.w_gate) * (m @ f.w_up)) @ f.w_down
+
+
+class Llama(torch.nn.Module):
+    def __init__(self, V, L, h, d, d_hidden, std=0.02):
+        super().__init__()
+        self.wte = torch.nn.Parameter(torch.randn(V, d) * std)
+        self.h = torch.nn.ModuleList(LlamaBlock(d, h, d_hidden, L, std) for _ in range(L))
+        self.norm_f = RMSNorm(d)
+
+    def named(self):  # docs/llama.md's checkpoint names are the module paths
+        return dict(self.named_parameters())
+
+    def forward(self, idx, targets):
+        x = self.wte[idx]
+        for block in self.h:
+            x = block(x)
+        logits = self.norm_f(x) @ self.wte.t()
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
+
+
 def adamw(model, lr, p):
     """SPEC section 4's optimiser, with preset p's settings: weight decay on the 2-D parameters only."""
     decay = [q for q in model.parameters() if q.dim() >= 2]
@@ -187,13 +257,18 @@ def crosscheck(args):
     """train_lm grad against PyTorch on one random F64 model and batch."""
     torch.manual_seed(args.seed)
     V, T_max, L, h, d, B, T = 11, 9, 2, 2, 8, 3, 7
-    model = GPT(V, T_max, L, h, d).double()
+    meta = {"format": "tapegrad-gpt", "version": "1", "vocab_size": str(V), "block_size": str(T_max),
+            "n_layer": str(L), "n_head": str(h), "d_model": str(d)}
+    if args.family == "gpt":
+        model = GPT(V, T_max, L, h, d).double()
+    else:  # a SwiGLU width other than the default (32), read from the metadata
+        d_hidden = 12
+        model = Llama(V, L, h, d, d_hidden).double()
+        meta |= {"format": "tapegrad-llama", "d_hidden": str(d_hidden)}
     with torch.no_grad():  # weights well away from init so every term matters
         for p in model.parameters():
             p.copy_(torch.randn_like(p) * 0.5)
     idx, targets = torch.randint(V, (B, T)), torch.randint(V, (B, T))
-    meta = {"format": "tapegrad-gpt", "version": "1", "vocab_size": str(V), "block_size": str(T_max),
-            "n_layer": str(L), "n_head": str(h), "d_model": str(d)}
     with tempfile.TemporaryDirectory() as tmp:
         w, b, g = (os.path.join(tmp, f) for f in ("w.safetensors", "b.safetensors", "g.safetensors"))
         write_safetensors(w, {n: p.detach().numpy() for n, p in model.named().items()}, meta)
@@ -216,8 +291,8 @@ def crosscheck(args):
         rel = float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-300))
         worst = max(worst, rel)
         print(f"{name:24s} max rel. error {rel:.1e}")
-    print(f"worst {worst:.1e} over {len(ours)} tensors (limit 1e-10)")
-    return 0 if worst <= 1e-10 else 1
+    print(f"{args.family}: loss {loss.item():.6f}, worst {worst:.1e} over {len(ours)} tensors (limit {args.limit:.0e})")
+    return 0 if worst <= args.limit else 1
 
 
 @torch.no_grad()
@@ -361,6 +436,8 @@ def main():
     c = sub.add_parser("crosscheck", help="train_lm grad against PyTorch")
     c.add_argument("--train-lm", required=True, help="path of the train_lm binary")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--family", default="gpt", choices=("gpt", "llama"))
+    c.add_argument("--limit", type=float, default=1e-10, help="largest allowed relative error")
     r = sub.add_parser("replay", help="train_lm train against PyTorch, step by step")
     r.add_argument("--train-lm", required=True, help="path of the train_lm binary")
     r.add_argument("--run-inputs", required=True, help="path of tests' run_inputs binary")

@@ -229,6 +229,58 @@ inline Ref ref_causal_attention(const Ref& q, const Ref& k, const Ref& v) {
   return o;
 }
 
+// Over the last axis: x / sqrt(mean(x^2) + eps) * w.
+inline Ref ref_rmsnorm(const Ref& x, const Ref& w, double eps = 1e-5) {
+  const std::size_t C = x.shape.back();
+  Ref y{x.shape, std::vector<double>(x.values.size())};
+  for (std::size_t r = 0; r < x.values.size() / C; ++r) {
+    double ms = 0;
+    for (std::size_t j = 0; j < C; ++j) ms += x.values[r * C + j] * x.values[r * C + j] / double(C);
+    for (std::size_t j = 0; j < C; ++j) y.values[r * C + j] = x.values[r * C + j] / std::sqrt(ms + eps) * w.values[j];
+  }
+  return y;
+}
+
+// Rows (..., T, dh) at positions offset + t: pairs (i, i + dh/2) turned by (offset + t) theta^(-2i/dh).
+inline Ref ref_rope(const Ref& x, std::size_t offset, double theta = 10000.0) {
+  const std::size_t dh = x.shape.back(), T = x.shape[x.shape.size() - 2], half = dh / 2;
+  Ref y{x.shape, std::vector<double>(x.values.size())};
+  for (std::size_t r = 0; r < x.values.size() / dh; ++r)
+    for (std::size_t i = 0; i < half; ++i) {
+      const double angle = double(offset + r % T) / std::pow(theta, double(2 * i) / double(dh));
+      const double a = x.values[r * dh + i], b = x.values[r * dh + i + half];
+      y.values[r * dh + i] = a * std::cos(angle) - b * std::sin(angle);
+      y.values[r * dh + i + half] = a * std::sin(angle) + b * std::cos(angle);
+    }
+  return y;
+}
+
+// y[..., i, ...] = x[..., begin + i, ...] for i < end - begin along `axis` (>= 0).
+inline Ref ref_slice(const Ref& x, std::size_t axis, std::size_t begin, std::size_t end) {
+  Ref y{x.shape, {}};
+  y.shape[axis] = end - begin;
+  for (std::size_t i = 0; i < numel(y.shape); ++i) {
+    auto index = unravel(i, y.shape);
+    index[axis] += begin;
+    y.values.push_back(x.values[ravel(index, x.shape)]);
+  }
+  return y;
+}
+
+// The parts one after another along `axis` (>= 0).
+inline Ref ref_concat(const std::vector<Ref>& parts, std::size_t axis) {
+  Ref y{parts[0].shape, {}};
+  y.shape[axis] = 0;
+  for (const Ref& p : parts) y.shape[axis] += p.shape[axis];
+  for (std::size_t i = 0; i < numel(y.shape); ++i) {
+    auto index = unravel(i, y.shape);
+    std::size_t k = 0;
+    while (index[axis] >= parts[k].shape[axis]) index[axis] -= parts[k++].shape[axis];
+    y.values.push_back(parts[k].values[ravel(index, parts[k].shape)]);
+  }
+  return y;
+}
+
 // How far an op's output is from its reference: the largest |out - ref| relative to
 // max(1, max |ref|); infinite on a shape mismatch, a NaN, or a non-finite reference
 // entry (a masked -inf) that the output does not match exactly.

@@ -164,6 +164,20 @@ std::vector<OpInfo<T>> op_table() {
   using C = Case<T>;
   const auto plus = [](double a, double b) { return a + b; };
   const auto times = [](double a, double b) { return a * b; };
+  const auto minus = [](double a, double b) { return a - b; };
+  const auto larger = [](double a, double b) { return std::max(a, b); };
+  const auto logistic = [](double v) { return 1 / (1 + std::exp(-v)); };
+  // a / b with b = +-U(0.5, 2), away from the pole.
+  const auto divide = [](std::string name, Shape a_shape, Shape b_shape) {
+    return Sample<T>{std::move(name),
+                     [=](Rng& g) {
+      auto a = randn<T>(a_shape, g), b = uniform<T>(b_shape, g, 0.5, 2.0);
+      for (std::size_t i = 0; i < b.size(); i += 2) b.data()[i] = -b.data()[i];
+      return Case<T>{{{"a", a}, {"b", b}},
+                     [=](Tape& t) { return div(t, a, b); },
+                     [=] { return ref_broadcast(ref_of(a), ref_of(b), [](double u, double v) { return u / v; }); }};
+                     }};
+  };
   const auto mm = [](bool ta, bool tb) {
     return [=](Tape& t, auto a, auto b) { return matmul(t, a, b, {.transpose_a = ta, .transpose_b = tb}); };
   };
@@ -346,6 +360,199 @@ std::vector<OpInfo<T>> op_table() {
        {},
        "elementwise on any shape"},
 
+      {"sub",
+       {binary<T>("same shape (3,5)", {3, 5}, {3, 5}, [](Tape& t, auto a, auto b) { return sub(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, minus); }),
+        binary<T>("suffix (2,3,5) - (5)", {2, 3, 5}, {5}, [](Tape& t, auto a, auto b) { return sub(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, minus); }),
+        binary<T>("(3,5) - (2,3,5), a broadcasts", {3, 5}, {2, 3, 5}, [](Tape& t, auto a, auto b) { return sub(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, minus); }),
+        binary<T>("both broadcast (2,1,3) - (4,1)", {2, 1, 3}, {4, 1}, [](Tape& t, auto a, auto b) { return sub(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, minus); })},
+       {{"shapes that do not broadcast", [](Tape& t) { sub(t, zeros({2, 3}), zeros({2})); },
+         "sub: cannot broadcast a [2, 3] with b [2]"}}},
+
+      {"div",
+       {divide("same shape (3,5)", {3, 5}, {3, 5}), divide("suffix (2,3,5) / (5)", {2, 3, 5}, {5}),
+        divide("(3,1) / (2,3,5), a broadcasts", {3, 1}, {2, 3, 5}), divide("both broadcast (2,1,3) / (4,1)", {2, 1, 3}, {4, 1})},
+       {{"shapes that do not broadcast", [](Tape& t) { div(t, zeros({4}), zeros({3})); },
+         "div: cannot broadcast a [4] with b [3]"}}},
+
+      {"maximum",
+       {binary<T>("same shape (3,5)", {3, 5}, {3, 5}, [](Tape& t, auto a, auto b) { return maximum(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, larger); }),
+        binary<T>("suffix (2,3,5) with (3,5)", {2, 3, 5}, {3, 5}, [](Tape& t, auto a, auto b) { return maximum(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, larger); }),
+        binary<T>("both broadcast (2,1,3) with (4,1)", {2, 1, 3}, {4, 1},
+                  [](Tape& t, auto a, auto b) { return maximum(t, a, b); },
+                  [=](const Ref& a, const Ref& b) { return ref_broadcast(a, b, larger); }),
+        {"ties (3,4): dy split half and half",
+         [=](Rng& g) {
+           auto a = randn<T>({3, 4}, g), b = randn<T>({3, 4}, g);
+           for (std::size_t i = 0; i < a.size(); i += 2) b.data()[i] = a.data()[i];
+           return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return maximum(t, a, b); },
+                    [=] { return ref_broadcast(ref_of(a), ref_of(b), larger); }};
+         }}},
+       {{"shapes that do not broadcast", [](Tape& t) { maximum(t, zeros({2, 3}), zeros({3, 2})); },
+         "maximum: cannot broadcast a [2, 3] with b [3, 2]"}}},
+
+      {"exp",
+       {unary<T>("(3,5,7)", {3, 5, 7}, [](Tape& t, auto x) { return ops::exp(t, x); },
+                 [](const Ref& x) { return ref_unary(x, [](double v) { return std::exp(v); }); })},
+       {},
+       "elementwise on any shape (overflow gives inf, as std::exp)"},
+
+      {"log",
+       {{"(3,5,7) ~U(0.2, 3)",
+         [](Rng& g) {
+           auto x = uniform<T>({3, 5, 7}, g, 0.2, 3.0);
+           return C{{{"x", x}}, [=](Tape& t) { return ops::log(t, x); },
+                    [=] { return ref_unary(ref_of(x), [](double v) { return std::log(v); }); }};
+         }}},
+       {},
+       "elementwise on any shape (x <= 0 gives -inf or NaN, as std::log)"},
+
+      {"tanh",
+       {unary<T>("(3,5,7)", {3, 5, 7}, [](Tape& t, auto x) { return ops::tanh(t, x); },
+                 [](const Ref& x) { return ref_unary(x, [](double v) { return std::tanh(v); }); })},
+       {},
+       "elementwise on any shape"},
+
+      {"sigmoid",
+       {unary<T>("(3,5,7)", {3, 5, 7}, [](Tape& t, auto x) { return sigmoid(t, x); },
+                 [=](const Ref& x) { return ref_unary(x, logistic); }),
+        // Central differences cannot see s's slope e^-x near s = 1 (below 1's ulp); x > 0 large is
+        // checked against the exact derivative in test_ops_nonlinear.cpp.
+        {"(4,5) large negative x in [-40, -20]",
+         [=](Rng& g) {
+           auto x = uniform<T>({4, 5}, g, -40.0, -20.0);
+           return C{{{"x", x}}, [=](Tape& t) { return sigmoid(t, x); }, [=] { return ref_unary(ref_of(x), logistic); }};
+         }}},
+       {},
+       "elementwise on any shape"},
+
+      {"silu",
+       {{"(3,5,7) ~N(0, 3^2)",
+         [=](Rng& g) {
+           auto x = randn<T>({3, 5, 7}, g, 3.0);
+           return C{{{"x", x}}, [=](Tape& t) { return silu(t, x); },
+                    [=] { return ref_unary(ref_of(x), [=](double v) { return v * logistic(v); }); }};
+         }},
+        {"(4,5) large |x| in [20, 40] and [-40, -20]",
+         [=](Rng& g) {
+           auto x = uniform<T>({4, 5}, g, 20.0, 40.0);
+           for (std::size_t i = 0; i < x.size(); i += 2) x.data()[i] = -x.data()[i];
+           return C{{{"x", x}}, [=](Tape& t) { return silu(t, x); },
+                    [=] { return ref_unary(ref_of(x), [=](double v) { return v * logistic(v); }); }};
+         }}},
+       {},
+       "elementwise on any shape"},
+
+      {"sqrt",
+       {{"(3,5,7) ~U(0.2, 3)",
+         [](Rng& g) {
+           auto x = uniform<T>({3, 5, 7}, g, 0.2, 3.0);
+           return C{{{"x", x}}, [=](Tape& t) { return ops::sqrt(t, x); },
+                    [=] { return ref_unary(ref_of(x), [](double v) { return std::sqrt(v); }); }};
+         }}},
+       {},
+       "elementwise on any shape (x < 0 gives NaN, as std::sqrt)"},
+
+      {"concat",
+       {{"three along axis 1: (2,3,4), (2,1,4), (2,2,4)",
+         [](Rng& g) {
+           auto a = randn<T>({2, 3, 4}, g), b = randn<T>({2, 1, 4}, g), c = randn<T>({2, 2, 4}, g);
+           return C{{{"a", a}, {"b", b}, {"c", c}}, [=](Tape& t) { return concat(t, {a, b, c}, 1); },
+                    [=] { return ref_concat({ref_of(a), ref_of(b), ref_of(c)}, 1); }};
+         }},
+        {"two along axis -1: (3,2), (3,5)",
+         [](Rng& g) {
+           auto a = randn<T>({3, 2}, g), b = randn<T>({3, 5}, g);
+           return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return concat(t, {a, b}, -1); },
+                    [=] { return ref_concat({ref_of(a), ref_of(b)}, 1); }};
+         }},
+        {"two along axis 0, the second needing no gradient: (1,3), (2,3)",
+         [](Rng& g) {
+           auto a = randn<T>({1, 3}, g), b = randn<T>({2, 3}, g);
+           b.set_requires_grad(false);
+           return C{{{"a", a}}, [=](Tape& t) { return concat(t, {a, b}, 0); },
+                    [=] { return ref_concat({ref_of(a), ref_of(b)}, 0); }};
+         }}},
+       {{"no tensor", [](Tape& t) { concat(t, std::vector<Tensor<double>>{}, 0); }, "concat: needs at least one tensor"},
+        {"shapes differ off the axis", [](Tape& t) { concat(t, {zeros({2, 3}), zeros({3, 3})}, 1); },
+         "concat: every tensor needs the shape of the first [2, 3] but at axis 1, got [3, 3]"},
+        {"ranks differ", [](Tape& t) { concat(t, {zeros({2, 3}), zeros({2, 3, 1})}, 0); },
+         "concat: every tensor needs the shape of the first [2, 3] but at axis 0, got [2, 3, 1]"},
+        {"axis out of range", [](Tape& t) { concat(t, {zeros({2, 3}), zeros({2, 3})}, 2); },
+         "concat: axis 2 is out of range for x [2, 3]"}}},
+
+      {"split",
+       {{"(2,6,3) into 1, 2, 3 along axis 1, joined back in another order",
+         [](Rng& g) {
+           auto x = randn<T>({2, 6, 3}, g);
+           return C{{{"x", x}},
+                    [=](Tape& t) {
+             const auto pieces = split(t, x, {1, 2, 3}, 1);
+             return concat(t, {pieces[2], pieces[0], pieces[1]}, 1);
+                    },
+                    [=] {
+             const Ref r = ref_of(x);
+             return ref_concat({ref_slice(r, 1, 3, 6), ref_slice(r, 1, 0, 1), ref_slice(r, 1, 1, 3)}, 1);
+                    }};
+         }},
+        {"(4,5) into 2, 3 along axis -1, one piece used",
+         [](Rng& g) {
+           auto x = randn<T>({4, 5}, g);
+           return C{{{"x", x}}, [=](Tape& t) { return split(t, x, {2, 3}, -1)[1]; },
+                    [=] { return ref_slice(ref_of(x), 1, 2, 5); }};
+         }}},
+       {{"sizes that do not add up", [](Tape& t) { split(t, zeros({2, 6}), {2, 3}, 1); },
+         "split: the sizes add up to 5, not to x's 6 along axis 1 (x [2, 6])"},
+        {"no sizes", [](Tape& t) { split(t, zeros({2, 6}), {}, 1); }, "split: the sizes add up to 0"},
+        {"axis out of range", [](Tape& t) { split(t, zeros({2, 6}), {1, 1}, -3); },
+         "split: axis -3 is out of range for x [2, 6]"}}},
+
+      {"slice",
+       {unary<T>("(3,5,4) axis 1 [1, 4)", {3, 5, 4}, [](Tape& t, auto x) { return slice(t, x, 1, 1, 4); },
+                 [](const Ref& x) { return ref_slice(x, 1, 1, 4); }),
+        unary<T>("(3,5,4) axis -1 [0, 2)", {3, 5, 4}, [](Tape& t, auto x) { return slice(t, x, -1, 0, 2); },
+                 [](const Ref& x) { return ref_slice(x, 2, 0, 2); }),
+        unary<T>("(3,5) axis 0 [2, 3), one row", {3, 5}, [](Tape& t, auto x) { return slice(t, x, 0, 2, 3); },
+                 [](const Ref& x) { return ref_slice(x, 0, 2, 3); })},
+       {{"end past the axis", [](Tape& t) { slice(t, zeros({3, 5}), 1, 2, 6); },
+         "slice: [2, 6) is not a range within x's 5 along axis 1 (x [3, 5])"},
+        {"begin after end", [](Tape& t) { slice(t, zeros({3, 5}), 0, 2, 1); }, "slice: [2, 1) is not a range"},
+        {"axis out of range", [](Tape& t) { slice(t, zeros({3, 5}), 2, 0, 1); }, "slice: axis 2 is out of range"}}},
+
+      {"rmsnorm",
+       {{"(2,3,7), weight ~U(0.5,1.5)",
+         [](Rng& g) {
+           auto x = randn<T>({2, 3, 7}, g, 2.0), w = uniform<T>({7}, g, 0.5, 1.5);
+           return C{{{"x", x}, {"weight", w}}, [=](Tape& t) { return rmsnorm(t, x, w); },
+                    [=] { return ref_rmsnorm(ref_of(x), ref_of(w)); }};
+         }},
+        {"T=1 (3,1,5), offset rows, weight of both signs",
+         [](Rng& g) {
+           auto x = uniform<T>({3, 1, 5}, g, 1.0, 4.0), w = uniform<T>({5}, g, -1.5, 1.5);
+           return C{{{"x", x}, {"weight", w}}, [=](Tape& t) { return rmsnorm(t, x, w); },
+                    [=] { return ref_rmsnorm(ref_of(x), ref_of(w)); }};
+         }}},
+       {{"weight of another width", [](Tape& t) { rmsnorm(t, zeros({2, 3, 4}), zeros({3})); },
+         "rmsnorm: needs x (..., C) with C > 0 and weight (C), got x [2, 3, 4], weight [3]"},
+        {"rank 0", [](Tape& t) { rmsnorm(t, Tensor<double>(Array<double>(3.0)), zeros({1})); },
+         "rmsnorm: needs x (..., C) with C > 0"}}},
+
+      {"rope",
+       {unary<T>("q-like (2,3,5,6), offset 0", {2, 3, 5, 6}, [](Tape& t, auto x) { return rope(t, x); },
+                 [](const Ref& x) { return ref_rope(x, 0); }),
+        unary<T>("T=1 decode (2,2,1,4) at position 7", {2, 2, 1, 4}, [](Tape& t, auto x) { return rope(t, x, 7); },
+                 [](const Ref& x) { return ref_rope(x, 7); }),
+        unary<T>("rank 3 (3,4,8), offset 2", {3, 4, 8}, [](Tape& t, auto x) { return rope(t, x, 2); },
+                 [](const Ref& x) { return ref_rope(x, 2); })},
+       {{"odd head dim", [](Tape& t) { rope(t, zeros({2, 3, 5})); }, "rope: needs x (..., T, dh) with T > 0 and dh even, got [2, 3, 5]"},
+        {"rank 1", [](Tape& t) { rope(t, zeros({4})); }, "rope: needs x (..., T, dh)"},
+        {"theta 1", [](Tape& t) { rope(t, zeros({2, 4}), 0, 1.0); }, "rope: theta must be a finite number > 1"}}},
+
       {"embedding",
        {{"table (7,5), ids (2,4) with repeats",
          [](Rng& g) {
@@ -446,6 +653,46 @@ std::vector<OpInfo<T>> op_table() {
          }}},
        {},
        "its ops' errors, and the GPT's own (test_nn.cpp)"},
+      {"nn.RotaryAttention",
+       {{"B=2 T=5 d=8 h=2",
+         [](Rng& g) {
+           auto attn = std::make_shared<models::RotaryAttention<T>>(8, 2, g);
+           perturb_parameters(*attn, g);
+           auto x = randn<T>({2, 5, 8}, g);
+           return C{with_parameters({{"x", x}}, *attn), [=](Tape& t) { return attn->forward(t, x); }, {}};
+         }}},
+       {},
+       "its ops' errors, and an odd head_dim (test_nn.cpp)"},
+      {"nn.SwiGLU",
+       {{"(2,3,6) -> d_hidden 10 -> (2,3,6)",
+         [](Rng& g) {
+           auto mlp = std::make_shared<models::SwiGLU<T>>(6, 10, g);
+           perturb_parameters(*mlp, g);
+           auto x = randn<T>({2, 3, 6}, g);
+           return C{with_parameters({{"x", x}}, *mlp), [=](Tape& t) { return mlp->forward(t, x); }, {}};
+         }}},
+       {},
+       "its ops' errors"},
+      {"nn.LlamaBlock",
+       {{"B=2 T=4 d=8 h=2 d_hidden=12",
+         [](Rng& g) {
+           auto block = std::make_shared<models::LlamaBlock<T>>(8, 2, 12, 2, g);
+           perturb_parameters(*block, g);
+           auto x = randn<T>({2, 4, 8}, g);
+           return C{with_parameters({{"x", x}}, *block), [=](Tape& t) { return block->forward(t, x); }, {}};
+         }}},
+       {},
+       "its ops' errors"},
+      {"nn.Llama",
+       {{"V=7 T_max=6 L=2 h=2 d=8 d_hidden=12, B=2 T=5, loss",
+         [](Rng& g) {
+           auto llama = std::make_shared<models::Llama<T>>(models::LlamaConfig{7, 6, 2, 2, 8, 12}, 17);
+           perturb_parameters(*llama, g);
+           const Ids x = random_ids({2, 5}, 7, g), y = random_ids({2, 5}, 7, g);
+           return C{with_parameters({}, *llama), [=](Tape& t) { return llama->loss(t, x, y); }, {}};
+         }}},
+       {},
+       "its ops' errors, and the Llama's own (test_nn.cpp)"},
   };
 }
 

@@ -1,6 +1,7 @@
 // models/gpt/sampling.hpp: the KV-cached forward against GPT::forward, generate's window policy
 // against decoding by full forwards over the cropped window, and its errors.
 #include <tapegrad/models/gpt/sampling.hpp>
+#include <tapegrad/models/llama/sampling.hpp>
 
 #include <doctest/doctest.h>
 
@@ -22,8 +23,9 @@ GPTConfig config() { return {.vocab_size = 11, .block_size = 8, .n_layer = 2, .n
 
 // A GPT whose every parameter (LayerNorm weights and biases included, which start at 1 and 0)
 // is moved by N(0, 0.3): each one changes the logits, and the logits spread over several units.
-template <class T>
-void perturb(GPT<T>& model, std::uint64_t seed) {
+template <class M>
+void perturb(M& model, std::uint64_t seed) {
+  using T = typename M::value_type;
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> normal(0.0, 0.3);
   for (auto [name, p] : model.named_parameters())
@@ -38,9 +40,9 @@ std::vector<std::int64_t> random_ids(std::size_t n, std::size_t vocab, std::uint
   return ids;
 }
 
-// GPT::forward's logits (T, V) for one sequence (batch 1).
-template <class T>
-std::vector<std::vector<T>> full_logits(const GPT<T>& model, std::span<const std::int64_t> ids) {
+// The model's full forward: logits (T, V) for one sequence (batch 1).
+template <class M, class T = typename M::value_type>
+std::vector<std::vector<T>> full_logits(const M& model, std::span<const std::int64_t> ids) {
   Ids idx = Ids::from_shape({1, ids.size()});
   std::copy(ids.begin(), ids.end(), idx.begin());
   Tape tape;
@@ -64,6 +66,15 @@ double relative_difference(const std::vector<T>& a, const std::vector<T>& b) {
   return diff / scale;
 }
 
+// The largest max - min of a row of logits.
+template <class T>
+double largest_spread(const std::vector<std::vector<T>>& rows) {
+  double spread = 0;
+  for (const auto& row : rows)
+    spread = std::max(spread, double(*std::ranges::max_element(row) - *std::ranges::min_element(row)));
+  return spread;
+}
+
 template <class T>
 double tolerance() {
   return std::is_same_v<T, float> ? 1e-5 : 1e-12;
@@ -72,8 +83,8 @@ double tolerance() {
 // The sampler generate() replaces: before each token, one full forward over the context's last
 // `window` tokens, where the window restarts from the last keep + 1 tokens whenever it would pass
 // block_size (keep = block_size - 1: the last block_size tokens, always).
-template <class T>
-std::vector<std::int64_t> decode_by_full_forwards(const GPT<T>& model, std::vector<std::int64_t> context, std::size_t n,
+template <class M>
+std::vector<std::int64_t> decode_by_full_forwards(const M& model, std::vector<std::int64_t> context, std::size_t n,
                                                   const GenerateOptions& options, std::mt19937_64& rng) {
   const std::size_t block = model.config.block_size, keep = options.keep.value_or(block / 2);
   std::size_t start = context.size() > block ? context.size() - block : 0;
@@ -88,8 +99,8 @@ std::vector<std::int64_t> decode_by_full_forwards(const GPT<T>& model, std::vect
   return out;
 }
 
-template <class T>
-std::vector<std::int64_t> generated(const GPT<T>& model, const std::vector<std::int64_t>& prompt, std::size_t n,
+template <class M>
+std::vector<std::int64_t> generated(const M& model, const std::vector<std::int64_t>& prompt, std::size_t n,
                                     const GenerateOptions& options, std::mt19937_64& rng) {
   std::vector<std::int64_t> out;
   generate(model, prompt, n, options, rng, [&](std::int64_t id) { out.push_back(id); });
@@ -103,9 +114,7 @@ TEST_CASE_TEMPLATE("generate: the cached logits equal GPT::forward's at every po
   perturb(model, 4);
   const auto ids = random_ids(config().block_size, config().vocab_size, 5);
   const auto expected = full_logits(model, ids);
-  double spread = 0;  // the logits must not be flat, or agreeing would say little
-  for (const auto& row : expected) spread = std::max(spread, double(*std::ranges::max_element(row) - *std::ranges::min_element(row)));
-  CHECK(spread > 1.0);
+  CHECK(largest_spread(expected) > 1.0);  // the logits must not be flat, or agreeing would say little
 
   SUBCASE("one token at a time") {
     auto cache = model.make_kv_cache();
@@ -202,4 +211,69 @@ TEST_CASE("generate: bad input is a clear error and nothing is emitted") {
   CHECK_THROWS_WITH_AS(forward_next(model, wrong_heads, 1), doctest::Contains("KV cache: needs q (1, H, n, 4)"),
                        ShapeError);
   CHECK(wrong_heads.length() == 0);
+}
+
+namespace {
+LlamaConfig llama_config() {
+  return {.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 2, .d_model = 16, .d_hidden = 24};
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("llama: the cached logits (rope at each row's real position) equal Llama::forward's", T, float,
+                   double) {
+  Llama<T> model(llama_config(), 3);
+  perturb(model, 4);
+  const auto ids = random_ids(llama_config().block_size, llama_config().vocab_size, 5);
+  const auto expected = full_logits(model, ids);
+  CHECK(largest_spread(expected) > 1.0);
+
+  SUBCASE("one token at a time") {
+    auto cache = model.make_kv_cache();
+    for (std::size_t t = 0; t < ids.size(); ++t) {
+      CAPTURE(t);
+      CHECK(relative_difference(forward_cached(model, cache, std::span(ids).subspan(t, 1)), expected[t]) <
+            tolerance<T>());
+      CHECK(cache.length() == t + 1);
+    }
+  }
+  SUBCASE("a multi-row prompt, then several rows after the cached ones in one call") {
+    auto cache = model.make_kv_cache();
+    CHECK(relative_difference(forward_cached(model, cache, std::span(ids).first(5), Context{2}), expected[4]) <
+          tolerance<T>());
+    CHECK(relative_difference(forward_cached(model, cache, std::span(ids).subspan(5)), expected.back()) <
+          tolerance<T>());
+  }
+}
+
+TEST_CASE_TEMPLATE(
+    "llama: sampled generation equals sampling by full forwards, draw for draw, across the block_size boundary", T,
+    float, double) {
+  Llama<T> model(llama_config(), 26);
+  perturb(model, 27);
+  const std::size_t block = llama_config().block_size, n = 4 * block;    // three refills and more
+  for (const std::size_t prompt_length : {std::size_t(1), block + 3}) {  // the second is cropped
+    const auto prompt = random_ids(prompt_length, llama_config().vocab_size, 8 + prompt_length);
+    CAPTURE(prompt_length);
+    const GenerateOptions options{.temperature = 1.0};
+    std::mt19937_64 ours_rng(12), theirs_rng(12);
+    const auto ours = generated(model, prompt, n, options, ours_rng);
+    CHECK(ours == decode_by_full_forwards(model, prompt, n, options, theirs_rng));
+    CHECK(ours_rng == theirs_rng);
+    CHECK(std::set<std::int64_t>(ours.begin(), ours.end()).size() > 3);
+  }
+}
+
+TEST_CASE("llama: bad input to the cached forward is a clear error and leaves the cache as it was") {
+  const Llama<float> model(llama_config(), 1);
+  auto cache = model.make_kv_cache();
+  const std::vector<std::int64_t> nine(9, 1), bad{1, 11};
+  CHECK_THROWS_WITH_AS(forward_cached(model, cache, nine),
+                       "Llama: sequence length 9 after 0 cached positions exceeds block_size 8", ShapeError);
+  CHECK_THROWS_WITH_AS(forward_cached(model, cache, bad), doctest::Contains("id 11 at position 1"), ShapeError);
+  CHECK(cache.length() == 0);
+  forward_cached(model, cache, std::span(nine).first(8));
+  CHECK(cache.full());
+  CHECK_THROWS_WITH_AS(forward_cached(model, cache, std::span(nine).first(1)),
+                       "Llama: sequence length 1 after 8 cached positions exceeds block_size 8", ShapeError);
+  CHECK(cache.length() == 8);
 }

@@ -159,9 +159,11 @@ TEST_CASE("nn: bad GPT input is rejected with a clear error") {
   CHECK_THROWS_WITH_AS(find_preset("huge"), doctest::Contains("unknown preset 'huge'"), ConfigError);
 }
 
-TEST_CASE("nn: causality — later tokens change neither earlier logits nor earlier gradients") {
-  GPT<double> model(small_config(), 5);
-  const std::size_t T = 8, t = 3;
+namespace {
+// Two batches (2, T) of vocab 11 that agree up to position t: the model's logits at
+// positions <= t agree bit for bit, and later ones differ. Returns the first batch.
+template <class M>
+Ids check_later_tokens_leave_earlier_logits(const M& model, std::size_t T, std::size_t t) {
   Ids a = ids_from({2, T}, 11, 7), b = a;
   for (std::size_t s = t + 1; s < T; ++s) b(0, s) = (a(0, s) + 1 + s) % 11, b(1, s) = (a(1, s) + 3) % 11;
   Tape tape;
@@ -175,6 +177,14 @@ TEST_CASE("nn: causality — later tokens change neither earlier logits nor earl
         else later_differs |= la(i, s, v) != lb(i, s, v);
       }
   CHECK(later_differs);
+  return a;
+}
+}  // namespace
+
+TEST_CASE("nn: causality — later tokens change neither earlier logits nor earlier gradients") {
+  GPT<double> model(small_config(), 5);
+  const std::size_t T = 8, t = 3;
+  const Ids a = check_later_tokens_leave_earlier_logits(model, T, t);
 
   // The gradient of position t's output with respect to later positions' inputs (wpe rows > t) is exactly 0.
   Tape rec;
@@ -256,4 +266,52 @@ TEST_CASE("nn: the same model and batch give the same loss in float and double (
   const double lf = f.loss(tape, x, y).item(), ld = d.loss(tape, x, y).item();
   MESSAGE("loss float " << lf << ", double " << ld << ", relative difference " << std::abs(lf - ld) / ld);
   CHECK(std::abs(lf - ld) / ld < 1e-4);
+}
+
+TEST_CASE("nn: Llama parameters have the documented names and shapes, in order; no biases") {
+  const LlamaConfig c{.vocab_size = 7, .block_size = 5, .n_layer = 2, .n_head = 2, .d_model = 8, .d_hidden = 12};
+  ParameterShapes documented = {{"wte", {7, 8}}};
+  for (std::size_t i = 0; i < 2; ++i) {
+    const std::string h = "h." + std::to_string(i) + ".";
+    documented.insert(documented.end(), {{h + "norm_1.weight", {8}},
+                                         {h + "attn.w_q", {8, 8}},
+                                         {h + "attn.w_k", {8, 8}},
+                                         {h + "attn.w_v", {8, 8}},
+                                         {h + "attn.w_o", {8, 8}},
+                                         {h + "norm_2.weight", {8}},
+                                         {h + "mlp.w_gate", {8, 12}},
+                                         {h + "mlp.w_up", {8, 12}},
+                                         {h + "mlp.w_down", {12, 8}}});
+  }
+  documented.emplace_back("norm_f.weight", Shape{8});
+  const Llama<double> model(c, 1);
+  ParameterShapes built;
+  for (const auto& [name, p] : model.named_parameters()) built.emplace_back(name, p.shape());
+  CHECK(built == documented);
+  CHECK(expected_parameter_shapes(c) == documented);
+  CHECK(swiglu_hidden_size(128) == 352);
+  CHECK(swiglu_hidden_size(8) == 32);
+}
+
+TEST_CASE("nn: bad Llama input and configs are rejected with a clear error") {
+  const Llama<float> model(LlamaConfig{11, 8, 1, 2, 16, 24}, 1);
+  Tape tape;
+  CHECK_THROWS_WITH_AS(model.forward(tape, ids_from({2, 9}, 11, 1)), "Llama: sequence length 9 exceeds block_size 8",
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(model.forward(tape, ids_from({9}, 11, 1)), doctest::Contains("[B, T]"), ShapeError);
+  CHECK_THROWS_WITH_AS(Llama<float>(LlamaConfig{11, 8, 1, 4, 12, 24}, 1),  // head_dim 3: rope needs pairs
+                       doctest::Contains("d_model 12 must be a positive multiple of 2 n_head = 8"), ConfigError);
+  CHECK_THROWS_WITH_AS(Llama<float>(LlamaConfig{11, 8, 1, 2, 16, 0}, 1), doctest::Contains("d_hidden must be positive"),
+                       ConfigError);
+  nn::Rng rng(1);
+  CHECK_THROWS_WITH_AS(RotaryAttention<float>(6, 2, rng), doctest::Contains("even head_dim"), ConfigError);
+}
+
+TEST_CASE("nn: Llama causality — later tokens do not change earlier logits; a fresh loss is within 0.1 of ln(V)") {
+  check_later_tokens_leave_earlier_logits(Llama<double>(LlamaConfig{11, 8, 2, 2, 16, 24}, 5), 8, 3);
+
+  const Llama<float> fresh(LlamaConfig{65, 32, 2, 4, 32, swiglu_hidden_size(32)}, 11);
+  Tape rec;
+  const auto loss = fresh.loss(rec, ids_from({4, 32}, 65, 1), ids_from({4, 32}, 65, 2));
+  CHECK(std::abs(loss.item() - std::log(65.0)) < 0.1);
 }

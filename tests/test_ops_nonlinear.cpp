@@ -325,3 +325,59 @@ TEST_CASE("vecmath: GELU's tanh through the vector exp is within 2e-7 of std::ta
   MESSAGE("tanh via exp: max abs error " << worst);
   CHECK(worst < 2e-7);
 }
+
+TEST_CASE("sigmoid / silu: large |x| keeps its exact gradient and finite values, in double and float") {
+  const std::vector<double> xs = {-800, -40, -20, 20, 40, 800};
+  Tensor<double> x = Tensor<double>::from({6}, xs, true);
+  Tape tape;
+  auto s = sigmoid(tape, x);
+  tape.backward(sum(tape, s));
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    CAPTURE(xs[i]);
+    const double e = std::exp(-std::abs(xs[i])), exact = e / ((1 + e) * (1 + e));
+    CHECK(s.data()[i] == doctest::Approx(1 / (1 + std::exp(-xs[i]))).epsilon(1e-15));
+    // x = 40: s rounds to 1, so s (1 - s) would give 0; the gradient is e^-40 to the last bits
+    CHECK(x.grad().data()[i] == doctest::Approx(exact).epsilon(1e-14));
+  }
+  Tensor<float> xf = Tensor<float>::from({6}, {-800.f, -40.f, -20.f, 20.f, 40.f, 800.f}, true);
+  Tape tape_f;
+  auto y = silu(tape_f, xf);
+  tape_f.backward(sum(tape_f, y));
+  for (std::size_t i = 0; i < 6; ++i) {
+    CAPTURE(xs[i]);
+    CHECK(std::isfinite(y.data()[i]));
+    CHECK(std::isfinite(xf.grad().data()[i]));
+    CHECK(y.data()[i] == doctest::Approx(xs[i] > 0 ? xs[i] : 0.0).epsilon(1e-6));
+    CHECK(xf.grad().data()[i] == doctest::Approx(xs[i] > 0 ? 1.0 : 0.0).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("log, sqrt, div at the edge of their domain give IEEE values, and anomaly mode names the op") {
+  Tensor<double> zero = Tensor<double>::from({1}, {0.0}, true);
+  Tape tape;
+  CHECK(ops::log(tape, zero).data()[0] == -kInf);
+  auto root = ops::sqrt(tape, zero);
+  CHECK(root.data()[0] == 0.0);
+  tape.backward(sum(tape, root));
+  CHECK(zero.grad().data()[0] == kInf);
+  Tape watched;
+  watched.set_detect_anomaly(true);
+  CHECK_THROWS_WITH_AS(div(watched, Tensor<double>::from({1}, {1.0}, true), zero), doctest::Contains("div"),
+                       AnomalyError);
+}
+
+TEST_CASE("rope: rotation keeps each pair's length; position p with offset equals row p of a longer run") {
+  Tensor<double> x = smooth({2, 3, 9, 8}, 0.37, 0.1);
+  Tape tape;
+  const auto y = rope(tape, x);
+  for (std::size_t r = 0; r < x.size() / 8; ++r)
+    for (std::size_t i = 0; i < 4; ++i) {
+      const double* a = x.data() + r * 8;
+      const double* b = y.data() + r * 8;
+      CHECK(std::hypot(b[i], b[i + 4]) == doctest::Approx(std::hypot(a[i], a[i + 4])).epsilon(1e-14));
+    }
+  // rows 5..8 rotated alone with offset 5 are rows 5..8 of the whole: what a KV cache relies on
+  const auto tail = rope(tape, slice(tape, x, 2, 5, 9), 5);
+  const auto expected = slice(tape, y, 2, 5, 9);
+  CHECK(max_abs_diff(tail.value(), expected.value()) == 0.0);
+}

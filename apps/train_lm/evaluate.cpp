@@ -11,7 +11,7 @@
 namespace train_lm {
 
 template <class T>
-double batch_loss(const GPT<T>& model, const Batch& batch, const tapegrad::Context& context,
+double batch_loss(const LanguageModel<T>& model, const Batch& batch, const tapegrad::Context& context,
                   std::shared_ptr<tapegrad::BufferPool> pool) {
   tapegrad::Tape tape(context, std::move(pool));
   tapegrad::NoGradGuard no_grad(tape);
@@ -19,7 +19,7 @@ double batch_loss(const GPT<T>& model, const Batch& batch, const tapegrad::Conte
 }
 
 template <class T>
-double validation_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
+double validation_loss(const LanguageModel<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
                        std::size_t block, std::size_t n_batches, std::uint64_t seed, const tapegrad::Context& context,
                        Shard shard) {
   std::mt19937_64 rng(seed);
@@ -35,7 +35,7 @@ double validation_loss(const GPT<T>& model, const std::vector<std::int64_t>& tok
 double TextLoss::perplexity() const { return std::exp(loss); }
 
 template <class T>
-TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch,
+TextLoss text_loss(const LanguageModel<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch,
                    const tapegrad::Context& context) {
   // Window k covers tokens [k*block, k*block + len] and predicts its last len tokens;
   // the last window may be shorter. Windows of equal length are batched together.
@@ -85,13 +85,13 @@ TextLoss run_eval(const EvalOptions& options) {
   return result;
 }
 
-template double batch_loss(const GPT<float>&, const Batch&, const tapegrad::Context&,
+template double batch_loss(const LanguageModel<float>&, const Batch&, const tapegrad::Context&,
                            std::shared_ptr<tapegrad::BufferPool>);
-template double batch_loss(const GPT<double>&, const Batch&, const tapegrad::Context&,
+template double batch_loss(const LanguageModel<double>&, const Batch&, const tapegrad::Context&,
                            std::shared_ptr<tapegrad::BufferPool>);
-template double validation_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, std::size_t,
+template double validation_loss(const LanguageModel<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, std::size_t,
                                 std::uint64_t, const tapegrad::Context&, Shard);
-template TextLoss text_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, const tapegrad::Context&);
-template TextLoss text_loss(const GPT<double>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, const tapegrad::Context&);
+template TextLoss text_loss(const LanguageModel<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, const tapegrad::Context&);
+template TextLoss text_loss(const LanguageModel<double>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, const tapegrad::Context&);
 
 }  // namespace train_lm

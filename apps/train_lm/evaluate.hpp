@@ -22,14 +22,14 @@ namespace train_lm {
 // `context`: the threads the forward passes run on (the losses do not depend on it);
 // `pool` (may be null): the buffers a loop of batches recycles.
 template <class T>
-double batch_loss(const GPT<T>& model, const Batch& batch, const tapegrad::Context& context = {},
+double batch_loss(const LanguageModel<T>& model, const Batch& batch, const tapegrad::Context& context = {},
                   std::shared_ptr<tapegrad::BufferPool> pool = nullptr);
 
 struct Shard {
   std::size_t index = 0, count = 1;  // batches i with i % count == index
 };
 template <class T>
-double validation_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
+double validation_loss(const LanguageModel<T>& model, const std::vector<std::int64_t>& tokens, std::size_t batch,
                        std::size_t block, std::size_t n_batches, std::uint64_t seed, const tapegrad::Context& context = {},
                        Shard shard = {});
 
@@ -40,7 +40,7 @@ struct TextLoss {
 };
 
 template <class T>
-TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch,
+TextLoss text_loss(const LanguageModel<T>& model, const std::vector<std::int64_t>& tokens, std::size_t block, std::size_t batch,
                    const tapegrad::Context& context = {});
 
 struct EvalOptions {

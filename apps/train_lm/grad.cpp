@@ -11,7 +11,7 @@ namespace {
 
 // One forward and backward pass; writes `loss` and `grad.<name>` to `out`.
 template <class T>
-double write_loss_and_gradients(const GPT<T>& model, const Batch& batch, const std::filesystem::path& out,
+double write_loss_and_gradients(const LanguageModel<T>& model, const Batch& batch, const std::filesystem::path& out,
                                 const tapegrad::Context& context) {
   model.zero_grad();
   tapegrad::Tape tape(context);

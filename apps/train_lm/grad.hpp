@@ -1,7 +1,7 @@
 // train_lm/grad.hpp — `train_lm grad` (docs/contracts.md, section 3): one forward and backward
 // pass, for checking against another implementation.
 //
-//   checkpoint  F32 -> GPT<float>, F64 -> GPT<double> (double precision throughout);
+//   checkpoint  a GPT or a Llama (its format says which); F32 -> float, F64 -> double (double precision throughout);
 //               no `vocab` needed
 //   batch       integer tensors `inputs` and `targets`, both [B, T] (I64 or I32),
 //               ids below vocab_size, T <= block_size

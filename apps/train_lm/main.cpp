@@ -47,8 +47,8 @@ std::string preset_list() {
   std::string text;
   for (std::size_t i = 0; i < kTrainPresets.size(); ++i) {
     const auto& p = kTrainPresets[i];
-    text += "\n  " + std::string(p.name) + ": " + std::to_string(p.n_layer) + " layers, " + std::to_string(p.n_head) +
-            " heads, d_model " + std::to_string(p.d_model) + ", block " + std::to_string(p.block_size) + ", batch " +
+    text += "\n  " + std::string(p.name) + ": " + (std::string(p.family) == "gpt" ? "" : std::string(p.family) + ", ") +
+            std::to_string(p.n_layer) + " layers, " + std::to_string(p.n_head) + " heads, d_model " + std::to_string(p.d_model) + ", block " + std::to_string(p.block_size) + ", batch " +
             std::to_string(p.batch) + ", " + std::to_string(p.steps) + " steps, eval every " +
             std::to_string(p.eval_every) + " (" + p.purpose + ")";
     if (i >= kLibraryPresets) text += "; " + describe(p.recipe);
@@ -67,7 +67,7 @@ std::string presets_json() {
                    {"beta2", r.adamw.beta2}, {"eps", r.adamw.eps}, {"weight_decay", r.adamw.weight_decay},
                    {"clip_norm", r.clip_norm}, {"warmup_steps", r.warmup_steps},
                    {"min_lr_fraction", r.min_lr_fraction}, {"init_stddev", tapegrad::nn::kInitStddev},
-                   {"eval_every", p.eval_every}, {"purpose", p.purpose}};
+                   {"eval_every", p.eval_every}, {"purpose", p.purpose}, {"family", p.family}};
   }
   return all.dump(2);
 }
@@ -99,7 +99,7 @@ CLI::Option* add_threads(CLI::App& cmd, int& threads) {
 }
 
 void add_train(CLI::App& app, TrainOptions& o) {
-  CLI::App* cmd = app.add_subcommand("train", "train a character-level GPT on a text file");
+  CLI::App* cmd = app.add_subcommand("train", "train a character-level GPT or Llama (the preset says which) on a text file");
   cmd->footer("Presets:" + preset_list() +
               "\nDIR receives model.safetensors, state.safetensors (for --resume), log.csv and loss.svg.");
   cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")")

@@ -17,11 +17,14 @@ std::string describe(const GPTConfig& c) {
 // is one of F32, F64 throughout, checked by io::checkpoint_dtype). Fails on the first
 // mismatch. The expected list is only built once n_layer is bounded by the file's
 // tensor count, so its size, like every shape it is compared with, is bounded by the file.
-void check_parameter_tensors(const io::Safetensors& file, const GPTConfig& config) {
+void check_parameter_tensors(const io::Safetensors& file, const ModelFile& m) {
+  const GPTConfig& config = m.config;
   const std::string needs = "the metadata (" + describe(config) + ") needs ";
   if (config.n_layer > file.tensors().size())
     file.fail(needs + "more tensors than the " + std::to_string(file.tensors().size()) + " the file holds");
-  const tapegrad::nn::ParameterShapes expected = tapegrad::models::expected_parameter_shapes(config);
+  const tapegrad::nn::ParameterShapes expected =
+      m.family == Family::gpt ? tapegrad::models::expected_parameter_shapes(config)
+                              : tapegrad::models::expected_parameter_shapes(llama_config(config, m.d_hidden));
   for (const auto& [name, shape] : expected) {
     if (!file.contains(name)) file.fail("no tensor '" + name + "': " + needs + "it");
     const tapegrad::Shape& stored = file.tensor(name).shape;
@@ -33,7 +36,9 @@ void check_parameter_tensors(const io::Safetensors& file, const GPTConfig& confi
   std::set<std::string> names;
   for (const auto& entry : expected) names.insert(entry.first);
   for (const auto& t : file.tensors())
-    if (!names.contains(t.name)) file.fail("unexpected tensor '" + t.name + "': not a parameter of a GPT");
+    if (!names.contains(t.name))
+      file.fail("unexpected tensor '" + t.name + "': not a parameter of a " +
+                (m.family == Family::gpt ? "GPT" : "Llama"));
 }
 
 }  // namespace
@@ -52,10 +57,19 @@ const Vocabulary& ModelFile::require_vocab() const {
 ModelFile read_model_file(const std::filesystem::path& path) { return read_model_file(io::Safetensors::read(path)); }
 
 ModelFile read_model_file(io::Safetensors file) {
-  ModelFile m{std::move(file), {}, io::DType::F32, std::nullopt};
-  m.config = models::gpt_config_from_metadata(m.file.metadata(), m.file.path());
+  ModelFile m{std::move(file), {}, Family::gpt, 0, io::DType::F32, std::nullopt};
+  if (const auto format = m.file.metadata().find("format");
+      format != m.file.metadata().end() &&
+      format->second == models::kLlamaFormat) {  // else a GPT's, or an error naming tapegrad-gpt
+    const models::LlamaConfig c = models::llama_config_from_metadata(m.file.metadata(), m.file.path());
+    m.family = Family::llama;
+    m.config = {c.vocab_size, c.block_size, c.n_layer, c.n_head, c.d_model};
+    m.d_hidden = c.d_hidden;
+  } else {
+    m.config = models::gpt_config_from_metadata(m.file.metadata(), m.file.path());
+  }
   m.dtype = io::checkpoint_dtype(m.file);
-  check_parameter_tensors(m.file, m.config);
+  check_parameter_tensors(m.file, m);
   if (const auto it = m.file.metadata().find("vocab"); it != m.file.metadata().end()) {
     m.vocab = Vocabulary::from_json(it->second, m.file.path().string());
     if (m.vocab->size() != m.config.vocab_size)

@@ -1,15 +1,16 @@
-// train_lm/model_file.hpp — a GPT and its model.safetensors file (docs/contracts.md, section 2),
-// on top of tapegrad's io/ (untrusted-file checks, atomic writes).
+// train_lm/model_file.hpp — a model and its model.safetensors file (docs/contracts.md, section 2,
+// for a GPT; docs/llama.md for a Llama), on top of tapegrad's io/ (untrusted-file checks, atomic writes).
 //
-//   save_model(path, model, extra)   the parameters by contract name, metadata = config + extra (vocab, step)
-//   read_model_file(path)            the file, checked: metadata -> GPTConfig, one float dtype
+//   save_model(path, model, extra)   the parameters by name, metadata = family's format + sizes + extra (vocab, step)
+//   read_model_file(path)            the file, checked: metadata -> family and sizes, one float dtype
 //                                    throughout, the tensors the config needs (names, shapes)
 //                                    and a vocab that fits; the expected layout is the modules'
 //                                    (models::expected_parameter_shapes, shape-only: nothing is
 //                                    allocated), so a forged block_size or n_layer cannot exhaust memory
-//   with_model(checkpoint, f)        builds GPT<float> (F32) or GPT<double> (F64) and calls f(model)
+//   with_model(checkpoint, f)        builds LanguageModel<float> (F32) or <double> (F64) and calls f(model)
 #pragma once
 
+#include "language_model.hpp"
 #include "memory_estimate.hpp"
 #include "text_data.hpp"
 
@@ -37,7 +38,9 @@ const std::string& metadata_value(const io::Safetensors& file, const std::string
 // A model file that passed every check, not yet turned into a model.
 struct ModelFile {
   io::Safetensors file;
-  GPTConfig config;
+  GPTConfig config;                  // the sizes
+  Family family = Family::gpt;       // from the format: tapegrad-gpt or tapegrad-llama
+  std::size_t d_hidden = 0;          // a Llama's SwiGLU width
   io::DType dtype = io::DType::F32;  // of every parameter
   std::optional<Vocabulary> vocab;   // absent for models not trained from text
 
@@ -49,23 +52,24 @@ ModelFile read_model_file(const std::filesystem::path& path);
 // The same checks on a safetensors file already read (from_bytes: the fuzz target's way in).
 ModelFile read_model_file(io::Safetensors file);
 
-template <class T>
-void save_model(const std::filesystem::path& path, const GPT<T>& model, const io::Metadata& extra = {}) {
-  io::Metadata metadata = models::gpt_metadata(model.config);
+// `model`: a LanguageModel, a GPT or a Llama.
+template <class M>
+void save_model(const std::filesystem::path& path, const M& model, const io::Metadata& extra = {}) {
+  io::Metadata metadata = checkpoint_metadata(model);
   metadata.insert(extra.begin(), extra.end());
   io::save_parameters(path, model.named_parameters(), metadata);
 }
 
-// A model with the checkpoint's config and parameters (all-or-nothing: a name,
+// A model with the checkpoint's family, config and parameters (all-or-nothing: a name,
 // shape or dtype that does not match is an io::FormatError).
 template <class T>
-std::unique_ptr<GPT<T>> build_model(const ModelFile& checkpoint) {
-  auto model = std::make_unique<GPT<T>>(checkpoint.config, 0);
+std::unique_ptr<LanguageModel<T>> build_model(const ModelFile& checkpoint) {
+  auto model = std::make_unique<LanguageModel<T>>(checkpoint.family, checkpoint.config, 0, checkpoint.d_hidden);
   io::load_parameters(checkpoint.file, model->named_parameters());
   return model;
 }
 
-// f(GPT<float>&) or f(GPT<double>&), as the file's dtype says.
+// f(LanguageModel<float>&) or f(LanguageModel<double>&), as the file's dtype says.
 template <class F>
 decltype(auto) with_model(const ModelFile& checkpoint, F&& f) {
   if (checkpoint.dtype == io::DType::F64) return f(*build_model<double>(checkpoint));

@@ -19,6 +19,7 @@ struct TrainPreset : tapegrad::models::Preset {
   std::int64_t steps;  // --steps default
   const char* purpose;
   std::int64_t eval_every = 100;  // --eval-every default
+  const char* family = "gpt";     // the model family it builds (language_model.hpp): "gpt" or "llama"
 };
 
 // `speedrun` is tuned for the loss reached per second of wall time on a 2-core CPU
@@ -34,13 +35,18 @@ inline constexpr tapegrad::models::Preset kSpeedrun{
 // scored 1.583 against its 1.524 on the held-out part of the training split).
 inline constexpr tapegrad::models::Preset kSpeedrun10m{"speedrun-10m", 4, 4, 128, 64, 12, {.adamw = {.lr = 3e-3}}};
 
-inline constexpr std::array<TrainPreset, 6> kTrainPresets{{
+// `llama-small` is `small` (sizes, batch, recipe) as a Llama (docs/llama.md: RMSNorm, rotary
+// q and k, SwiGLU, no biases), so the two differ only in the family.
+inline constexpr tapegrad::models::Preset kLlamaSmall{"llama-small", 4, 4, 128, 64, 12, {}};
+
+inline constexpr std::array<TrainPreset, 7> kTrainPresets{{
     {tapegrad::models::kPresets[0], 200, "tests and smoke runs"},
     {tapegrad::models::kPresets[1], 2000, "the usual CPU character-LM recipe"},
     {tapegrad::models::kPresets[2], 5000, "the usual character-LM model, smaller batch"},
     {tapegrad::models::kPresets[3], 2000, "long context: attention dominates"},
     {kSpeedrun, 1600, "the best loss per second on a 2-core CPU, not a SPEC preset", 1600},
     {kSpeedrun10m, 9500, "the best loss in 10 minutes on a 2-core CPU, not a SPEC preset", 500},
+    {kLlamaSmall, 2000, "small as a Llama (RMSNorm, rotary q/k, SwiGLU), not a SPEC preset", 100, "llama"},
 }};
 // The first rows are the library's presets, whose recipe is the one they share.
 inline constexpr std::size_t kLibraryPresets = tapegrad::models::kPresets.size();

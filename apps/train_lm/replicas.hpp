@@ -16,7 +16,7 @@
 //   set_accumulating    around every backward of a step but the last (--grad-accum)
 //   require_gradients_averaged   after backward: checks that backward left every gradient
 //                       the mean over the ranks (DataParallel does so when the loss uses
-//                       every parameter, as the GPT's does)
+//                       every parameter, as both families' do)
 //   sum                 a number summed over the ranks (losses)
 //   checkpoint_saved    rank 0 wrote (the others: is writing) a checkpoint, for the
 //                       message of a job stopped from outside or by a collective's deadline
@@ -61,7 +61,8 @@ class Replicas {
   // disagreeing rank ("rank 1 has --lr 0.001 where rank 0 has 0.5: ..."), unless every
   // rank passes the same settings.
   virtual void require_same_settings(const std::vector<Setting>& /*settings*/) {}
-  virtual void share_start(GPT<float>& /*model*/, tapegrad::nn::AdamW<float>& /*optimizer*/, TrainState& /*state*/) {}
+  virtual void share_start(const LanguageModel<float>& /*model*/, tapegrad::nn::AdamW<float>& /*optimizer*/,
+                           TrainState& /*state*/) {}
   virtual void require_gradients_averaged() {}
   // While true, backward only accumulates gradients: no all-reduce (gradient accumulation).
   virtual void set_accumulating(bool /*accumulating*/) {}

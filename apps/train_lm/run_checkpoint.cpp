@@ -80,6 +80,7 @@ std::size_t CheckpointDir::remove_stale_temporary_files() const {
 io::Metadata RunSettings::to_metadata() const {
   io::Metadata m = models::gpt_metadata(model);
   m["format"] = kStateFormat;
+  if (family != Family::gpt) m["family"] = family_name(family);
   m["batch"] = std::to_string(batch);
   m["lr"] = exact_text(lr);
   m["seed"] = std::to_string(seed);
@@ -97,6 +98,14 @@ RunSettings RunSettings::from_metadata(const io::Safetensors& file) {
   model_meta["format"] = "tapegrad-gpt";
   RunSettings s;
   s.model = models::gpt_config_from_metadata(model_meta, file.path());
+  if (const auto it = file.metadata().find("family"); it != file.metadata().end()) {
+    try {
+      s.family = family_named(it->second);
+    } catch (const tapegrad::ConfigError& e) {
+      file.fail(e.what());
+    }
+    if (const std::string problem = config_problem(s.family, s.model); !problem.empty()) file.fail(problem);
+  }
   s.batch = metadata_number<std::size_t>(file, "batch");
   s.lr = metadata_number<double>(file, "lr");
   s.seed = metadata_number<std::uint64_t>(file, "seed");
@@ -118,6 +127,9 @@ std::string settings_conflict(const RunSettings& saved, const RunSettings& now) 
   if (now.data_fingerprint != saved.data_fingerprint)
     return "the training text (" + now.data_source + ") is not the one the checkpoint was trained on (" +
            saved.data_source + ")";
+  if (now.family != saved.family)
+    return std::string("--preset builds a ") + family_name(now.family) + ", the checkpoint holds a " +
+           family_name(saved.family);
   if (now.model.n_layer != saved.model.n_layer) return differs("--layers", now.model.n_layer, saved.model.n_layer);
   if (now.model.n_head != saved.model.n_head) return differs("--heads", now.model.n_head, saved.model.n_head);
   if (now.model.d_model != saved.model.d_model) return differs("--dim", now.model.d_model, saved.model.d_model);
@@ -129,8 +141,8 @@ std::string settings_conflict(const RunSettings& saved, const RunSettings& now) 
   return "";
 }
 
-void save_checkpoint(const CheckpointDir& dir, const GPT<float>& model, const tapegrad::nn::AdamW<float>& optimizer,
-                     const TrainState& state, const Vocabulary& vocab) {
+void save_checkpoint(const CheckpointDir& dir, const LanguageModel<float>& model,
+                     const tapegrad::nn::AdamW<float>& optimizer, const TrainState& state, const Vocabulary& vocab) {
   io::Metadata metadata = state.settings.to_metadata();
   std::ostringstream rng;
   rng << state.sampler;
@@ -179,7 +191,8 @@ SavedState read_state_file(const CheckpointDir& dir) {
   return saved;
 }
 
-void load_training_tensors(const SavedState& saved, GPT<float>& model, tapegrad::nn::AdamW<float>& optimizer) {
+void load_training_tensors(const SavedState& saved, const LanguageModel<float>& model,
+                           tapegrad::nn::AdamW<float>& optimizer) {
   const io::Safetensors& file = saved.file;
   // Everything is read and checked (weights: shapes and finite values; moments: by the
   // optimiser) before any parameter changes.

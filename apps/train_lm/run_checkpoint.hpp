@@ -64,6 +64,7 @@ struct CheckpointDir {
 
 // What defines a run: --resume must agree on all of it (settings_conflict).
 struct RunSettings {
+  Family family = Family::gpt;  // recorded as "family" for a Llama; a GPT's state is as before, without it
   GPTConfig model;
   std::size_t batch = 0;
   double lr = 0;
@@ -92,8 +93,8 @@ struct TrainState {
 };
 
 // Writes state then model, each atomically (see the top of this file).
-void save_checkpoint(const CheckpointDir& dir, const GPT<float>& model, const tapegrad::nn::AdamW<float>& optimizer,
-                     const TrainState& state, const Vocabulary& vocab);
+void save_checkpoint(const CheckpointDir& dir, const LanguageModel<float>& model,
+                     const tapegrad::nn::AdamW<float>& optimizer, const TrainState& state, const Vocabulary& vocab);
 
 // Reads DIR/state.safetensors: the settings, step, RNG state and elapsed time.
 // The weights and moments go into `model` and `optimizer` by load_training_tensors,
@@ -103,6 +104,7 @@ struct SavedState {
   TrainState state;
 };
 SavedState read_state_file(const CheckpointDir& dir);
-void load_training_tensors(const SavedState& saved, GPT<float>& model, tapegrad::nn::AdamW<float>& optimizer);
+void load_training_tensors(const SavedState& saved, const LanguageModel<float>& model,
+                           tapegrad::nn::AdamW<float>& optimizer);
 
 }  // namespace train_lm

@@ -1,9 +1,7 @@
-// train_lm/sample.cpp — the `sample` subcommand on models::generate (temperature, top-k, KV cache).
+// train_lm/sample.cpp — the `sample` subcommand on the families' models::generate (temperature, top-k, KV cache).
 #include "sample.hpp"
 
 #include "usage_error.hpp"
-
-#include <tapegrad/models/gpt/sampling.hpp>
 
 #include <cmath>
 #include <ostream>
@@ -16,14 +14,14 @@ std::vector<std::int64_t> prompt_ids(const Vocabulary& vocab, const std::string&
 }
 
 template <class T>
-void stream_sample(const GPT<T>& model, const Vocabulary& vocab, const std::string& prompt,
+void stream_sample(const LanguageModel<T>& model, const Vocabulary& vocab, const std::string& prompt,
                    const SamplingOptions& options, std::ostream& out) {
   const auto prompt_tokens = prompt_ids(vocab, prompt);
   out << prompt << std::flush;
   std::mt19937_64 rng(options.seed);
-  tapegrad::models::generate(model, prompt_tokens, options.tokens,
-                             {.temperature = options.temperature, .top_k = options.top_k, .context = options.context},
-                             rng, [&](std::int64_t id) { out << vocab.token(id) << std::flush; });
+  model.generate(prompt_tokens, options.tokens,
+                 {.temperature = options.temperature, .top_k = options.top_k, .context = options.context}, rng,
+                 [&](std::int64_t id) { out << vocab.token(id) << std::flush; });
   out << '\n';
 }
 
@@ -43,6 +41,7 @@ void run_sample(const SampleOptions& options, std::ostream& out) {
   with_model(checkpoint, [&](const auto& model) { stream_sample(model, vocab, options.prompt, sampling, out); });
 }
 
-template void stream_sample(const GPT<float>&, const Vocabulary&, const std::string&, const SamplingOptions&, std::ostream&);
+template void stream_sample(const LanguageModel<float>&, const Vocabulary&, const std::string&, const SamplingOptions&,
+                            std::ostream&);
 
 }  // namespace train_lm

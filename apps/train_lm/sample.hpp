@@ -30,7 +30,7 @@ std::vector<std::int64_t> prompt_ids(const Vocabulary& vocab, const std::string&
 
 // Generated text streamed to `out` (flushed per character).
 template <class T>
-void stream_sample(const GPT<T>& model, const Vocabulary& vocab, const std::string& prompt,
+void stream_sample(const LanguageModel<T>& model, const Vocabulary& vocab, const std::string& prompt,
                    const SamplingOptions& options, std::ostream& out);
 
 struct SampleOptions {

@@ -85,6 +85,10 @@ RunSettings settings_from(const TrainOptions& o, const TrainPreset& preset) {
   if (s.model.d_model % s.model.n_head != 0)
     throw UsageError("--dim " + std::to_string(s.model.d_model) + " must be a multiple of --heads " +
                      std::to_string(s.model.n_head));
+  s.family = family_named(preset.family);
+  if (s.family == Family::llama && (s.model.d_model / s.model.n_head) % 2 != 0)
+    throw UsageError("--dim " + std::to_string(s.model.d_model) + " / --heads " + std::to_string(s.model.n_head) +
+                     " must be even for a Llama (rope turns pairs of a head's dims)");
   return s;
 }
 
@@ -219,7 +223,7 @@ class Session {
         test_failure_(test_failure),
         plan_(std::move(plan)),
         out_(out),
-        model_(plan_.settings.model, stream_seed(plan_.settings.seed, Stream::init)),
+        model_(plan_.settings.family, plan_.settings.model, stream_seed(plan_.settings.seed, Stream::init)),
         optimizer_(model_.named_parameters(), plan_.recipe.adamw),
         progress_(progress, terminal, plan_.settings.steps, plan_.print_every),
         log_(restore_then_open_log()) {
@@ -365,10 +369,10 @@ class Session {
 
   std::string describe_model() const {
     const auto& m = plan_.settings.model;
-    return std::to_string(m.n_layer) + " layers, " + std::to_string(m.n_head) + " heads, d_model " +
-           std::to_string(m.d_model) + ", block " + std::to_string(m.block_size) + ", vocab " +
-           std::to_string(m.vocab_size) + ", batch " + std::to_string(plan_.settings.batch) + ", " +
-           std::to_string(model_.parameter_count()) + " parameters";
+    return std::string(plan_.settings.family == Family::gpt ? "GPT, " : "Llama, ") + std::to_string(m.n_layer) +
+           " layers, " + std::to_string(m.n_head) + " heads, d_model " + std::to_string(m.d_model) + ", block " +
+           std::to_string(m.block_size) + ", vocab " + std::to_string(m.vocab_size) + ", batch " +
+           std::to_string(plan_.settings.batch) + ", " + std::to_string(model_.parameter_count()) + " parameters";
   }
 
   void describe_resume(const RunSettings& saved) {
@@ -408,7 +412,7 @@ class Session {
   std::optional<TrainOptions::InjectedFailure> test_failure_;
   Plan plan_;
   std::ostream& out_;
-  GPT<float> model_;
+  LanguageModel<float> model_;
   AdamW<float> optimizer_;
   tapegrad::Context context_;  // --threads
   // The buffers the steps recycle (core/memory.hpp): the second step allocates nothing new.

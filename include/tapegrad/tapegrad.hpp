@@ -11,6 +11,7 @@
 
 #include "ops/causal_attention.hpp"
 #include "ops/causal_mask.hpp"
+#include "ops/concat.hpp"
 #include "ops/cross_entropy.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/embedding.hpp"
@@ -22,9 +23,12 @@
 #include "ops/reduce.hpp"
 #include "ops/relu.hpp"
 #include "ops/reshape.hpp"
+#include "ops/rmsnorm.hpp"
+#include "ops/rope.hpp"
 #include "ops/rows.hpp"
 #include "ops/scale.hpp"
 #include "ops/softmax.hpp"
+#include "ops/unary.hpp"
 
 #include "nn/kv_cache.hpp"
 #include "nn/layers.hpp"
@@ -42,3 +46,9 @@
 #include "models/gpt/model.hpp"
 #include "models/gpt/presets.hpp"
 #include "models/gpt/sampling.hpp"
+
+#include "models/llama/attention.hpp"
+#include "models/llama/block.hpp"
+#include "models/llama/checkpoint_metadata.hpp"
+#include "models/llama/model.hpp"
+#include "models/llama/sampling.hpp"

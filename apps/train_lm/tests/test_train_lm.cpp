@@ -281,6 +281,52 @@ TEST_CASE("train_lm: a resumed run is bit-identical to an uninterrupted one") {
   CHECK(a.metadata().at("rng") == b.metadata().at("rng"));
 }
 
+TEST_CASE("train_lm: a Llama preset trains; its files record the family, and eval, sample, grad and --resume read it") {
+  TempDir dir;
+  write_file(dir / "text.txt", small_text());
+  const auto llama_run = [&](const fs::path& out) {
+    TrainOptions o = tiny_run(dir / "text.txt", out, 30);
+    o.preset = "llama-small";
+    o.layers = 2, o.dim = 32, o.heads = 4, o.block = 16, o.batch = 4, o.lr = 1e-2;
+    return o;
+  };
+  const TrainSummary straight = run_quietly(llama_run(dir / "straight"));
+  const ModelFile model = read_model_file(dir / "straight/model.safetensors");
+  CHECK(model.family == Family::llama);
+  CHECK(model.file.metadata().at("format") == "tapegrad-llama");
+  CHECK(model.file.metadata().at("d_hidden") == std::to_string(tapegrad::models::swiglu_hidden_size(32)));
+  CHECK(model.file.contains("h.1.mlp.w_gate"));
+  CHECK_FALSE(model.file.contains("wpe"));
+  CHECK(io::Safetensors::read(dir / "straight/state.safetensors").metadata().at("family") == "llama");
+
+  const TextLoss eval = run_eval({.checkpoint = dir / "straight/model.safetensors", .data = dir / "text.txt"});
+  CHECK(eval.loss < std::log(double(model.config.vocab_size)) - 0.5);  // it learned
+  std::ostringstream sampled;
+  run_sample({.checkpoint = dir / "straight/model.safetensors", .prompt = "the ", .sampling = {.tokens = 20}}, sampled);
+  CHECK(split_utf8(sampled.str(), "sample").size() == 4 + 20 + 1);
+
+  TrainOptions first_half = llama_run(dir / "resumed");
+  first_half.stop_after = 12;
+  run_quietly(first_half);
+  TrainOptions other_family = tiny_run(dir / "text.txt", dir / "resumed", 30);
+  other_family.resume = true;
+  CHECK(error_of([&] { run_quietly(other_family); }).find("--preset builds a gpt, the checkpoint holds a llama") !=
+        std::string::npos);
+  TrainOptions second_half = llama_run(dir / "resumed");
+  second_half.resume = true;
+  CHECK(run_quietly(second_half).last_step == straight.last_step);
+  CHECK(read_file(dir / "straight/model.safetensors") == read_file(dir / "resumed/model.safetensors"));
+
+  xt::xarray<std::int64_t> ids = xt::xarray<std::int64_t>::from_shape({2, 5});
+  for (std::size_t i = 0; i < ids.size(); ++i) ids.data()[i] = std::int64_t(i % model.config.vocab_size);
+  io::write_safetensors(dir / "batch.safetensors", {{"inputs", ids}, {"targets", ids}});
+  const double loss = run_grad({.checkpoint = dir / "straight/model.safetensors",
+                                .batch = dir / "batch.safetensors",
+                                .out = dir / "g.safetensors"});
+  CHECK(std::isfinite(loss));
+  CHECK(io::Safetensors::read(dir / "g.safetensors").contains("grad.h.0.attn.w_q"));
+}
+
 // A 40-step run straight through into dir/straight, and the same run stopped after
 // step 20 in dir/run; returns the options that resume dir/run to step 40.
 TrainOptions straight_and_stopped_runs(const TempDir& dir) {
@@ -360,7 +406,8 @@ TEST_CASE("train_lm: save_checkpoint refuses non-finite weights or moments and k
   TempDir dir;
   const CheckpointDir checkpoint{dir.path() / "run"};
   checkpoint.prepare_for_writing();
-  GPT<float> model(GPTConfig{.vocab_size = 3, .block_size = 4, .n_layer = 1, .n_head = 1, .d_model = 4}, 1);
+  LanguageModel<float> model(Family::gpt,
+                             GPTConfig{.vocab_size = 3, .block_size = 4, .n_layer = 1, .n_head = 1, .d_model = 4}, 1);
   tapegrad::nn::AdamW<float> optimizer(model.named_parameters());
   TrainState state;
   state.step = 7;

@@ -115,17 +115,14 @@ class Tape {
   // some input requires one; otherwise `out` stays a leaf without requires_grad.
   template <class T, class Backward, class... Inputs>
   Tensor<T> record(const OpName& op, Tensor<T> out, Backward&& backward, const Inputs&... inputs) {
-    std::size_t index = 0;
-    (check_input(op, inputs.meta(), ++index), ...);
-    const bool kept = recording_ && (inputs.requires_grad() || ...);
-    if (kept) {
-      out.meta().requires_grad = true;
-      out.meta().stamp = {id_, generation_};
-      nodes_.push_back({&op, out.meta_ptr(), std::function<void()>(std::forward<Backward>(backward)), nullptr});
-    }
-    if (detect_anomaly_) check_output(op, out, kept, inputs...);  // at NaN or Inf: drops the node and throws
-    if (kept) (note_hooked_leaf(inputs), ...);
-    return out;
+    return record_inputs(op, std::move(out), std::forward<Backward>(backward), [&](auto&& f) { (f(inputs), ...); });
+  }
+  // The same for a list of inputs known at run time (concat).
+  template <class T, class Backward>
+  Tensor<T> record(const OpName& op, Tensor<T> out, Backward&& backward, const std::vector<Tensor<T>>& inputs) {
+    return record_inputs(op, std::move(out), std::forward<Backward>(backward), [&](auto&& f) {
+      for (const auto& in : inputs) f(in);
+    });
   }
 
   // Reverse-mode sweep from a scalar loss (seed 1).
@@ -183,6 +180,26 @@ class Tape {
     std::unique_ptr<AnomalyWatch> watch;  // anomaly mode only
   };
 
+  // record()'s work; each_input(f) calls f on every input in order.
+  template <class T, class Backward, class EachInput>
+  Tensor<T> record_inputs(const OpName& op, Tensor<T> out, Backward&& backward, EachInput each_input) {
+    std::size_t index = 0;
+    bool any_requires_grad = false;
+    each_input([&](const auto& in) {
+      check_input(op, in.meta(), ++index);
+      any_requires_grad = any_requires_grad || in.requires_grad();
+    });
+    const bool kept = recording_ && any_requires_grad;
+    if (kept) {
+      out.meta().requires_grad = true;
+      out.meta().stamp = {id_, generation_};
+      nodes_.push_back({&op, out.meta_ptr(), std::function<void()>(std::forward<Backward>(backward)), nullptr});
+    }
+    if (detect_anomaly_) check_output(op, out, kept, each_input);  // at NaN or Inf: drops the node and throws
+    if (kept) each_input([&](const auto& in) { note_hooked_leaf(in); });
+    return out;
+  }
+
   static std::uint64_t next_id() {
     static std::atomic<std::uint64_t> counter{0};
     return ++counter;
@@ -207,12 +224,16 @@ class Tape {
 
   // Anomaly mode, after a forward: `out` must be finite (a node `kept` on the tape is
   // dropped again if not); a kept node remembers its module and inputs for the backward check.
-  template <class T, class... Inputs>
-  void check_output(const OpName& op, const Tensor<T>& out, bool kept, const Inputs&... inputs) {
+  template <class T, class EachInput>
+  void check_output(const OpName& op, const Tensor<T>& out, bool kept, EachInput each_input) {
     const std::optional<std::size_t> position = kept ? std::optional(nodes_.size() - 1) : std::nullopt;
     const auto bad = find_nonfinite(out.data(), out.size(), op.minus_inf_allowed());
     if (!bad) {
-      if (kept) nodes_.back().watch.reset(new AnomalyWatch{module_path_, {inputs.meta_ptr()...}});
+      if (kept) {
+        auto watch = std::make_unique<AnomalyWatch>(AnomalyWatch{module_path_, {}});
+        each_input([&](const auto& in) { watch->inputs.push_back(in.meta_ptr()); });
+        nodes_.back().watch = std::move(watch);
+      }
       return;
     }
     if (kept) nodes_.pop_back();
@@ -226,7 +247,7 @@ class Tape {
           held += "; " + anomaly::where(*in_bad, anomaly::unravel(in_bad->offset, in.shape()),
                                         "input " + std::to_string(i), in.shape()) + " was there before";
     };
-    (describe(inputs), ...);
+    each_input(describe);
     throw AnomalyError("anomaly: " + anomaly::op_origin(op.name(), position, module_path_) + " produced " +
                            anomaly::where(*bad, index, "its output", out.shape()) + " from inputs " + shapes +
                            (held.empty() ? ", all finite" : held),

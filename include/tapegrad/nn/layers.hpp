@@ -1,10 +1,11 @@
-// tapegrad/nn/layers.hpp — the basic layers: Linear, LayerNorm, Embedding.
+// tapegrad/nn/layers.hpp — the basic layers: Linear, LayerNorm, RMSNorm, Embedding.
 #pragma once
 
 #include "../ops/elementwise.hpp"
 #include "../ops/embedding.hpp"
 #include "../ops/layernorm.hpp"
 #include "../ops/matmul.hpp"
+#include "../ops/rmsnorm.hpp"
 #include "module.hpp"
 
 #include <algorithm>
@@ -104,6 +105,22 @@ class LayerNorm : public Module<T> {
   }
 
   Tensor<T> weight, bias;
+  T eps;
+};
+
+// RMSNorm over the last axis (eps 1e-5): weight 1 at init, no bias.
+template <class T>
+class RMSNorm : public Module<T> {
+ public:
+  explicit RMSNorm(std::size_t d, T epsilon = T(1e-5)) : eps(epsilon) {
+    weight = this->register_parameter("weight", constant_init<T>({d}, T(1)));
+  }
+  Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
+    const ModuleScope scope(tape, *this);
+    return ops::rmsnorm(tape, x, weight, eps);
+  }
+
+  Tensor<T> weight;
   T eps;
 };
 

@@ -1,14 +1,21 @@
-// tapegrad/ops/elementwise.hpp — y = a + b and y = a * b with numpy broadcasting.
+// tapegrad/ops/elementwise.hpp — the binary element-wise ops with numpy broadcasting:
+// y = a + b, a - b, a * b, a / b, maximum(a, b).
 //
 //   a (...), b (...)  aligned on their trailing dims; a dim of 1, or a missing one,
 //                     stretches. Either side may broadcast, or both:
 //                     [B,T,d]+[d] (bias), [B,T,d]+[T,d] (positional), [2,1,3]*[4,1] -> [2,4,3]
 //   y (broadcast shape)
-// Saved: add, nothing but the shapes (the broadcast plan); mul, both inputs.
+// Saved: add and sub, nothing but the shapes (the broadcast plan); mul and maximum,
+// both inputs; div, b and y.
 // Backward: each output term is summed back onto the input element it read
-// ("unbroadcast", flashlight's sumToShape), one reduction shared by both ops:
-//   add: da += unbroadcast(dy)        db += unbroadcast(dy)
-//   mul: da += unbroadcast(dy * b)    db += unbroadcast(dy * a)
+// ("unbroadcast", flashlight's sumToShape), one reduction shared by every op:
+//   add:     da += unbroadcast(dy)              db += unbroadcast(dy)
+//   sub:     da += unbroadcast(dy)              db += unbroadcast(-dy)
+//   mul:     da += unbroadcast(dy * b)          db += unbroadcast(dy * a)
+//   div:     da += unbroadcast(dy / b)          db += unbroadcast(-dy * y / b)   (y = a / b)
+//   maximum: da += unbroadcast(dy [a > b])      db += unbroadcast(dy [b > a]); a tie sends
+//            dy / 2 to each (PyTorch's convention), so the rule is the mean of the one-sided ones.
+// div's domain: b = 0 gives inf or NaN as IEEE division does (anomaly mode names it).
 // Fast paths: same shape, and b's shape a trailing suffix of a's (bias, positional),
 // both split over the context's threads (a suffix b's gradient as per-block column sums
 // added in block order); anything else walks the output with an odometer, serially.
@@ -22,7 +29,10 @@
 namespace tapegrad::ops {
 
 inline const OpName kAdd{"add"};
+inline const OpName kSub{"sub"};
 inline const OpName kMul{"mul"};
+inline const OpName kDiv{"div"};
+inline const OpName kMaximum{"maximum"};
 
 namespace detail {
 
@@ -104,29 +114,24 @@ void for_each_pair(const Context& ctx, const Broadcast& p, F&& f) {
 
 enum class Side { a, b };
 
-// dx += unbroadcast(dy * w) for input `side`: every output term lands on the element of
-// that input it read, so stretched dims are summed. w is the other input (mul), or
-// null for add (w = 1).
-template <class T>
-void unbroadcast_accumulate(const Context& ctx, const Broadcast& p, Side side, const T* dy, const T* w, T* dx) {
-  auto into = [&](auto term) {
-    if (side == Side::a)
-      for_each_pair(p.kind == Broadcast::Kind::general ? Context{} : ctx, p,
-                    [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ia] += term(i, ib); });
-    else if (p.kind == Broadcast::Kind::suffix)  // a column sum of y viewed as (rows, inner)
-      parallel_column_sum(ctx, numel(p.out) / p.inner, suffix_rows(p), p.inner, dx,
-                          [&](std::size_t rb, std::size_t re, T* part) {
-                            for (std::size_t row = rb * p.inner; row < re * p.inner; row += p.inner)
-                              for (std::size_t j = 0; j < p.inner; ++j) part[j] += term(row + j, row + j);
-                          });
-    else
-      for_each_pair(p.kind == Broadcast::Kind::general ? Context{} : ctx, p,
-                    [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ib] += term(i, ia); });
-  };
-  if (w)
-    into([&](std::size_t i, std::size_t j) { return dy[i] * w[j]; });
+// dx += unbroadcast(term) for input `side`: term(i, ia, ib) is the gradient output
+// element i sends to the element of that input it read (ia of a, ib of b), so
+// stretched dims are summed.
+template <class T, class Term>
+void unbroadcast_accumulate(const Context& ctx, const Broadcast& p, Side side, T* dx, Term term) {
+  const Context serial{};  // the odometer's walk is serial: its sums land on shared elements
+  if (side == Side::a)
+    for_each_pair(p.kind == Broadcast::Kind::general ? serial : ctx, p,
+                  [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ia] += term(i, ia, ib); });
+  else if (p.kind == Broadcast::Kind::suffix)  // a column sum of y viewed as (rows, inner)
+    parallel_column_sum(ctx, numel(p.out) / p.inner, suffix_rows(p), p.inner, dx,
+                        [&](std::size_t rb, std::size_t re, T* part) {
+      for (std::size_t row = rb * p.inner; row < re * p.inner; row += p.inner)
+        for (std::size_t j = 0; j < p.inner; ++j) part[j] += term(row + j, row + j, j);
+    });
   else
-    into([&](std::size_t i, std::size_t) { return dy[i]; });
+    for_each_pair(p.kind == Broadcast::Kind::general ? serial : ctx, p,
+                  [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ib] += term(i, ia, ib); });
 }
 
 template <class T, class Fn>
@@ -147,13 +152,38 @@ Tensor<T> add(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
   const Context ctx = tape.context();
   Tensor<T> y = detail::broadcast_apply(ctx, p, a, b, std::plus<T>());
 
-  return tape.record(kAdd, y, [a = GradRef<T>(a), b = GradRef<T>(b), y = GradRef<T>(y), p, ctx] {
+  return tape.record(
+      kAdd, y,
+      [a = GradRef<T>(a), b = GradRef<T>(b), y = GradRef<T>(y), p, ctx] {
+    const T* dy = y.grad().data();
+    const auto term = [dy](std::size_t i, std::size_t, std::size_t) { return dy[i]; };
+    if (a.requires_grad())
+      detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kAdd.name()).data(), term);
+    if (b.requires_grad())
+      detail::unbroadcast_accumulate(ctx, p, Side::b, b.grad_accumulator(kAdd.name()).data(), term);
+      },
+      a, b);
+}
+
+template <class T>
+Tensor<T> sub(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
+  using detail::Side;
+  const detail::Broadcast p = detail::broadcast(kSub, a.shape(), b.shape());
+  const Context ctx = tape.context();
+  Tensor<T> y = detail::broadcast_apply(ctx, p, a, b, std::minus<T>());
+
+  return tape.record(
+      kSub, y,
+      [a = GradRef<T>(a), b = GradRef<T>(b), y = GradRef<T>(y), p, ctx] {
     const T* dy = y.grad().data();
     if (a.requires_grad())
-      detail::unbroadcast_accumulate<T>(ctx, p, Side::a, dy, nullptr, a.grad_accumulator(kAdd.name()).data());
+      detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kSub.name()).data(),
+                                     [dy](std::size_t i, std::size_t, std::size_t) { return dy[i]; });
     if (b.requires_grad())
-      detail::unbroadcast_accumulate<T>(ctx, p, Side::b, dy, nullptr, b.grad_accumulator(kAdd.name()).data());
-  }, a, b);
+      detail::unbroadcast_accumulate(ctx, p, Side::b, b.grad_accumulator(kSub.name()).data(),
+                                     [dy](std::size_t i, std::size_t, std::size_t) { return -dy[i]; });
+      },
+      a, b);
 }
 
 template <class T>
@@ -163,13 +193,66 @@ Tensor<T> mul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
   const Context ctx = tape.context();
   Tensor<T> y = detail::broadcast_apply(ctx, p, a, b, std::multiplies<T>());
 
-  return tape.record(kMul, y, [a, b, y = GradRef<T>(y), p, ctx] {
-    const T* dy = y.grad().data();
+  return tape.record(
+      kMul, y,
+      [a, b, y = GradRef<T>(y), p, ctx] {
+    const T *dy = y.grad().data(), *av = a.data(), *bv = b.data();
     if (a.requires_grad())
-      detail::unbroadcast_accumulate<T>(ctx, p, Side::a, dy, b.data(), a.grad_accumulator(kMul.name()).data());
+      detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kMul.name()).data(),
+                                     [=](std::size_t i, std::size_t, std::size_t ib) { return dy[i] * bv[ib]; });
     if (b.requires_grad())
-      detail::unbroadcast_accumulate<T>(ctx, p, Side::b, dy, a.data(), b.grad_accumulator(kMul.name()).data());
-  }, a, b);
+      detail::unbroadcast_accumulate(ctx, p, Side::b, b.grad_accumulator(kMul.name()).data(),
+                                     [=](std::size_t i, std::size_t ia, std::size_t) { return dy[i] * av[ia]; });
+      },
+      a, b);
+}
+
+// The quotient's derivative in b, -a / b^2, is read as -y / b from the saved output.
+template <class T>
+Tensor<T> div(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
+  using detail::Side;
+  const detail::Broadcast p = detail::broadcast(kDiv, a.shape(), b.shape());
+  const Context ctx = tape.context();
+  Tensor<T> y = detail::broadcast_apply(ctx, p, a, b, std::divides<T>());
+
+  return tape.record(
+      kDiv, y,
+      [a = GradRef<T>(a), b, y, p, ctx] {
+    const T *dy = y.grad().data(), *bv = b.data(), *yv = y.data();
+    if (a.requires_grad())
+      detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kDiv.name()).data(),
+                                     [=](std::size_t i, std::size_t, std::size_t ib) { return dy[i] / bv[ib]; });
+    if (b.requires_grad())
+      detail::unbroadcast_accumulate(
+          ctx, p, Side::b, b.grad_accumulator(kDiv.name()).data(),
+          [=](std::size_t i, std::size_t, std::size_t ib) { return -dy[i] * yv[i] / bv[ib]; });
+      },
+      a, b);
+}
+
+template <class T>
+Tensor<T> maximum(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
+  using detail::Side;
+  const detail::Broadcast p = detail::broadcast(kMaximum, a.shape(), b.shape());
+  const Context ctx = tape.context();
+  Tensor<T> y = detail::broadcast_apply(ctx, p, a, b, [](T u, T v) { return u < v ? v : u; });
+
+  return tape.record(
+      kMaximum, y,
+      [a, b, y = GradRef<T>(y), p, ctx] {
+    const T *dy = y.grad().data(), *av = a.data(), *bv = b.data();
+    // The share of dy that goes to `mine` against `other`: all, half at a tie, or none.
+    const auto share = [](T mine, T other, T g) { return mine > other ? g : mine == other ? T(0.5) * g : T(0); };
+    if (a.requires_grad())
+      detail::unbroadcast_accumulate(
+          ctx, p, Side::a, a.grad_accumulator(kMaximum.name()).data(),
+          [=](std::size_t i, std::size_t ia, std::size_t ib) { return share(av[ia], bv[ib], dy[i]); });
+    if (b.requires_grad())
+      detail::unbroadcast_accumulate(
+          ctx, p, Side::b, b.grad_accumulator(kMaximum.name()).data(),
+          [=](std::size_t i, std::size_t ia, std::size_t ib) { return share(bv[ib], av[ia], dy[i]); });
+      },
+      a, b);
 }
 
 }  // namespace tapegrad::ops

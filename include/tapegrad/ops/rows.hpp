@@ -7,9 +7,10 @@
 //   row_exp(x, n, e)                one row's max and sum of exp(x - max); e = exp(x - max)
 //   layernorm_row(x, C, w, b, ...)  y = (x - mean) * rstd * w + b, mean and rstd returned
 //   gelu_row(x, n, t, y)            GPT-2's tanh GELU, keeping t = tanh(u) for the backward
+//   rmsnorm_row(x, C, w, eps, y)    y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps) returned
 //
 // Their formulas are derived in docs/derivations.md; the ops that use them (softmax,
-// log_softmax, cross_entropy, causal_attention, layernorm, gelu) say so in their headers.
+// log_softmax, cross_entropy, causal_attention, layernorm, gelu, rmsnorm) say so in their headers.
 #pragma once
 
 #include "../core/parallel.hpp"
@@ -88,6 +89,17 @@ void gelu_row(const T* x, std::size_t n, T* t, T* y) {
   for (std::size_t i = 0; i < n; ++i) t[i] = gelu_k<T> * (x[i] + gelu_c<T> * x[i] * x[i] * x[i]);  // u
   vec::tanh_via_exp(t, n, t);
   for (std::size_t i = 0; i < n; ++i) y[i] = T(0.5) * x[i] * (T(1) + t[i]);
+}
+
+// One RMSNorm row: y (C) = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps), returned
+// (ops::rmsnorm saves it).
+template <class T>
+T rmsnorm_row(const T* x, std::size_t C, const T* w, T eps, T* y) {
+  T ms = 0;
+  for (std::size_t i = 0; i < C; ++i) ms += x[i] * x[i];
+  const T s = T(1) / std::sqrt(ms / T(C) + eps);
+  for (std::size_t i = 0; i < C; ++i) y[i] = x[i] * s * w[i];
+  return s;
 }
 
 }  // namespace tapegrad::ops

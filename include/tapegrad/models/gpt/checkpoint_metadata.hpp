@@ -25,22 +25,38 @@ inline io::Metadata gpt_metadata(const GPTConfig& c) {
           {"d_model", std::to_string(c.d_model)}};
 }
 
-// Counts are at most 9 digits, so a forged value cannot overflow.
-inline GPTConfig gpt_config_from_metadata(const io::Metadata& meta, const std::filesystem::path& source) {
-  auto get = [&](const std::string& key) -> std::string {
-    auto it = meta.find(key);
+namespace detail {
+
+// Reads a checkpoint's metadata entries; FormatError naming `source` for a missing one or a
+// count that is not a positive integer. Counts are at most 9 digits, so a forged value
+// cannot overflow.
+struct MetadataReader {
+  const io::Metadata& meta;
+  const std::filesystem::path& source;
+
+  const std::string& get(const std::string& key) const {
+    const auto it = meta.find(key);
     if (it == meta.end()) throw io::FormatError(source, "checkpoint metadata has no '" + key + "'");
     return it->second;
-  };
-  auto count = [&](const std::string& key) -> std::size_t {
-    const std::string s = get(key);
+  }
+  std::size_t count(const std::string& key) const {
+    const std::string& s = get(key);
     if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
       throw io::FormatError(source, "checkpoint metadata '" + key + "' is not a positive integer: '" + s + "'");
     return std::stoul(s);
-  };
-  if (get("format") != "tapegrad-gpt") throw io::FormatError(source, "checkpoint metadata 'format' is not tapegrad-gpt");
-  if (get("version") != "1") throw io::FormatError(source, "checkpoint metadata 'version' " + get("version") + " is not 1");
-  const GPTConfig c{count("vocab_size"), count("block_size"), count("n_layer"), count("n_head"), count("d_model")};
+  }
+};
+
+}  // namespace detail
+
+inline GPTConfig gpt_config_from_metadata(const io::Metadata& meta, const std::filesystem::path& source) {
+  const detail::MetadataReader read{meta, source};
+  if (read.get("format") != "tapegrad-gpt")
+    throw io::FormatError(source, "checkpoint metadata 'format' is not tapegrad-gpt");
+  if (read.get("version") != "1")
+    throw io::FormatError(source, "checkpoint metadata 'version' " + read.get("version") + " is not 1");
+  const GPTConfig c{read.count("vocab_size"), read.count("block_size"), read.count("n_layer"), read.count("n_head"),
+                    read.count("d_model")};
   if (const std::string problem = c.problem(); !problem.empty()) throw io::FormatError(source, "GPT config: " + problem);
   return c;
 }

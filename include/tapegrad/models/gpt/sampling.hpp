@@ -1,4 +1,5 @@
-// tapegrad/models/gpt/sampling.hpp — sampling from a GPT with a KV cache.
+// tapegrad/models/gpt/sampling.hpp — sampling from a GPT (or any model with the same cached
+// forward and make_kv_cache(): the Llama, models/llama/sampling.hpp) with a KV cache.
 //
 //   auto cache = model.make_kv_cache()                per layer, K and V of the positions run so far (batch 1)
 //   forward_cached(model, cache, tokens, ctx, pool)   runs tokens (n >= 1) at positions cache.length() ...
@@ -45,8 +46,8 @@ namespace tapegrad::models {
 // in all) through GPT::forward with the cache, on a tape that records nothing, and returns the
 // logits (V) after the last token. `context`: the threads; `pool` (may be null): the buffers a
 // loop of calls recycles.
-template <class T>
-std::vector<T> forward_cached(const GPT<T>& model, nn::KVCache<T>& cache, std::span<const std::int64_t> tokens,
+template <class Model, class T = typename Model::value_type>
+std::vector<T> forward_cached(const Model& model, nn::KVCache<T>& cache, std::span<const std::int64_t> tokens,
                               const Context& context = {}, std::shared_ptr<BufferPool> pool = nullptr) {
   if (tokens.empty()) throw ShapeError("generate: no token to run (an empty prompt?)");
   Ids idx = Ids::from_shape({1, tokens.size()});
@@ -59,8 +60,8 @@ std::vector<T> forward_cached(const GPT<T>& model, nn::KVCache<T>& cache, std::s
   return std::vector<T>(last, last + V);
 }
 
-template <class T>
-std::vector<T> forward_next(const GPT<T>& model, nn::KVCache<T>& cache, std::int64_t token, const Context& context = {},
+template <class Model, class T = typename Model::value_type>
+std::vector<T> forward_next(const Model& model, nn::KVCache<T>& cache, std::int64_t token, const Context& context = {},
                             std::shared_ptr<BufferPool> pool = nullptr) {
   return forward_cached(model, cache, std::span<const std::int64_t>(&token, 1), context, std::move(pool));
 }
@@ -94,8 +95,8 @@ inline std::int64_t draw_token(const std::vector<double>& logits, const Generate
 // calling emit(id) after each. Bad input (an empty prompt, an id outside [0, V), a negative or
 // non-finite temperature, keep >= block_size) is an Error before anything is emitted; logits
 // that are not finite are an Error naming the model.
-template <class T>
-void generate(const GPT<T>& model, std::span<const std::int64_t> prompt, std::size_t n_tokens,
+template <class Model, class T = typename Model::value_type>
+void generate(const Model& model, std::span<const std::int64_t> prompt, std::size_t n_tokens,
               const GenerateOptions& options, std::mt19937_64& rng, const std::function<void(std::int64_t)>& emit) {
   const std::size_t block = model.config.block_size, keep = options.keep.value_or(block / 2);
   if (prompt.empty()) throw ShapeError("generate: the prompt is empty (it needs at least one token)");
