@@ -7,7 +7,9 @@
 // Two tapes in one process may use different counts.
 //
 // Work over n items is cut into blocks of a size fixed by the kernel (never by the
-// thread count), the blocks are shared out statically, and a reduction keeps one
+// thread count), the blocks are handed out dynamically (a thread takes the next block
+// when it is done with one, so a thread the OS preempts holds up only the block it is
+// on, not a fixed share of the work), and a reduction keeps one
 // partial per block and adds the partials in block order. So every result is the
 // same, bit for bit, at any thread count (tests: "training ... bit-identical ...").
 // Threads come from OpenMP; without it (no -fopenmp) everything runs serially.
@@ -32,12 +34,12 @@ struct Context {
 inline std::size_t block_count(std::size_t n, std::size_t block) { return (n + block - 1) / block; }
 
 // f(begin, end) for each block [begin, end) of [0, n) cut every `block` items, on up to
-// ctx.threads threads. Blocks must write disjoint data.
+// ctx.threads threads, each taking the next block when free. Blocks must write disjoint data.
 template <class F>
 void parallel_blocks(const Context& ctx, std::size_t n, std::size_t block, F&& f) {
   const std::size_t blocks = block_count(n, block);
   [[maybe_unused]] const int threads = int(std::min<std::size_t>(std::size_t(std::max(ctx.threads, 1)), blocks));
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
   for (std::size_t b = 0; b < blocks; ++b) f(b * block, std::min(n, (b + 1) * block));
 }
 
