@@ -66,8 +66,8 @@ double median_seconds(int reps, F&& f) {
 }
 
 void print(const char* preset, const std::string& name, const std::string& shape, double flops, double seconds) {
-  std::printf("{\"preset\": \"%s\", \"gemm\": \"%s\", \"shape\": \"%s\", \"backend\": \"%s\", \"gflops\": %.1f}\n", preset,
-              name.c_str(), shape.c_str(), blas::gemm_backend().c_str(), flops / seconds / 1e9);
+  std::printf("{\"preset\": \"%s\", \"gemm\": \"%s\", \"shape\": \"%s\", \"backend\": \"%s\", \"gflops\": %.1f}\n",
+              preset, name.c_str(), shape.c_str(), blas::gemm_backend().c_str(), flops / seconds / 1e9);
   std::fflush(stdout);
 }
 
@@ -75,9 +75,8 @@ void run(const models::Preset& p, int reps) {
   const Context one{1};
   for (const Gemm& g : linear_gemms(p)) {
     std::vector<float> a(g.M * g.K, 0.01f), b(g.K * g.N, 0.02f), c(g.M * g.N, 0.f);
-    const double s = median_seconds(reps, [&] {
-      blas::gemm(one, g.ta, g.tb, g.M, g.N, g.K, 1.0f, a.data(), b.data(), g.beta, c.data());
-    });
+    const double s = median_seconds(
+        reps, [&] { blas::gemm(one, g.ta, g.tb, g.M, g.N, g.K, 1.0f, a.data(), b.data(), g.beta, c.data()); });
     const std::string shape = std::to_string(g.M) + "x" + std::to_string(g.N) + "x" + std::to_string(g.K) +
                               (g.ta ? " A^T" : "") + (g.tb ? " B^T" : "") + (g.beta != 0 ? " beta 1" : "");
     print(p.name, g.name, shape, 2.0 * double(g.M * g.N * g.K), s);
@@ -87,8 +86,8 @@ void run(const models::Preset& p, int reps) {
   // dQ_b += c dS K, dK += c dS^T Q_b (query blocks of 64 rows, strips 64 x t1).
   const std::size_t T = p.block_size, dh = p.d_model / p.n_head, qb = ops::detail::kQueryBlock;
   const float c = 1.0f / std::sqrt(float(dh));
-  std::vector<float> q(T * dh, 0.01f), k(T * dh, 0.02f), v(T * dh, 0.03f), o(T * dh), d(T * dh, 0.f),
-      s(qb * T, 0.01f), s2(qb * T, 0.01f);
+  std::vector<float> q(T * dh, 0.01f), k(T * dh, 0.02f), v(T * dh, 0.03f), o(T * dh), d(T * dh, 0.f), s(qb * T, 0.01f),
+      s2(qb * T, 0.01f);
   double fwd_flops = 0, bwd_flops = 0;
   for (std::size_t t0 = 0; t0 < T; t0 += qb) {
     const double strip = 2.0 * double(std::min(T, t0 + qb) - t0) * double(std::min(T, t0 + qb)) * double(dh);
@@ -119,8 +118,8 @@ void run(const models::Preset& p, int reps) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const auto opt = bench::parse_options("bench_gemm", "--presets", "--reps", {{"small", "medium", "long"}, {1}, 15, 0},
-                                        argc, argv);
+  const auto opt =
+      bench::parse_options("bench_gemm", "--presets", "--reps", {{"small", "medium", "long"}, {1}, 15, 0}, argc, argv);
   for (const auto& name : opt.names) {
     try {
       run(models::find_preset(name), opt.runs);

@@ -88,13 +88,13 @@ void run(const models::Preset& preset, int threads, int steps, int warmup, bool 
   const double peak = vec::fma_peak_gflops_per_core() * threads, sgemm = sgemm_gflops(context);
   std::printf(
       "{\"preset\": \"%s\", \"threads\": %d, \"detect_anomaly\": %s, \"steps\": %d, \"median_ms_per_step\": %.2f, "
-      "\"min_ms_per_step\": %.2f, \"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"parameters\": %zu, \"gflops\": %.1f, "
-      "\"fma_peak_gflops\": %.1f, \"fraction_of_peak\": %.2f, \"sgemm_1024_gflops\": %.1f, \"cpu\": \"%s\", "
-      "\"kernel_isa\": \"%s\", \"gemm\": \"%s\"}\n",
+      "\"min_ms_per_step\": %.2f, \"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"parameters\": %zu, "
+      "\"gflops\": %.1f, \"fma_peak_gflops\": %.1f, \"fraction_of_peak\": %.2f, \"sgemm_1024_gflops\": %.1f, "
+      "\"cpu\": \"%s\", \"kernel_isa\": \"%s\", \"gemm\": \"%s\"}\n",
       preset.name, threads, detect_anomaly ? "true" : "false", steps, median, ms.front(),
-      double(preset.batch * preset.block_size) / (median / 1000), double(usage.ru_maxrss) / 1024, model.parameter_count(),
-      gflops, peak, gflops / peak, sgemm, cpu::model_name().c_str(), vec::isa_name(vec::active_kernels().isa),
-      blas::gemm_backend().c_str());
+      double(preset.batch * preset.block_size) / (median / 1000), double(usage.ru_maxrss) / 1024,
+      model.parameter_count(), gflops, peak, gflops / peak, sgemm, cpu::model_name().c_str(),
+      vec::isa_name(vec::active_kernels().isa), blas::gemm_backend().c_str());
   std::fflush(stdout);
 }
 

@@ -334,7 +334,9 @@ TEST_CASE("vecmath: the kernels in use are TAPEGRAD_ISA's when the CPU has it, e
   else
     CHECK(std::string(vec::isa_name(active.isa)) == want);
   CHECK(int(active.isa) <= int(widest));
-  CHECK(vec::widest_kernels().isa == (cpu::has_avx512() ? vec::Isa::avx512 : cpu::has_avx2() ? vec::Isa::avx2 : vec::Isa::sse2));
+  CHECK(vec::widest_kernels().isa == (cpu::has_avx512() ? vec::Isa::avx512
+                                      : cpu::has_avx2() ? vec::Isa::avx2
+                                                        : vec::Isa::sse2));
 }
 
 TEST_CASE("vecmath: GELU's tanh through the vector exp is within 2e-7 of std::tanh") {

@@ -12,8 +12,8 @@
 //  - double (the gradient checks), and float with TAPEGRAD_GEMM=openblas: OpenBLAS.
 // gemm_backend() names what runs; generic_kernel_warning() says when it is a generic kernel.
 //
-// Every call runs single-threaded: the threads are tapegrad's own (OpenMP,
-// core/parallel.hpp), one pool for GEMMs and every other kernel. gemm(ctx, ...) cuts C
+// Every call runs single-threaded: the threads are tapegrad's own (core/parallel.hpp),
+// one pool for GEMMs and every other kernel. gemm(ctx, ...) cuts C
 // into blocks of rows (or of columns, when N > M) whose size depends only on the shape,
 // and runs one single-threaded GEMM per block, blocks handed out dynamically. So each
 // element of C comes from the same call, bit for bit, at any thread count; and neither
@@ -73,9 +73,11 @@ inline void openblas(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t
               alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
 }
 
-// While alive, OpenMP regions opened by the calling thread (oneDNN's) get one thread; the
-// thread's previous setting comes back after. oneDNN reads the count when it creates a
-// primitive and when it runs one, so both see 1.
+// While alive, OpenMP regions opened by the calling thread (oneDNN's: Debian builds it with
+// the OpenMP runtime) get one thread; the thread's previous setting comes back after.
+// oneDNN reads the count when it creates a primitive and when it runs one, so both see 1,
+// on the caller and on the pool's helper threads alike (which are not OpenMP threads, so
+// oneDNN would otherwise open a team of its own from each).
 struct OneOpenMPThread {
 #ifdef _OPENMP
   int saved = omp_get_max_threads();
@@ -84,9 +86,11 @@ struct OneOpenMPThread {
 #endif
 };
 
+// Never destroyed: the pool's helper threads (core/parallel.hpp) end after static
+// destructors run, and their cached primitives and streams still refer to it.
 inline const dnnl::engine& onednn_engine() {
-  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
+  static const dnnl::engine* engine = new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  return *engine;
 }
 
 struct MatmulKey {
@@ -128,8 +132,12 @@ inline Matmul make_matmul(const MatmulKey& k) {
     attr.set_post_ops(ops);
   }
   const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine);
-  return {dnnl::matmul(pd), memory(a_md, engine, DNNL_MEMORY_NONE), memory(b_md, engine, DNNL_MEMORY_NONE),
-          memory(c_md, engine, DNNL_MEMORY_NONE), memory(pd.scratchpad_desc(), engine), pd.impl_info_str()};
+  return {dnnl::matmul(pd),
+          memory(a_md, engine, DNNL_MEMORY_NONE),
+          memory(b_md, engine, DNNL_MEMORY_NONE),
+          memory(c_md, engine, DNNL_MEMORY_NONE),
+          memory(pd.scratchpad_desc(), engine),
+          pd.impl_info_str()};
 }
 
 // The calling thread's primitive for this shape (created on first use).
@@ -148,10 +156,8 @@ inline void onednn(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K
   m.a.set_data_handle(const_cast<float*>(A));
   m.b.set_data_handle(const_cast<float*>(B));
   m.c.set_data_handle(C);
-  m.primitive.execute(stream, {{DNNL_ARG_SRC, m.a},
-                               {DNNL_ARG_WEIGHTS, m.b},
-                               {DNNL_ARG_DST, m.c},
-                               {DNNL_ARG_SCRATCHPAD, m.scratchpad}});
+  m.primitive.execute(
+      stream, {{DNNL_ARG_SRC, m.a}, {DNNL_ARG_WEIGHTS, m.b}, {DNNL_ARG_DST, m.c}, {DNNL_ARG_SCRATCHPAD, m.scratchpad}});
 }
 
 inline void raw(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, float alpha, const float* A,
