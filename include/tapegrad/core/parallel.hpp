@@ -1,10 +1,14 @@
 // tapegrad/core/parallel.hpp — the execution context ops run with, and the fixed-block
 // loops every kernel splits its work with.
 //
-// A Context says how many threads an op may use. It travels with the computation:
-// the Tape carries one (tape.context()), ops read it when they run and their backward
-// rules keep the one they were recorded with; optimisers and clip_grad_norm take one.
-// Two tapes in one process may use different counts.
+// A Context says how many threads an op may use, and nothing else: a plain value,
+// checked once when it is made (a count below 1 is a ConfigError), whose default (one
+// thread, serial) allocates nothing, so a kernel may make one inside a parallel loop.
+// It travels with the computation: the Tape carries one (tape.context()), ops read it
+// when they run and their backward rules keep the one they were recorded with;
+// optimisers' step, clip_grad_norm and generate take one. Two tapes in one process may
+// use different counts. (The buffers a training loop recycles are a separate thing,
+// a BufferPool (memory.hpp), owned by the loop and handed to its tapes.)
 //
 // Work over n items is cut into blocks of a size fixed by the kernel (never by the
 // thread count), the blocks are handed out dynamically, and a reduction keeps one
@@ -20,25 +24,31 @@
 // Helpers spin briefly between loops (a step runs hundreds of them) and then sleep.
 #pragma once
 
-#include "memory.hpp"
+#include "error.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
-#include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 namespace tapegrad {
 
-struct Context {
-  int threads = 1;  // >= 1
-  // The buffers the tapes made with this Context recycle (memory.hpp); copies of a
-  // Context share it, so it outlives each step's Tape. Null: no recycling.
-  std::shared_ptr<BufferPool> pool = std::make_shared<BufferPool>();
+class Context {
+ public:
+  Context() = default;  // one thread
+  // `threads` >= 1, else a ConfigError: the one place a thread count is checked.
+  explicit Context(int threads) : threads_(threads) {
+    if (threads < 1) throw ConfigError("threads must be >= 1, got " + std::to_string(threads));
+  }
+  int threads() const { return threads_; }
+
+ private:
+  int threads_ = 1;
 };
 
 inline std::size_t block_count(std::size_t n, std::size_t block) { return (n + block - 1) / block; }
@@ -166,11 +176,11 @@ class BlockPool {
 }  // namespace detail
 
 // f(begin, end) for each block [begin, end) of [0, n) cut every `block` items, on up to
-// ctx.threads threads, each taking the next block when free. Blocks must write disjoint data.
+// ctx.threads() threads, each taking the next block when free. Blocks must write disjoint data.
 template <class F>
 void parallel_blocks(const Context& ctx, std::size_t n, std::size_t block, F&& f) {
   const std::size_t blocks = block_count(n, block);
-  const int threads = int(std::min<std::size_t>(std::size_t(std::max(ctx.threads, 1)), blocks));
+  const int threads = int(std::min<std::size_t>(std::size_t(ctx.threads()), blocks));
   auto body = [&](std::size_t b) { f(b * block, std::min(n, (b + 1) * block)); };
   if (threads > 1 && detail::BlockPool::instance().run(threads - 1, blocks, body)) return;
   for (std::size_t b = 0; b < blocks; ++b) body(b);
