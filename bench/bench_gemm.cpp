@@ -84,7 +84,7 @@ void run(const models::Preset& p, int reps) {
   // Attention's strips for one (batch, head) matrix, the calls ops::causal_attention makes:
   // forward S = c Q_b K^T, O_b = P V; backward also dV += P^T dO_b, dP = dO_b V^T,
   // dQ_b += c dS K, dK += c dS^T Q_b (query blocks of 64 rows, strips 64 x t1).
-  const std::size_t T = p.block_size, dh = p.d_model / p.n_head, qb = ops::detail::kQueryBlock;
+  const std::size_t T = p.block_size, dh = p.d_model / p.n_head, qb = ops::kQueryBlock;
   const float c = 1.0f / std::sqrt(float(dh));
   std::vector<float> q(T * dh, 0.01f), k(T * dh, 0.02f), v(T * dh, 0.03f), o(T * dh), d(T * dh, 0.f), s(qb * T, 0.01f),
       s2(qb * T, 0.01f);
