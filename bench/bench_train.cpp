@@ -71,17 +71,15 @@ void run(const models::Preset& preset, int threads, int steps, int warmup, bool 
   std::uniform_int_distribution<std::int64_t> token(0, kVocab - 1);
   Ids inputs = Ids::from_shape({preset.batch, preset.block_size}), targets = inputs;
   std::vector<double> ms;
+  const auto loss = [&](Tape& tape) {
+    tape.set_detect_anomaly(detect_anomaly);
+    return model.loss(tape, inputs, targets);
+  };
   for (int step = 0; step < warmup + steps; ++step) {
     for (auto& v : inputs) v = token(rng);
     for (auto& v : targets) v = token(rng);
     const auto start = std::chrono::steady_clock::now();
-    nn::train_step(
-        optimizer, recipe.lr_at(step, warmup + steps), recipe.clip_norm,
-        [&](Tape& tape) {
-      tape.set_detect_anomaly(detect_anomaly);
-      return model.loss(tape, inputs, targets);
-        },
-        context, pool);
+    nn::train_step(optimizer, recipe.lr_at(step, warmup + steps), recipe.clip_norm, loss, context, pool);
     const auto stop = std::chrono::steady_clock::now();
     if (step >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
   }

@@ -22,7 +22,7 @@ int main() {
       {{"w", w}, {"b", b}});
   std::printf("gradcheck: worst relative error %.2e\n", report.worst_rel_error());
 
-  // 3. A GPT and two training steps with the SPEC's recipe (nn/train_step.hpp).
+  // 3. A GPT and two training steps with the contract's recipe (nn/train_step.hpp).
   models::GPT<float> model({.vocab_size = 65, .block_size = 32, .n_layer = 2, .n_head = 4, .d_model = 32}, /*seed=*/1);
   const nn::Recipe recipe;  // AdamW lr 1e-3, betas (0.9, 0.99), wd 0.1 on matrices; clip 1; warm-up + cosine
   nn::AdamW<float> optimizer(model.named_parameters(), recipe.adamw);

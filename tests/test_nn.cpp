@@ -24,7 +24,7 @@ Ids ids_from(const Shape& shape, std::int64_t vocab, std::uint64_t seed) {
   return ids;
 }
 
-// SPEC section 1's parameter table as the SPEC writes it: a name ({i}: every layer)
+// docs/contracts.md section 1's parameter table as it is written there: a name ({i}: every layer)
 // and a shape in V, T_max and d.
 const std::vector<std::pair<std::string, std::string>> kSpecTable = {
     {"wte", "[V, d]"},
@@ -82,7 +82,7 @@ ParameterShapes spec_layout(const GPTConfig& c) {
 
 }  // namespace
 
-TEST_CASE("nn: GPT parameters have the SPEC's names and shapes, in order") {
+TEST_CASE("nn: GPT parameters have the contract's names and shapes, in order") {
   for (const GPTConfig c : {GPTConfig{.vocab_size = 7, .block_size = 5, .n_layer = 2, .n_head = 2, .d_model = 4},
                             GPTConfig{.vocab_size = 5, .block_size = 3, .n_layer = 3, .n_head = 3, .d_model = 12}}) {
     const ParameterShapes spec = spec_layout(c);

@@ -1,4 +1,4 @@
-// train_lm/grad.hpp — `train_lm grad` (SPEC section 3): one forward and backward
+// train_lm/grad.hpp — `train_lm grad` (docs/contracts.md, section 3): one forward and backward
 // pass, for checking against another implementation.
 //
 //   checkpoint  F32 -> GPT<float>, F64 -> GPT<double> (double precision throughout);

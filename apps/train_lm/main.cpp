@@ -1,4 +1,4 @@
-// train_lm — train, evaluate and sample a character-level GPT (SPEC section 3).
+// train_lm — train, evaluate and sample a character-level GPT (docs/contracts.md, section 3).
 //
 //   train_lm train  [--data FILE] [--preset NAME] [overrides] [--out DIR] [--resume]
 //   train_lm eval   --checkpoint MODEL --data FILE [--block T]
@@ -145,6 +145,18 @@ void add_train(CLI::App& app, TrainOptions& o) {
        f.exits = std::string(how) == "exit";
        o.test_failure = f;
      })->group("");
+  cmd->add_option("--grad-accum", o.grad_accum,
+                  "micro-batches per step: each process computes its rows of the batch in N backward passes, "
+                  "accumulating the gradient (the same update in less memory; under mpirun one all-reduce per step)")
+      ->type_name("N")
+      ->check(positive_count())
+      ->capture_default_str();
+  cmd->add_option("--collective-timeout", o.collective_timeout_s,
+                  "under mpirun: a rank that has not reached a collective (the gradient all-reduce, a loss sum) this "
+                  "many seconds after another ends the job, naming it (0: wait forever)")
+      ->type_name("SECONDS")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   cmd->add_flag("--detect-anomaly", o.detect_anomaly,
                 "check every op's output and gradient for NaN/Inf; the first one ends the run with an error naming the "
                 "op, its module and the index (slower)");
@@ -207,7 +219,7 @@ int run_train(const TrainOptions& options) {
   stop_on_first_signal(SIGINT);
   stop_on_first_signal(SIGTERM);
 #if TRAIN_LM_WITH_MPI
-  Replicas& replicas = mpi_replicas();
+  Replicas& replicas = mpi_replicas(options.collective_timeout_s);
 #else
   Replicas& replicas = single_process();
 #endif

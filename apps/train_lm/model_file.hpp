@@ -1,7 +1,7 @@
-// train_lm/model_file.hpp — a GPT and its model.safetensors file (SPEC section 2),
+// train_lm/model_file.hpp — a GPT and its model.safetensors file (docs/contracts.md, section 2),
 // on top of tapegrad's io/ (untrusted-file checks, atomic writes).
 //
-//   save_model(path, model, extra)   the parameters by SPEC name, metadata = config + extra (vocab, step)
+//   save_model(path, model, extra)   the parameters by contract name, metadata = config + extra (vocab, step)
 //   read_model_file(path)            the file, checked: metadata -> GPTConfig, one float dtype
 //                                    throughout, the tensors the config needs (names, shapes)
 //                                    and a vocab that fits; the expected layout is the modules'

@@ -25,7 +25,8 @@ struct TrainPreset : tapegrad::models::Preset {
 // (docs/speedrun.md, the study in docs/speedrun_study.csv): one block learns faster per
 // token than four early on, and a 6x higher learning rate with a shorter warm-up suits
 // it. It evaluates only at the start and the end.
-inline constexpr tapegrad::models::Preset kSpeedrun{"speedrun", 1, 4, 128, 64, 12, {.adamw = {.lr = 6e-3}, .warmup_steps = 50}};
+inline constexpr tapegrad::models::Preset kSpeedrun{
+    "speedrun", 1, 4, 128, 64, 12, {.adamw = {.lr = 6e-3}, .warmup_steps = 50}};
 
 // `speedrun-10m` is tuned for the lowest loss within 10 minutes of wall time on the same
 // machine (docs/speedrun.md, docs/speedrun_10m_sweep.csv): in that time the `small` model

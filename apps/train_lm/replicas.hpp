@@ -8,13 +8,18 @@
 //   require_all_ok      collective, before step 1: a rank whose plan failed (its data file
 //                       unreadable, say) fails the whole job; rank 0 names every failure
 //   root_value          rank 0's value of a number (the data's fingerprint, to compare)
+//   require_same_settings  collective, before step 1: every setting that shapes the run
+//                       (named, as text) is rank 0's on every rank, or the job fails
+//                       with one line naming the setting and the two values
 //   share_start         rank 0's weights, AdamW moments, step, sampler and elapsed time
 //                       to every rank, and the gradient all-reduce set up (dist/)
+//   set_accumulating    around every backward of a step but the last (--grad-accum)
 //   require_gradients_averaged   after backward: checks that backward left every gradient
 //                       the mean over the ranks (DataParallel does so when the loss uses
 //                       every parameter, as the GPT's does)
 //   sum                 a number summed over the ranks (losses)
-//   checkpoint_saved    rank 0 wrote a checkpoint (the message for a job stopped from outside)
+//   checkpoint_saved    rank 0 wrote (the others: is writing) a checkpoint, for the
+//                       message of a job stopped from outside or by a collective's deadline
 //   fail                an error after the start: the whole job ends, non-zero
 #pragma once
 
@@ -25,6 +30,8 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace train_lm {
 
@@ -48,8 +55,16 @@ class Replicas {
   }
   // Rank 0's `x`, on every rank.
   virtual std::uint64_t root_value(std::uint64_t x) { return x; }
+  // One setting of the run: its option name ("--lr") and value as text.
+  using Setting = std::pair<std::string, std::string>;
+  // Collective. Throws as require_all_ok, on rank 0 a std::runtime_error with one line per
+  // disagreeing rank ("rank 1 has --lr 0.001 where rank 0 has 0.5: ..."), unless every
+  // rank passes the same settings.
+  virtual void require_same_settings(const std::vector<Setting>& /*settings*/) {}
   virtual void share_start(GPT<float>& /*model*/, tapegrad::nn::AdamW<float>& /*optimizer*/, TrainState& /*state*/) {}
   virtual void require_gradients_averaged() {}
+  // While true, backward only accumulates gradients: no all-reduce (gradient accumulation).
+  virtual void set_accumulating(bool /*accumulating*/) {}
   virtual double sum(double x) { return x; }
   virtual void checkpoint_saved(const std::filesystem::path& /*dir*/, std::int64_t /*step*/) {}
   // Ends the job for `message`: one process rethrows; several abort (MPI_Abort, exit 1)

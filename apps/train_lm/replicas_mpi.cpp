@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <sstream>
 #include <thread>
+#include <utility>
 #include <unistd.h>
 
 namespace train_lm {
@@ -54,8 +55,9 @@ void broadcast_string(const Communicator& comm, std::string& s) {
 
 class MpiReplicas final : public Replicas {
  public:
-  explicit MpiReplicas(Communicator& comm) : comm_(comm) {
+  MpiReplicas(Communicator& comm, double collective_timeout_s) : comm_(comm) {
     if (comm_.size() == 1) return;
+    comm_.set_deadline(collective_timeout_s, [this](const tapegrad::dist::Stall& stall) { on_stall(stall); });
     // Every rank ends on SIGTERM at once (mpirun sends it to all when one fails); rank 0 says why.
     if (comm_.is_root())
       set_stop_message("train_lm train: the job was stopped from outside (another rank failed, or mpirun was "
@@ -72,8 +74,31 @@ class MpiReplicas final : public Replicas {
   void require_all_ok(const std::string& error) override {
     const std::string failures = comm_.gather_failures(error);
     if (failures.empty()) return;
+    // The job ends for this reason alone: when mpirun stops a rank still exiting after
+    // another's exit 1, it must not add "stopped from outside".
+    stop_message.store(nullptr);
     if (!comm_.is_root()) throw ReportedByRankZero();
     throw std::runtime_error(failures);
+  }
+
+  void require_same_settings(const std::vector<Setting>& settings) override {
+    std::string mine;  // "name\tvalue\n" per setting
+    for (const auto& [name, value] : settings) mine += name + '\t' + value + '\n';
+    std::string root = mine;
+    broadcast_string(comm_, root);
+    std::string disagreement;
+    std::istringstream root_lines(root);
+    std::string line;
+    for (const auto& [name, value] : settings) {
+      if (!std::getline(root_lines, line)) line.clear();
+      const std::string root_value = line.substr(std::min(line.size(), name.size() + 1));
+      if (line.compare(0, name.size() + 1, name + '\t') != 0 || root_value != value) {
+        disagreement = name + " " + value + " differs from rank 0's " + root_value +
+                       "; every process of the job needs the same options and data";
+        break;
+      }
+    }
+    require_all_ok(disagreement);
   }
 
   std::uint64_t root_value(std::uint64_t x) override {
@@ -104,9 +129,23 @@ class MpiReplicas final : public Replicas {
                              "over the ranks before the update");
   }
 
-  double sum(double x) override { return comm_.sum(x); }
+  void set_accumulating(bool accumulating) override {
+    if (parallel_) parallel_->set_accumulating(accumulating);
+  }
+
+  double sum(double x) override {
+    x = comm_.sum(x);
+    // Rank 0 saves between two sums: once past the next one, its save is complete.
+    if (saving_step_) checkpoint_step_ = std::exchange(saving_step_, std::nullopt);
+    return x;
+  }
 
   void checkpoint_saved(const std::filesystem::path& dir, std::int64_t step) override {
+    checkpoint_dir_ = dir;
+    if (!comm_.is_root())
+      saving_step_ = step;
+    else
+      checkpoint_step_ = step;
     if (comm_.size() > 1 && comm_.is_root())
       set_stop_message("train_lm train: the job was stopped from outside (another rank failed, or mpirun was "
                        "interrupted); the last checkpoint in " + dir.string() + " is at step " + std::to_string(step) +
@@ -126,14 +165,31 @@ class MpiReplicas final : public Replicas {
   }
 
  private:
+  // A collective passed --collective-timeout (communicator.hpp): the reporter says which
+  // rank did not arrive and where the last checkpoint is; the job then ends.
+  void on_stall(const tapegrad::dist::Stall& stall) {
+    stop_message.store(nullptr);  // this, not "stopped from outside", is why the job ends
+    if (!stall.reporter) return;
+    std::cout.flush();
+    std::cerr << "train_lm train: error" << (comm_.is_root() ? "" : " on rank " + std::to_string(comm_.rank())) << ": "
+              << stall.describe() << " (--collective-timeout); "
+              << (checkpoint_step_ ? "the last checkpoint in " + checkpoint_dir_.string() + " is at step " +
+                                         std::to_string(*checkpoint_step_) + ": continue with --resume"
+                                   : std::string("no checkpoint was written"))
+              << " (the job is aborted)" << std::endl;
+  }
+
   Communicator& comm_;
   std::optional<tapegrad::dist::DataParallel<float>> parallel_;
+  std::filesystem::path checkpoint_dir_;
+  std::optional<std::int64_t> checkpoint_step_;  // the last complete checkpoint
+  std::optional<std::int64_t> saving_step_;      // not rank 0: the one rank 0 is writing
 };
 
 }  // namespace
 
-Replicas& mpi_replicas() {
-  static MpiReplicas replicas(Communicator::world());
+Replicas& mpi_replicas(double collective_timeout_s) {
+  static MpiReplicas replicas(Communicator::world(), collective_timeout_s);
   return replicas;
 }
 

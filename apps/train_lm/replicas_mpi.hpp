@@ -9,6 +9,9 @@ namespace train_lm {
 // without mpirun (tapegrad/dist/communicator.hpp). The first call initialises MPI and,
 // in a job of several processes, makes SIGTERM / SIGINT end this process at once, rank 0
 // printing the last checkpoint's step (mpirun sends SIGTERM to every rank when one fails).
-Replicas& mpi_replicas();
+// A collective that has not completed `collective_timeout_s` seconds after this rank
+// entered it (0: no limit) ends the job: rank 0, or the lowest rank still there, names
+// the rank and host that did not arrive and the last checkpoint.
+Replicas& mpi_replicas(double collective_timeout_s);
 
 }  // namespace train_lm

@@ -4,7 +4,7 @@
 //                           ("param.<name>"), AdamW's moments ("m.<name>", "v.<name>"),
 //                           and in __metadata__ the step, the sampler's RNG state,
 //                           the elapsed time and the run's settings
-//   DIR/model.safetensors   the latest model (SPEC section 2), for eval / sample / grad
+//   DIR/model.safetensors   the latest model (docs/contracts.md, section 2), for eval / sample / grad
 //   DIR/log.csv, loss.svg   the report (report.hpp)
 //
 // Crash safety. Each file is replaced atomically (io::write_file_atomically), state

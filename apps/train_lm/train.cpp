@@ -16,6 +16,7 @@
 #include <cmath>
 #include <memory>
 #include <ostream>
+#include <type_traits>
 
 namespace train_lm {
 
@@ -42,6 +43,7 @@ struct Plan {
   std::optional<DirectoryLock> lock;       // rank 0's, on dir, for the run's life
   std::optional<SavedState> resume_from;  // rank 0's only
   RowRange rows;                          // this rank's rows of each global batch
+  std::size_t micro_steps = 1;            // --grad-accum: rows.count / micro_steps rows per backward
 };
 
 std::size_t count_option(const std::string& name, const std::optional<std::int64_t>& given, std::size_t preset_value,
@@ -113,6 +115,13 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   plan.recipe = preset.recipe;
   plan.recipe.adamw.lr = plan.settings.lr;
   plan.rows = batch_slice(plan.settings.batch, replicas.rank(), replicas.size());
+  require_positive("--grad-accum", o.grad_accum);
+  plan.micro_steps = std::size_t(o.grad_accum);
+  if (plan.rows.count % plan.micro_steps != 0)
+    throw UsageError("--grad-accum " + std::to_string(o.grad_accum) + " must divide the " +
+                     std::to_string(plan.rows.count) + " rows each process computes per step (--batch " +
+                     std::to_string(plan.settings.batch) + " over " + std::to_string(replicas.size()) + " process" +
+                     (replicas.size() > 1 ? "es)" : ")"));
   const std::int64_t steps = plan.settings.steps;
   if (o.eval_every) require_positive("--eval-every", *o.eval_every);
   require_positive("--save-every", o.save_every);
@@ -161,6 +170,44 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
                        ", past --steps " + std::to_string(steps));
   }
   return plan;
+}
+
+// Every setting that shapes the run, as text: all ranks of a job must agree on each
+// (Replicas::require_same_settings) before step 1. --threads, --print-every and --out
+// are left out: results do not depend on them, and rank 0 alone writes.
+std::vector<Replicas::Setting> run_shape(const TrainOptions& o, const Plan& plan) {
+  const RunSettings& s = plan.settings;
+  const tapegrad::nn::Recipe& r = plan.recipe;
+  const auto& a = r.adamw;
+  auto text = [](const auto& x) {
+    if constexpr (std::is_floating_point_v<std::decay_t<decltype(x)>>)
+      return exact_text(double(x));
+    else
+      return std::to_string(x);
+  };
+  return {{"--preset", o.preset},
+          {"--layers", text(s.model.n_layer)},
+          {"--heads", text(s.model.n_head)},
+          {"--dim", text(s.model.d_model)},
+          {"--block", text(s.model.block_size)},
+          {"vocabulary size", text(s.model.vocab_size)},
+          {"the training text's fingerprint", text(s.data_fingerprint)},
+          {"--batch", text(s.batch)},
+          {"--steps", text(s.steps)},
+          {"--lr", text(s.lr)},
+          {"the recipe's betas", text(a.beta1) + ", " + text(a.beta2)},
+          {"the recipe's eps", text(a.eps)},
+          {"the recipe's weight decay", text(a.weight_decay)},
+          {"the recipe's clip norm", text(r.clip_norm)},
+          {"the recipe's warm-up steps", text(r.warmup_steps)},
+          {"the recipe's minimum lr fraction", text(r.min_lr_fraction)},
+          {"--seed", text(s.seed)},
+          {"--eval-every", text(plan.eval_every)},
+          {"--save-every", text(plan.save_every)},
+          {"--stop-after", plan.stop_after ? text(*plan.stop_after) : "none"},
+          {"--resume", o.resume ? "yes" : "no"},
+          {"--detect-anomaly", plan.detect_anomaly ? "yes" : "no"},
+          {"--grad-accum", text(plan.micro_steps)}};
 }
 
 // One training session: from a fresh model or a resumed state to --steps (or a stop).
@@ -258,18 +305,32 @@ class Session {
     const Batch batch = random_batch(plan_.corpus.train, plan_.settings.batch, plan_.settings.model.block_size,
                                      state_.sampler, plan_.rows);
     current_lr_ = plan_.recipe.lr_at(state_.step, plan_.settings.steps);
-    double loss = 0;
-    const auto result = tapegrad::nn::train_step(optimizer_, current_lr_, plan_.recipe.clip_norm, [&](tapegrad::Tape& tape) {
+    const std::size_t micro_steps = plan_.micro_steps, rows = plan_.rows.count / micro_steps;
+    double loss = 0;  // the mean of the micro-batches' global losses
+    const auto result = tapegrad::nn::train_step(
+        optimizer_, current_lr_, plan_.recipe.clip_norm, micro_steps,
+        [&](tapegrad::Tape& tape, std::size_t k) {
       tape.set_detect_anomaly(plan_.detect_anomaly);
-      const auto local = model_.loss(tape, batch.inputs, batch.targets);
-      loss = replicas_.sum(local.item()) / replicas_.size();
+      const auto local = micro_steps == 1
+                             ? model_.loss(tape, batch.inputs, batch.targets)
+                             : model_.loss(tape, micro_rows(batch.inputs, k, rows), micro_rows(batch.targets, k, rows));
+      loss += replicas_.sum(local.item()) / replicas_.size() / double(micro_steps);
       require_finite("the training loss", loss, state_.step + 1);
       return local;
-    }, context_, pool_);
+        },
+        [&](std::size_t k) { replicas_.set_accumulating(k + 1 < micro_steps); }, context_, pool_);
     replicas_.require_gradients_averaged();
     require_finite("the gradient norm", result.grad_norm, state_.step + 1);
     ++state_.step;
     return loss;
+  }
+
+  // Rows [k * rows, (k + 1) * rows) of `ids`.
+  static tapegrad::Ids micro_rows(const tapegrad::Ids& ids, std::size_t k, std::size_t rows) {
+    const std::size_t width = ids.shape()[1];
+    tapegrad::Ids part = tapegrad::Ids::from_shape({rows, width});
+    std::copy_n(ids.data() + k * rows * width, rows * width, part.data());
+    return part;
   }
 
   double evaluate(double tokens_per_s = 0, double wall = 0) {
@@ -286,7 +347,7 @@ class Session {
   }
 
   void save(double elapsed_s) {
-    if (!replicas_.is_root()) return;
+    if (!replicas_.is_root()) return replicas_.checkpoint_saved(plan_.dir.dir, state_.step);
     TrainState snapshot = state_;
     snapshot.elapsed_s = elapsed_s;
     save_checkpoint(plan_.dir, model_, optimizer_, snapshot, plan_.corpus.vocab);
@@ -352,8 +413,9 @@ class Session {
   std::ostream& out_;
   GPT<float> model_;
   AdamW<float> optimizer_;
-  tapegrad::Context context_;                                                    // --threads
-  std::shared_ptr<tapegrad::BufferPool> pool_ = std::make_shared<tapegrad::BufferPool>();  // the steps' buffers, recycled
+  tapegrad::Context context_;  // --threads
+  // The buffers the steps recycle (core/memory.hpp): the second step allocates nothing new.
+  std::shared_ptr<tapegrad::BufferPool> pool_ = std::make_shared<tapegrad::BufferPool>();
   Progress progress_;
   TrainLog log_;
   TrainState state_;
@@ -378,6 +440,7 @@ TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream&
   const std::uint64_t data = plan->settings.data_fingerprint;
   replicas.require_all_ok(replicas.root_value(data) == data ? "" : plan->settings.data_source +
                           " is not the text rank 0 read (the contents differ): every machine needs the same data file");
+  replicas.require_same_settings(run_shape(options, *plan));
   try {
     if (replicas.is_root()) take_out_dir(*plan, options.resume);
     return Session(std::move(*plan), out, progress, progress_is_terminal, replicas, options.test_failure).run();

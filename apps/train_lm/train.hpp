@@ -4,7 +4,7 @@
 // backward, clip the gradient norm to 1 (a non-finite loss, gradient norm or
 // validation loss ends the run with an error, before the weights change or a
 // checkpoint is written), AdamW with the warm-up + cosine learning
-// rate (SPEC section 4). Every --eval-every steps (and at the end) the mean loss
+// rate (docs/contracts.md, section 4). Every --eval-every steps (and at the end) the mean loss
 // of a fixed set of validation windows; every --save-every steps (and at the end)
 // a checkpoint (run_checkpoint.hpp). The run is a pure function of the options,
 // the text and the thread count, so --resume reproduces an uninterrupted run bit
@@ -58,6 +58,12 @@ struct TrainOptions {
   };
   std::optional<InjectedFailure> test_failure;
   bool detect_anomaly = false;  // check every op's output and gradient for NaN/Inf (tapegrad anomaly mode)
+  // Micro-batches per optimiser step: each process computes its rows of the global batch
+  // in this many backward passes, accumulating the gradient (same update, less memory).
+  std::int64_t grad_accum = 1;
+  // Under mpirun: a collective not complete this many seconds after a rank entered it
+  // ends the job (replicas_mpi.hpp); 0 waits forever.
+  double collective_timeout_s = 30;
 };
 
 struct TrainSummary {

@@ -16,20 +16,14 @@
 #include <tapegrad/dist/data_parallel.hpp>
 #include <tapegrad/tapegrad.hpp>
 
+#include "rank_checks.hpp"
+
 #include <cstdio>
 #include <random>
 
 using namespace tapegrad;
 
-namespace {
-int failures = 0;
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAIL (rank %d): %s\n", dist::Communicator::world().rank(), what.c_str());
-    ++failures;
-  }
-}
-}  // namespace
+using rank_checks::check;
 
 int main() {
   dist::Communicator& comm = dist::Communicator::world();
@@ -90,8 +84,5 @@ int main() {
       check(worst <= 1e-6f * scale, params[i].first + ": gradient is not the mean over the ranks");
     }
   }
-  int any = failures;
-  comm.all_reduce_max(std::span<int>(&any, 1));
-  if (comm.is_root()) std::printf("%s\n", any ? "overlap_test: FAILED" : "overlap_test: passed");
-  return any ? 1 : 0;
+  return rank_checks::finish("overlap_test");
 }

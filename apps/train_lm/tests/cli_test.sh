@@ -41,10 +41,10 @@ done
 "$bin" train --help | grep -q -- "--threads INT:1 to 256" || fail "train --help does not state the --threads maximum"
 "$bin" sample --help | grep -q -- "--tokens UINT:1 to 1000000" || fail "sample --help does not state the --tokens maximum"
 
-# The preset table, as people and programs (scripts/reference_torch.py) read it: the SPEC's
+# The preset table, as people and programs (scripts/reference_torch.py) read it: the contract's
 # four presets with their sizes, batch, steps and recipe.
 "$bin" presets | grep -q "tiny: 2 layers, 4 heads, d_model 32, block 32, batch 4, 200 steps" \
-  || fail "presets does not list tiny as the SPEC states it"
+  || fail "presets does not list tiny as docs/contracts.md states it"
 "$bin" presets --json >"$work/presets.json" || fail "presets --json exits non-zero"
 for key in '"tiny"' '"small"' '"medium"' '"long"' '"clip_norm": 1.0' '"warmup_steps": 100' '"min_lr_fraction": 0.1' \
   '"beta2": 0.99' '"weight_decay": 0.1'; do
@@ -53,7 +53,7 @@ done
 
 for i in $(seq 200); do echo "the cat sat on the mat and the dog ran to the big red sun."; done >"$work/text.txt"
 
-# The README's preset table is train_lm's, line for line (every preset, the SPEC's and
+# The README's preset table is train_lm's, line for line (every preset, the library's and
 # the project's own), and the speedrun presets train.
 readme="$(dirname "$0")/../../../README.md"
 "$bin" presets | grep "^  [a-z0-9-]*: " >"$work/presets.txt" || fail "presets lists nothing"

@@ -3,7 +3,7 @@
 //
 //   run_inputs DATA PRESET SEED STEPS OUT_DIR
 //
-// writes OUT_DIR/init.safetensors (the F32 model before step 1, SPEC names) and
+// writes OUT_DIR/init.safetensors (the F32 model before step 1, the names of docs/contracts.md) and
 // OUT_DIR/batches.safetensors (I64 `inputs` and `targets`, [STEPS, B, T]): what
 // `train_lm train --data DATA --preset PRESET --seed SEED` draws, from the same
 // random streams (train.hpp's stream_seed) and the same functions.

@@ -77,8 +77,8 @@ inline void openblas(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t
               alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
 }
 
-inline void raw_gemv(bool ta, std::size_t M, std::size_t K, float alpha, const float* A, std::size_t lda, const float* x,
-                     float beta, float* y) {
+inline void raw_gemv(bool ta, std::size_t M, std::size_t K, float alpha, const float* A, std::size_t lda,
+                     const float* x, float beta, float* y) {
   single_threaded_blas();
   cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, int(ta ? K : M), int(ta ? M : K), alpha, A, int(lda), x, 1,
               beta, y, 1);

@@ -101,7 +101,8 @@ inline thread_local std::shared_ptr<BufferPool> active_buffer_pool;
 // Makes `pool` the calling thread's active pool until the end of the scope (null: none).
 class PoolScope {
  public:
-  explicit PoolScope(std::shared_ptr<BufferPool> pool) : pool_(pool), previous_(std::exchange(active_buffer_pool, std::move(pool))) {}
+  explicit PoolScope(std::shared_ptr<BufferPool> pool)
+      : pool_(pool), previous_(std::exchange(active_buffer_pool, std::move(pool))) {}
   ~PoolScope() { active_buffer_pool = std::move(previous_); }
   // The pool this scope made active.
   const std::shared_ptr<BufferPool>& pool() const { return pool_; }

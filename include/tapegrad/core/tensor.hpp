@@ -120,7 +120,7 @@ struct TensorData final : TensorMeta {
 template <class T>
 class GradRef {
  public:
-  Shape shape() const { return d_->shape; }
+  const Shape& shape() const { return d_->shape; }
   std::size_t dim() const { return d_->shape.size(); }
   std::size_t size() const { return numel(d_->shape); }
   bool requires_grad() const { return d_->requires_grad; }
@@ -249,7 +249,8 @@ class Tensor : public GradRef<T> {
  private:
   Array<T>* checked_value() const {
     if (!value_)
-      throw StateError(this->d_ ? "Tensor: the tensor of shape " + shape_str(this->d_->shape) + " is shape-only: it has no values"
+      throw StateError(this->d_ ? "Tensor: the tensor of shape " + shape_str(this->d_->shape) +
+                                      " is shape-only: it has no values"
                                 : std::string("Tensor: an undefined tensor has no values"));
     return value_.get();
   }

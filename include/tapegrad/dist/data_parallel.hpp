@@ -30,6 +30,12 @@
 //
 // One backward per synchronize(). A job of one process reduces nothing: synchronize()
 // returns at once and no hook is installed.
+//
+// Gradient accumulation (several backward passes per optimiser step, nn::train_step with
+// micro_steps): set_accumulating(true), or a no_sync() scope, around every backward but
+// the last. Those backward passes only add into the gradients (no hook copies or reduces
+// anything, synchronize() does nothing); the last one reduces the accumulated sums, so a
+// step costs one all-reduce however many micro-batches it has.
 #pragma once
 
 #include "../core/error.hpp"
@@ -52,8 +58,8 @@ class DataParallel {
  public:
   struct Options {
     std::size_t bucket_bytes = std::size_t(1) << 20;  // a bucket closes once it holds at least this much
-    // false: no hooks; synchronize() reduces every bucket after backward with blocking
-    // MPI_Allreduce (the baseline the benchmark measures the overlap against).
+    // false: no hooks; synchronize() reduces every bucket after backward, one after the
+    // other (the baseline the benchmark measures the overlap against).
     bool overlap = true;
   };
 
@@ -88,7 +94,7 @@ class DataParallel {
   // Every gradient becomes its mean over the ranks (see the top of the file); free when
   // backward already did it.
   void synchronize() {
-    if (comm_.size() == 1) return;
+    if (comm_.size() == 1 || accumulating_) return;
     if (completed_in_backward_) {
       completed_in_backward_ = false;
       return;
@@ -102,12 +108,35 @@ class DataParallel {
     }
     const auto start = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < params_.size(); ++i) copy_in(i, params_[i].tensor.grad_accumulator("DataParallel"));
-    for (auto& b : buckets_)
-      Communicator::check(MPI_Allreduce(MPI_IN_PLACE, b.buffer.data(), Communicator::count(b.buffer.size()),
-                                        mpi_type<T>(), MPI_SUM, comm_.handle()),
-                          "MPI_Allreduce");
+    for (auto& b : buckets_) {
+      start_all_reduce(b);
+      comm_.wait(b.request, kWhat);
+    }
     write_back_mean(start);
   }
+
+  // While true, backward only accumulates: no all-reduce starts (see the top of the file).
+  void set_accumulating(bool accumulating) {
+    if (accumulating && final_count_ > 0)
+      throw StateError("DataParallel::set_accumulating: a reduction is under way; call synchronize() first");
+    accumulating_ = accumulating;
+  }
+  bool accumulating() const { return accumulating_; }
+  // set_accumulating(true) for the scope's life.
+  class NoSync {
+   public:
+    explicit NoSync(DataParallel& parallel) : parallel_(parallel) { parallel_.set_accumulating(true); }
+    NoSync(const NoSync&) = delete;
+    NoSync& operator=(const NoSync&) = delete;
+    ~NoSync() { parallel_.set_accumulating(false); }
+
+   private:
+    DataParallel& parallel_;
+  };
+  [[nodiscard]] NoSync no_sync() { return NoSync(*this); }
+
+  // All-reduces started since construction (one per bucket per reduced step).
+  std::size_t all_reduces_started() const { return all_reduces_started_; }
 
   // True between a backward that left some parameter's gradient unfinished (the loss did
   // not use it) and the synchronize() that completes the step.
@@ -176,8 +205,17 @@ class DataParallel {
   // Waits for every bucket's all-reduce and writes back the mean.
   void complete_step() {
     const auto start = std::chrono::steady_clock::now();
-    for (auto& b : buckets_) Communicator::check(MPI_Wait(&b.request, MPI_STATUS_IGNORE), "MPI_Wait");
+    for (auto& b : buckets_) comm_.wait(b.request, kWhat);
     write_back_mean(start);
+  }
+
+  static constexpr const char* kWhat = "the gradient all-reduce";  // names the wait in a Stall (communicator.hpp)
+
+  void start_all_reduce(Bucket& b) {
+    ++all_reduces_started_;
+    Communicator::check(MPI_Iallreduce(MPI_IN_PLACE, b.buffer.data(), Communicator::count(b.buffer.size()),
+                                       mpi_type<T>(), MPI_SUM, comm_.handle(), &b.request),
+                        "MPI_Iallreduce");
   }
 
   void copy_in(std::size_t i, const Array<T>& grad) {
@@ -186,6 +224,7 @@ class DataParallel {
   }
 
   void gradient_final(std::size_t i, Array<T>& grad, bool during_backward = true) {
+    if (accumulating_) return;
     Param& p = params_[i];
     if (p.final)
       throw StateError("DataParallel: the gradient of '" + p.name +
@@ -200,10 +239,7 @@ class DataParallel {
     --buckets_[p.bucket].pending;
     // Start every bucket that is complete, in index order.
     for (; next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0; ++next_launch_) {
-      Bucket& b = buckets_[next_launch_];
-      Communicator::check(MPI_Iallreduce(MPI_IN_PLACE, b.buffer.data(), Communicator::count(b.buffer.size()),
-                                         mpi_type<T>(), MPI_SUM, comm_.handle(), &b.request),
-                          "MPI_Iallreduce");
+      start_all_reduce(buckets_[next_launch_]);
       launches_.push_back({next_launch_, during_backward, final_count_});
     }
     // Open MPI progresses non-blocking collectives inside MPI calls: give the ones in
@@ -224,6 +260,8 @@ class DataParallel {
   std::vector<Bucket> buckets_;
   std::size_t next_launch_ = 0, final_count_ = 0;
   bool completed_in_backward_ = false;  // the last hook completed the step: synchronize() has nothing to do
+  bool accumulating_ = false;
+  std::size_t all_reduces_started_ = 0;
   std::vector<Launch> launches_;
   double sync_seconds_ = 0;
   std::size_t steps_ = 0;

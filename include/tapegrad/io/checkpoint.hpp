@@ -45,8 +45,7 @@ std::optional<std::string> non_finite_value(const NamedTensors<T>& tensors) {
 
 template <FloatElement T>
 void save_parameters(const std::filesystem::path& path, const NamedTensors<T>& params, const Metadata& metadata = {}) {
-  if (const auto bad = non_finite_value(params))
-    throw FormatError(path, "not written: " + *bad);
+  if (const auto bad = non_finite_value(params)) throw FormatError(path, "not written: " + *bad);
   std::vector<TensorView> views;
   views.reserve(params.size());
   for (const auto& [name, p] : params) views.emplace_back(name, p.value());

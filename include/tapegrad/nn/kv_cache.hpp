@@ -86,8 +86,8 @@ class LayerKVCache {
     parallel_blocks(n > 1 ? tape.context() : Context{}, B * H, 1, [&](std::size_t i, std::size_t) {
       const std::size_t b = i / H, kv = b * Hkv + (i % H) / group;
       std::vector<T> p(n * seen), lse(n);  // scratch: the probabilities strip, the rows' log-sum-exps
-      ops::causal_attention_rows(q.data() + i * n * dh, keys_.data() + kv * cap * dh, values_.data() + kv * cap * dh, p0,
-                                 seen, dh, c, p.data(), o.data() + i * n * dh, lse.data());
+      ops::causal_attention_rows(q.data() + i * n * dh, keys_.data() + kv * cap * dh, values_.data() + kv * cap * dh,
+                                 p0, seen, dh, c, p.data(), o.data() + i * n * dh, lse.data());
     });
     return o;
   }
@@ -115,7 +115,8 @@ class KVCache {
   std::size_t length() const {
     const std::size_t n = layers_.front().length();
     for (const auto& l : layers_)
-      if (l.length() != n) throw StateError("KV cache: its layers hold different lengths (a forward failed half-way); clear() it");
+      if (l.length() != n)
+        throw StateError("KV cache: its layers hold different lengths (a forward failed half-way); clear() it");
     return n;
   }
   const KVCacheShape& shape() const { return layers_.front().shape(); }

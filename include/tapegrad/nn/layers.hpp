@@ -17,7 +17,7 @@ namespace tapegrad::nn {
 
 using Rng = std::mt19937_64;
 
-// GPT-2's initialisation: matrices and embeddings from N(0, 0.02^2) (SPEC section 1).
+// GPT-2's initialisation: matrices and embeddings from N(0, 0.02^2) (docs/contracts.md, section 1).
 inline constexpr double kInitStddev = 0.02;
 
 // While a ShapesOnly scope lives, the modules constructed on its thread get parameters

@@ -1,5 +1,5 @@
 // tapegrad/nn/optim.hpp — optimisers, gradient clipping and the learning-rate
-// schedule used by `train` (SPEC section 4).
+// schedule used by `train` (docs/contracts.md, section 4).
 //
 //   AdamW<T>          PyTorch torch.optim.AdamW semantics (decoupled weight decay)
 //   SGD<T>            PyTorch torch.optim.SGD semantics (momentum, L2 weight decay, nesterov)
@@ -14,7 +14,7 @@
 // (embedding tables and weight matrices), never to biases or LayerNorm gains.
 //
 // A training step puts them together: nn::train_step (train_step.hpp), with the
-// SPEC's recipe in nn::Recipe.
+// contract's recipe in nn::Recipe.
 #pragma once
 
 #include "../core/error.hpp"
@@ -208,7 +208,7 @@ class Optimizer {
 };
 
 // ---------------------------------------------------------------------------
-// AdamW. Defaults are SPEC section 4's (PyTorch's own defaults differ:
+// AdamW. Defaults are docs/contracts.md section 4's (PyTorch's own defaults differ:
 // beta2 0.999, weight_decay 0.01).
 struct AdamWOptions {
   double lr = 1e-3;

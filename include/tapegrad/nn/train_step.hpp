@@ -1,4 +1,4 @@
-// tapegrad/nn/train_step.hpp — one training step, and the recipe of SPEC section 4
+// tapegrad/nn/train_step.hpp — one training step, and the recipe of docs/contracts.md section 4
 // with its constants named once: AdamW (lr 1e-3, betas (0.9, 0.99), eps 1e-8, weight
 // decay 0.1 on matrices), the global gradient norm clipped to 1, linear warm-up over
 // 100 steps, then cosine decay to lr / 10.
@@ -14,6 +14,7 @@
 //   }
 #pragma once
 
+#include "../core/error.hpp"
 #include "../core/tape.hpp"
 #include "optim.hpp"
 
@@ -26,7 +27,7 @@
 namespace tapegrad::nn {
 
 struct Recipe {
-  AdamWOptions adamw;               // lr, betas, eps, weight decay (optim.hpp: the SPEC's defaults)
+  AdamWOptions adamw;               // lr, betas, eps, weight decay (optim.hpp: the contract's defaults)
   double clip_norm = 1.0;           // max global gradient norm
   std::int64_t warmup_steps = 100;  // a run shorter than that warms up throughout
   double min_lr_fraction = 0.1;     // the cosine decays to lr * this
@@ -59,6 +60,40 @@ StepResult train_step(Optimizer<T>& opt, double lr, double clip_norm, LossFn&& l
   result.loss = double(value.item());
   if (!std::isfinite(result.loss)) return result;
   tape.backward(value);
+  result.grad_norm = double(clip_grad_norm(opt.parameters(), T(clip_norm), context));
+  if (!std::isfinite(result.grad_norm)) return result;
+  opt.step(lr, context);
+  result.updated = true;
+  return result;
+}
+
+// Gradient accumulation: one optimiser step over `micro_steps` micro-batches, for a
+// batch too large to hold at once. loss(tape, k) is micro-batch k's mean loss; each
+// backward is seeded with 1 / micro_steps, so the accumulated gradient is the mean over
+// the micro-batches, which for equal micro-batches is the gradient of the whole batch's
+// mean loss (up to rounding). before_backward(k) runs before micro-batch k's backward (a
+// data-parallel job turns its all-reduce off for all but the last: dist/DataParallel's
+// set_accumulating). Tapes, context and pool as above. result.loss is the mean of the micro-batch losses; a non-finite one
+// stops before its backward, without an update.
+template <class T, class LossFn, class BeforeBackward>
+StepResult train_step(Optimizer<T>& opt, double lr, double clip_norm, std::size_t micro_steps, LossFn&& loss,
+                      BeforeBackward&& before_backward, const Context& context = {},
+                      std::shared_ptr<BufferPool> pool = nullptr) {
+  if (micro_steps == 0) throw ConfigError("train_step: micro_steps must be at least 1, got 0");
+  StepResult result;
+  opt.zero_grad();
+  double sum = 0;
+  for (std::size_t k = 0; k < micro_steps; ++k) {
+    Tape tape(context, pool);
+    const Tensor<T> value = loss(tape, k);
+    sum += double(value.item());
+    result.loss = sum / double(micro_steps);
+    if (!std::isfinite(result.loss)) return result;
+    before_backward(k);
+    Array<T> seed = Array<T>::from_shape(value.value().shape());
+    std::fill_n(seed.data(), seed.size(), T(1) / T(micro_steps));
+    tape.backward(value, seed);
+  }
   result.grad_norm = double(clip_grad_norm(opt.parameters(), T(clip_norm), context));
   if (!std::isfinite(result.grad_norm)) return result;
   opt.step(lr, context);

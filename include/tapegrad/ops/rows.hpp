@@ -55,7 +55,8 @@ RowExp<T> row_exp(const T* x, std::size_t n, T* e = nullptr) {
     r.sum = vec::exp_shifted(x, n, r.max, e);
   } else {  // the sum only: through a small buffer
     T buffer[256];
-    for (std::size_t i = 0; i < n; i += 256) r.sum += vec::exp_shifted(x + i, std::min<std::size_t>(256, n - i), r.max, buffer);
+    for (std::size_t i = 0; i < n; i += 256)
+      r.sum += vec::exp_shifted(x + i, std::min<std::size_t>(256, n - i), r.max, buffer);
   }
   return r;
 }

@@ -25,7 +25,6 @@ namespace tapegrad::ops {
 inline const OpName kSoftmax{"softmax"};
 inline const OpName kLogSoftmax{"log_softmax", OpName::Output::may_hold_minus_inf};
 
-
 template <class T>
 Tensor<T> softmax(Tape& tape, const Tensor<T>& x) {
   const std::size_t C = last_axis(kSoftmax, x.shape()), rows = x.size() / C;

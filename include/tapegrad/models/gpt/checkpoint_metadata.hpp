@@ -1,4 +1,4 @@
-// tapegrad/models/gpt/checkpoint_metadata.hpp — a GPT checkpoint's __metadata__ (SPEC section 2):
+// tapegrad/models/gpt/checkpoint_metadata.hpp — a GPT checkpoint's __metadata__ (docs/contracts.md, section 2):
 // format "tapegrad-gpt", version "1" and the model's sizes, all strings.
 //
 //   gpt_metadata(config)                  what a checkpoint of GPT(config) carries

@@ -64,15 +64,19 @@ class GPT : public nn::Module<T> {
 
     const nn::ModuleScope scope(tape, *this);
     Tensor<T> x = ops::add(tape, ops::embedding(tape, wte, idx), ops::embedding(tape, wpe, positions));  // (B, T, d)
-    for (std::size_t i = 0; i < h.size(); ++i) x = h[i].forward(tape, x, cache ? &cache->layer(i) : nullptr);  // (B, T, d)
+    for (std::size_t i = 0; i < h.size(); ++i)
+      x = h[i].forward(tape, x, cache ? &cache->layer(i) : nullptr);                                     // (B, T, d)
     x = ln_f.forward(tape, x);                                                                           // (B, T, d)
     return ops::matmul(tape, x, wte, {.transpose_b = true});                                             // (B, T, V)
   }
 
   // A KV cache for this model: `batch` sequences, block_size positions each.
   nn::KVCache<T> make_kv_cache(std::size_t batch = 1) const {
-    return nn::KVCache<T>({.layers = config.n_layer, .batch = batch, .kv_heads = config.n_head,
-                           .capacity = config.block_size, .head_dim = config.d_model / config.n_head});
+    return nn::KVCache<T>({.layers = config.n_layer,
+                           .batch = batch,
+                           .kv_heads = config.n_head,
+                           .capacity = config.block_size,
+                           .head_dim = config.d_model / config.n_head});
   }
 
   // Mean next-token cross-entropy; targets (B, T).
