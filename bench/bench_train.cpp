@@ -3,9 +3,13 @@
 // per run. It measures; it asserts nothing. Each run is a child process, so its
 // peak RSS is its own.
 //
-// Each line also has the step's GFLOP/s and its fraction of the machine's sgemm peak,
-// measured in the same child: the best of 5 float 1024^3 GEMMs through blas::gemm with
-// the run's Context (the split every op uses). FLOPs per step are the usual model count,
+// Each line also has the step's GFLOP/s and its fraction of the machine's float FMA peak:
+// a loop of independent multiply-adds at the widest vector width the CPU has
+// (vec::fma_peak_gflops_per_core, timed by thread CPU time) times the thread count, so
+// the fraction does not depend on how good the GEMM library is. For comparison it also
+// gives a 1024^3 float GEMM's rate through blas::gemm with the run's Context, and names
+// the CPU, the ISA of tapegrad's own kernels and the GEMM backend with its kernels.
+// FLOPs per step are the usual model count,
 // 3 x forward: 6 B T (12 L d^2 + d V) for the linear maps and the head, plus
 // 12 L B T^2 d for attention's two T x T GEMMs (the full square, as PyTorch and
 // llm.c count it; the fused op computes about half of it).
@@ -38,7 +42,7 @@ namespace {
 
 constexpr std::size_t kVocab = 65;  // tinyshakespeare's character count
 
-double sgemm_peak_gflops(const Context& context) {
+double sgemm_gflops(const Context& context) {
   const std::size_t n = 1024;
   std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
   double best = 1e30;
@@ -82,14 +86,17 @@ void run(const models::Preset& preset, int threads, int steps, int warmup, bool 
   const double median = bench::median(ms);
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  const double gflops = flops_per_step(preset) / (median / 1000) / 1e9, peak = sgemm_peak_gflops(context);
+  const double gflops = flops_per_step(preset) / (median / 1000) / 1e9;
+  const double peak = vec::fma_peak_gflops_per_core() * threads, sgemm = sgemm_gflops(context);
   std::printf(
       "{\"preset\": \"%s\", \"threads\": %d, \"detect_anomaly\": %s, \"steps\": %d, \"median_ms_per_step\": %.2f, "
-      "\"min_ms_per_step\": %.2f, \"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"parameters\": %zu, \"gflops\": %.1f, "
-      "\"sgemm_peak_gflops\": %.1f, \"fraction_of_peak\": %.2f}\n",
+      "\"min_ms_per_step\": %.2f, \"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"parameters\": %zu, "
+      "\"gflops\": %.1f, \"fma_peak_gflops\": %.1f, \"fraction_of_peak\": %.2f, \"sgemm_1024_gflops\": %.1f, "
+      "\"cpu\": \"%s\", \"kernel_isa\": \"%s\", \"gemm\": \"%s\"}\n",
       preset.name, threads, detect_anomaly ? "true" : "false", steps, median, ms.front(),
-      double(preset.batch * preset.block_size) / (median / 1000), double(usage.ru_maxrss) / 1024, model.parameter_count(),
-      gflops, peak, gflops / peak);
+      double(preset.batch * preset.block_size) / (median / 1000), double(usage.ru_maxrss) / 1024,
+      model.parameter_count(), gflops, peak, gflops / peak, sgemm, cpu::model_name().c_str(),
+      vec::isa_name(vec::active_kernels().isa), blas::gemm_backend().c_str());
   std::fflush(stdout);
 }
 

@@ -1,111 +1,182 @@
 #!/usr/bin/env bash
-# Side-by-side training speed of tapegrad, PyTorch and llm.c on the presets.
-#   scripts/bench_compare.sh [BUILD_DIR] (env: ROUNDS=3 PRESETS="tiny small medium long" THREADS="1 2")
-#   TABLE_ONLY=RAW scripts/bench_compare.sh     (the tables again from an earlier run's raw lines)
+# The goal table: training speed of tapegrad (as installed: no environment variables), PyTorch
+# and llm.c on the presets, the attention at T = 8192, and the machine; regenerates the part of
+# docs/performance.md between its BEGIN/END generated markers.
+#
+#   scripts/bench_compare.sh [--quick] [--no-doc] [--build DIR] [--python PYTHON] [--llmc RUN_SH]
+#   TABLE_ONLY=RAW scripts/bench_compare.sh [--no-doc]   (the tables again from an earlier run's raw lines)
+#
+#   --python  a python3 with torch (default: python3 on PATH, if it imports torch; else no PyTorch column)
+#   --llmc    llm.c's run.sh (PRESET THREADS -> one JSON line); without it, no llm.c column
+#   --quick   one round, presets tiny and small, fewer steps, attention at T = 8192 once: proves the
+#             script works in about 2 minutes; prints the tables and leaves the doc alone
+#   --no-doc  print only
+#   env: ROUNDS (3), PRESETS ("tiny small medium long"), THREADS ("1 2"), LLMC_PRESETS ("tiny small"), OUT
+#
 # Each round runs, for every preset and thread count, tapegrad's bench_train, then
-# scripts/reference_torch.py bench (Debian's /usr/bin/python3 with python3-torch), then
-# ../shared/anchors/llmc/run.sh where it exists: a fresh process per run, the three
-# alternating so a noisy machine slows all alike. Per implementation, preset and thread
-# count it keeps the median tokens/s over the rounds; each implementation is then taken
-# at its best thread count. Prints the machine, then one Markdown table of tokens/s and
-# ratios (tapegrad / anchor). Raw JSON lines go to $OUT (default: a temporary file).
+# scripts/reference_torch.py bench, then llm.c: a fresh process per run, the three
+# alternating so a noisy machine slows all alike; then bench_attention at T = 8192. Per
+# implementation, preset and thread count it keeps the median tokens/s over the rounds; each
+# implementation is then taken at its best thread count. The full run (3 rounds, 4 presets,
+# 1 and 2 threads) takes about 12 minutes on a 2-core machine. Raw JSON lines go to $OUT
+# (default: a temporary file).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$root/build}
-rounds=${ROUNDS:-3}
-presets=${PRESETS:-tiny small medium long}
-threads=${THREADS:-1 2}
-llmc=$root/../shared/anchors/llmc/run.sh
-out=${OUT:-$(mktemp)}
-if [ -n "${TABLE_ONLY:-}" ]; then
-  out=$TABLE_ONLY rounds=
-else
-[ -x "$build/bench/bench_train" ] || { echo "bench_compare.sh: no $build/bench/bench_train (build target bench_train)" >&2; exit 2; }
-torch_ok=0; /usr/bin/python3 -c 'import torch' 2>/dev/null && torch_ok=1
-
-steps_for() { case $1 in medium|long) echo 5;; *) echo 10;; esac; }
-: > "$out"
-for round in $(seq "$rounds"); do
-  for preset in $presets; do
-    for t in $threads; do
-      n=$(steps_for "$preset")
-      "$build/bench/bench_train" --presets "$preset" --threads "$t" --steps "$n" --warmup 2 |
-        sed "s/^{/{\"impl\": \"tapegrad\", \"round\": $round, /" >> "$out"
-      if [ $torch_ok = 1 ]; then
-        /usr/bin/python3 "$root/scripts/reference_torch.py" bench --train-lm "$build/apps/train_lm" --presets "$preset" \
-          --threads "$t" --steps "$n" --warmup 2 |
-          sed "s/^{/{\"impl\": \"pytorch\", \"round\": $round, /" >> "$out"
-      fi
-      if [ -x "$llmc" ]; then
-        "$llmc" "$preset" "$t" | sed "s/^{/{\"impl\": \"llm.c\", \"round\": $round, \"preset\": \"$preset\", \"threads\": $t, /" >> "$out"
-      fi
-    done
-  done
+build=$root/build python=python3 llmc="" quick=0 doc=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=1 doc=0;;
+    --no-doc) doc=0;;
+    --build) build=$2; shift;;
+    --python) python=$2; shift;;
+    --llmc) llmc=$2; shift;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0;;
+    *) echo "bench_compare.sh: unknown option $1 (see --help)" >&2; exit 2;;
+  esac
+  shift
 done
+if [ $quick = 1 ]; then
+  rounds=${ROUNDS:-1} presets=${PRESETS:-tiny small} threads=${THREADS:-1 2} attention_runs=1
+else
+  rounds=${ROUNDS:-3} presets=${PRESETS:-tiny small medium long} threads=${THREADS:-1 2} attention_runs=3
+fi
+llmc_presets=${LLMC_PRESETS:-tiny small}
+out=${OUT:-$(mktemp)}
+machine=$out.machine
+steps_for() { if [ $quick = 1 ]; then echo 3; else case $1 in medium|long) echo 4;; *) echo 10;; esac; fi; }
 
+if [ -n "${TABLE_ONLY:-}" ]; then
+  out=$TABLE_ONLY machine=$TABLE_ONLY.machine rounds=
+else
+  [ -x "$build/bench/bench_train" ] && [ -x "$build/bench/bench_attention" ] ||
+    { echo "bench_compare.sh: no $build/bench/bench_train or bench_attention (build both)" >&2; exit 2; }
+  torch_ok=0
+  "$python" -c 'import torch' 2>/dev/null && torch_ok=1
+  [ -z "$llmc" ] || [ -x "$llmc" ] || { echo "bench_compare.sh: --llmc $llmc is not an executable" >&2; exit 2; }
+  {
+    echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')" \
+      "model $(grep -m1 '^model[[:space:]]' /proc/cpuinfo | cut -d: -f2 | tr -d ' '), $(nproc) cores;" \
+      "$(grep -o -w -E 'avx512f|avx512_bf16|avx512_fp16|amx_tile|avx2|fma' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+    echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    if [ $torch_ok = 1 ]; then
+      "$python" - <<'PY' 2>/dev/null
+import re, torch
+show = torch.__config__.show()
+blas = re.search(r"BLAS_INFO=([^,\n]*)", show)
+print(f"PyTorch {torch.__version__}: CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+      f"BLAS {blas.group(1) if blas else '?'}, oneDNN {'yes' if torch.backends.mkldnn.is_available() else 'no'}")
+PY
+    else
+      echo "PyTorch: not found ($python cannot import torch)"
+    fi
+  } > "$machine"
+  : > "$out"
+  for round in $(seq "$rounds"); do
+    for preset in $presets; do
+      for t in $threads; do
+        n=$(steps_for "$preset")
+        "$build/bench/bench_train" --presets "$preset" --threads "$t" --steps "$n" --warmup 2 |
+          sed "s/^{/{\"impl\": \"tapegrad\", \"round\": $round, /" >> "$out"
+        if [ $torch_ok = 1 ]; then
+          "$python" "$root/scripts/reference_torch.py" bench --train-lm "$build/apps/train_lm/train_lm" --presets "$preset" \
+            --threads "$t" --steps "$n" --warmup 2 2>/dev/null |
+            sed "s/^{/{\"impl\": \"pytorch\", \"round\": $round, /" >> "$out"
+        fi
+        if [ -n "$llmc" ] && [[ " $llmc_presets " == *" $preset "* ]]; then
+          "$llmc" "$preset" "$t" | sed "s/^{/{\"impl\": \"llm.c\", \"round\": $round, \"preset\": \"$preset\", \"threads\": $t, /" >> "$out"
+        fi
+      done
+    done
+    "$build/bench/bench_attention" --shapes 8k --threads 1 --runs "$attention_runs" --warmup 1 |
+      sed "s/^{/{\"impl\": \"attention\", \"round\": $round, /" >> "$out"
+  done
 fi
 
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
-  "$(grep -o -w -E 'avx512f|avx2|fma' /proc/cpuinfo | sort -u | tr '\n' ' '); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "rounds: ${rounds:-see $out} (median per cell); raw runs: $out"
-/usr/bin/python3 - "$out" <<'EOF'
+table=$(mktemp)
+{
+  echo "Generated by \`scripts/bench_compare.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC')${rounds:+, $rounds round(s)}, medians."
+  echo
+  sed 's/^/- /' "$machine"
+  echo
+  python3 - "$out" <<'PY'
 import json, statistics, sys
 from collections import defaultdict
-runs = defaultdict(list)
+runs, rss, frac, info, attention = defaultdict(list), defaultdict(list), defaultdict(list), {}, []
 for line in open(sys.argv[1]):
     line = line.strip()
     if not line.startswith("{"):
         continue
     d = json.loads(line)
+    if d["impl"] == "attention":
+        attention.append(d)
+        continue
     impl = "llm.c" if d["impl"].startswith("llm.c") else d["impl"]  # run.sh's own line names it llm.c-cpu
-    runs[(impl, d["preset"], int(d["threads"]))].append(float(d["tokens_per_s"]))
+    key = (impl, d["preset"], int(d["threads"]))
+    runs[key].append(float(d["tokens_per_s"]))
+    rss[key].append(float(d["peak_rss_mib"]))
+    if impl == "tapegrad":
+        frac[key[1:]].append(float(d["fraction_of_peak"]))
+        info = {k: d[k] for k in ("cpu", "kernel_isa", "gemm", "fma_peak_gflops") if k in d}
 impls = [i for i in ("tapegrad", "pytorch", "llm.c") if any(k[0] == i for k in runs)]
 presets = list(dict.fromkeys(k[1] for k in runs))
 threads = sorted({k[2] for k in runs})
 med = {k: statistics.median(v) for k, v in runs.items()}
-def cell(impl, preset):
-    vals = [med.get((impl, preset, t)) for t in threads]
-    return " / ".join(f"{v:,.0f}" if v else "-" for v in vals), max((v for v in vals if v), default=None)
-head = "| preset | threads | " + " | ".join(impls) + " | " + " | ".join(f"tapegrad / {i}" for i in impls[1:]) + " |"
+if info:
+    print(f"- tapegrad: kernels {info.get('kernel_isa')}; GEMM {info.get('gemm')}; "
+          f"FMA peak {info.get('fma_peak_gflops', 0) / threads[-1]:.0f} GFLOP/s per core (bench_train's own loop)")
+    print()
+def best(impl, p):
+    return max((t for t in threads if (impl, p, t) in med), key=lambda t: med[(impl, p, t)], default=None)
+goals = {("tiny", "llm.c"): 2.5, ("small", "pytorch"): 3, ("medium", "pytorch"): 2.5, ("long", "pytorch"): 8}
+head = "| preset | " + " | ".join(f"{i}, tokens/s at {' / '.join(map(str, threads))} threads" for i in impls) + \
+       " | " + " | ".join(f"tapegrad / {i} (goal)" for i in impls[1:]) + " |"
 print(head)
-print("|" + "---|" * (head.count("|") - 1))
+print("|---|" + "---:|" * (head.count("|") - 2))
 for p in presets:
-    cells = {i: cell(i, p) for i in impls}
+    cells = [" / ".join(f"{med[(i, p, t)]:,.0f}" if (i, p, t) in med else "-" for t in threads) for i in impls]
     ratios = []
     for i in impls[1:]:
-        a, b = cells["tapegrad"][1], cells[i][1]
-        ratios.append(f"{a / b:.2f}x" if a and b else "-")
-    print(f"| {p} | {' / '.join(map(str, threads))} | " + " | ".join(cells[i][0] for i in impls) + " | " + " | ".join(ratios) + " |")
+        a, b = best("tapegrad", p), best(i, p)
+        r = f"{med[('tapegrad', p, a)] / med[(i, p, b)]:.2f}x" if a and b else "-"
+        ratios.append(r + (f" ({goals[(p, i)]}x)" if (p, i) in goals else ""))
+    print(f"| {p} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
 print()
-print("Peak RSS, MiB (median over the rounds, at each implementation's best thread count):")
-print()
-print("| preset | " + " | ".join(impls) + " |")
-print("|" + "---|" * (len(impls) + 1))
-rss = defaultdict(list)
-frac = defaultdict(list)
-for line in open(sys.argv[1]):
-    if line.strip().startswith("{"):
-        d = json.loads(line)
-        impl = "llm.c" if d["impl"].startswith("llm.c") else d["impl"]
-        rss[(impl, d["preset"], int(d["threads"]))].append(float(d["peak_rss_mib"]))
-        if "fraction_of_peak" in d:
-            frac[(d["preset"], int(d["threads"]))].append(float(d["fraction_of_peak"]))
-def best_threads(impl, preset):
-    return max((t for t in threads if (impl, preset, t) in med), key=lambda t: med[(impl, preset, t)], default=None)
+print("| preset | tapegrad fraction of the FMA peak at " + " / ".join(map(str, threads)) + " threads | "
+      + (f"tapegrad scaling {threads[-1]} / {threads[0]} threads (goal 1.8x) | " if len(threads) > 1 else "")
+      + " | ".join(f"{i} peak RSS MiB" for i in impls) + " |")
+print("|---|---:|" + ("---:|" if len(threads) > 1 else "") + "---:|" * len(impls))
 for p in presets:
-    cells = []
-    for i in impls:
-        t = best_threads(i, p)
-        cells.append(f"{statistics.median(rss[(i, p, t)]):,.0f}" if t else "-")
-    print(f"| {p} | " + " | ".join(cells) + " |")
-if frac:
+    f = " / ".join(f"{statistics.median(frac[(p, t)]):.2f}" if (p, t) in frac else "-" for t in threads)
+    s = ""
+    if len(threads) > 1:
+        a, b = ("tapegrad", p, threads[-1]), ("tapegrad", p, threads[0])
+        s = (f"{med[a] / med[b]:.2f}x" if a in med and b in med else "-") + " | "
+    r = " | ".join(f"{statistics.median(rss[(i, p, best(i, p))]):,.0f}" if best(i, p) else "-" for i in impls)
+    print(f"| {p} | {f} | {s}{r} |")
+if attention:
+    ms = statistics.median(d["median_ms"] for d in attention)
+    a = attention[0]
     print()
-    print("tapegrad, fraction of the bench's measured sgemm peak at that thread count (median): " + ", ".join(
-        f"{p} " + " / ".join(f"{statistics.median(frac[(p, t)]):.2f}" for t in threads if (p, t) in frac)
-        for p in presets))
-if len(threads) > 1:
-    print()
-    print("tapegrad scaling, %d threads / 1 thread: " % threads[-1] + ", ".join(
-        f"{p} {med[('tapegrad', p, threads[-1])] / med[('tapegrad', p, threads[0])]:.2f}x" for p in presets
-        if ('tapegrad', p, threads[-1]) in med and ('tapegrad', p, threads[0]) in med))
-EOF
+    print(f"Causal attention forward + backward, T = {a['T']} (B {a['B']}, h {a['h']}, dh {a['dh']}, "
+          f"{a['threads']} thread): {ms / 1000:.2f} s (goal <= 1.0 s), saved {a['saved_bytes'] / 2**20:.1f} MiB "
+          f"(goal < 64), process peak RSS {max(d['process_peak_rss_mib'] for d in attention):.0f} MiB")
+PY
+} > "$table"
+cat "$table"
+echo "raw runs: $out (TABLE_ONLY=$out prints the tables again)" >&2
+
+if [ $doc = 1 ]; then
+  python3 - "$root/docs/performance.md" "$table" <<'PY'
+import os, sys
+doc, table = sys.argv[1], open(sys.argv[2]).read().rstrip("\n")
+begin, end = "<!-- BEGIN generated by scripts/bench_compare.sh -->", "<!-- END generated by scripts/bench_compare.sh -->"
+text = open(doc).read() if os.path.exists(doc) else f"# Performance\n\n{begin}\n{end}\n"
+if begin not in text or end not in text:
+    sys.exit(f"bench_compare.sh: {doc} lacks the {begin} / {end} markers")
+head, rest = text.split(begin, 1)
+_, tail = rest.split(end, 1)
+open(doc, "w").write(f"{head}{begin}\n{table}\n{end}{tail}")
+print(f"bench_compare.sh: {doc} updated between the generated markers", file=sys.stderr)
+PY
+fi
+rm -f "$table"

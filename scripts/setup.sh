@@ -12,8 +12,9 @@ packages=(
   libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes for clang 14 (only recommended by clang)
   libomp-dev            # OpenMP for the clang builds (g++ uses libgomp)
   libxtensor-dev        # tensor containers (0.24.3)
-  libopenblas-dev       # cblas_sgemm / cblas_dgemm
-  libxsimd-dev          # vector exp (core/vecmath.hpp)
+  libopenblas-dev       # cblas_dgemm (and cblas_sgemm with TAPEGRAD_GEMM=openblas)
+  libxsimd-dev          # vector exp, max, tanh: the tapegrad_kernels library (src/kernels/, core/vecmath.hpp)
+  libdnnl-dev           # oneDNN 2.6: the float GEMMs (core/blas.hpp), JIT kernels for the CPU it runs on
   libgomp1              # OpenMP threads (core/parallel.hpp; comes with g++)
   nlohmann-json3-dev    # safetensors headers
   libcli11-dev          # train_lm's command line

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -306,14 +307,36 @@ TEST_CASE("vecmath: xsimd exp is within 1 ulp of std::exp for normal results, be
   CHECK(worst_below < tiny);
 
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> edge{-inf, 0.f, 89.f, inf, -200.f, 1.f, -1.f, 2.f}, out(8);  // 8: one full vector on AVX2
+  // 16 values: one full vector on AVX-512, two on AVX2, four on SSE2.
+  std::vector<float> edge{-inf, 0.f, 89.f, inf, -200.f, 1.f, -1.f, 2.f, -inf, 0.f, 89.f, inf, -200.f, 3.f, -3.f, 0.5f};
+  std::vector<float> out(edge.size());
   vec::exp_shifted(edge.data(), edge.size(), 0.f, out.data());
-  CHECK(out[0] == 0.f);
-  CHECK(out[1] == 1.f);
-  CHECK(out[2] == inf);
-  CHECK(out[3] == inf);
-  CHECK(out[4] == 0.f);
-  for (std::size_t i = 5; i < 8; ++i) CHECK(ulps(out[i], std::exp(edge[i])) <= 1);
+  for (std::size_t v = 0; v < edge.size(); v += 8) {
+    CHECK(out[v + 0] == 0.f);
+    CHECK(out[v + 1] == 1.f);
+    CHECK(out[v + 2] == inf);
+    CHECK(out[v + 3] == inf);
+    CHECK(out[v + 4] == 0.f);
+    for (std::size_t i = v + 5; i < v + 8; ++i) CHECK(ulps(out[i], std::exp(edge[i])) <= 1);
+  }
+}
+
+// The kernels in use are the CPU's widest, or the narrower ones TAPEGRAD_ISA names
+// (ctest runs these tests once per path: kernels_<isa>_...).
+TEST_CASE("vecmath: the kernels in use are TAPEGRAD_ISA's when the CPU has it, else the widest the CPU has") {
+  const vec::Kernels& active = vec::active_kernels();
+  const vec::Isa widest = vec::widest_kernels().isa;
+  const char* env = std::getenv("TAPEGRAD_ISA");
+  const std::string want = env ? env : "";
+  MESSAGE("kernels in use: " << vec::isa_name(active.isa) << ", widest on this CPU: " << vec::isa_name(widest));
+  if (want.empty() || (want == "avx512" && widest != vec::Isa::avx512) || (want == "avx2" && widest == vec::Isa::sse2))
+    CHECK(active.isa == widest);
+  else
+    CHECK(std::string(vec::isa_name(active.isa)) == want);
+  CHECK(int(active.isa) <= int(widest));
+  CHECK(vec::widest_kernels().isa == (cpu::has_avx512() ? vec::Isa::avx512
+                                      : cpu::has_avx2() ? vec::Isa::avx2
+                                                        : vec::Isa::sse2));
 }
 
 TEST_CASE("vecmath: GELU's tanh through the vector exp is within 2e-7 of std::tanh") {

@@ -3,11 +3,12 @@
 
 #include <doctest/doctest.h>
 
-#include <omp.h>
-
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <set>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -73,9 +74,31 @@ TEST_CASE("threads: a Context is a checked thread count and nothing else") {
 }
 
 TEST_CASE("threads: a Context of 2 threads runs the blocks of one loop on 2 threads") {
-  std::vector<int> owner(64, -1);
-  parallel_blocks(Context{2}, owner.size(), 1, [&](std::size_t b, std::size_t) { owner[b] = omp_get_thread_num(); });
-  CHECK(std::set<int>(owner.begin(), owner.end()) == std::set<int>{0, 1});
+  std::vector<std::thread::id> owner(64);
+  parallel_blocks(Context{2}, owner.size(), 1, [&](std::size_t b, std::size_t) {
+    owner[b] = std::this_thread::get_id();
+    if (b == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the other thread takes blocks meanwhile
+  });
+  CHECK(std::set<std::thread::id>(owner.begin(), owner.end()).size() == 2);
+}
+
+// Blocks are handed out as threads come free: while one thread is held up on block 0 (as
+// a thread the OS preempts would be), the other runs every other block. With a static
+// split the held thread would own half of them and block 0 would wait for ever (here: 10 s).
+TEST_CASE("threads: a thread held up on one block does not hold up the other blocks") {
+  constexpr std::size_t kBlocks = 64;
+  std::atomic<std::size_t> done{0};
+  bool others_finished_first = false;
+  parallel_blocks(Context{2}, kBlocks, 1, [&](std::size_t b, std::size_t) {
+    if (b == 0) {
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (done.load() < kBlocks - 1 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+      others_finished_first = done.load() == kBlocks - 1;
+    } else {
+      done.fetch_add(1);
+    }
+  });
+  CHECK(others_finished_first);
 }
 
 // The small preset's shapes cut every kernel into several blocks (GEMMs of 768 rows,

@@ -249,6 +249,9 @@ class Session {
     progress_.message("train_lm: " + describe_model() + "; step " + std::to_string(state_.step) + " of " +
                       std::to_string(steps) +
                       (replicas_.size() > 1 ? "; data parallel over " + std::to_string(replicas_.size()) + " processes" : ""));
+    progress_.message("train_lm: " + tapegrad::blas::machine_summary());
+    if (const std::string slow = tapegrad::blas::generic_kernel_warning(); !slow.empty())
+      progress_.message("train_lm: warning: " + slow);
     if (state_.step == 0) evaluate();
     const auto session_start = Clock::now();
     double step_seconds = 0;

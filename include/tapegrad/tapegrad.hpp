@@ -3,11 +3,13 @@
 #pragma once
 
 #include "core/blas.hpp"
+#include "core/cpu.hpp"
 #include "core/error.hpp"
 #include "core/gradcheck.hpp"
 #include "core/memory.hpp"
 #include "core/tape.hpp"
 #include "core/tensor.hpp"
+#include "core/vecmath.hpp"
 
 #include "ops/causal_attention.hpp"
 #include "ops/causal_mask.hpp"

@@ -1,9 +1,15 @@
-// tapegrad/core/vecmath.hpp — exp over contiguous float arrays, through xsimd.
+// tapegrad/core/vecmath.hpp — exp, max and tanh over contiguous float arrays, at the widest
+// vector width the CPU has, chosen at run time.
 //
 // The hot transcendental loops (softmax rows, the attention's P, cross-entropy, GELU's
-// tanh) call these. For float they use xsimd::exp on the widest vector the build targets
-// (SSE2 in a default x86-64 build; AVX2/FMA or AVX-512 with -DTAPEGRAD_ARCH=..., see
-// CMakeLists.txt); its error against std::exp is tested ("vecmath: ..." in
+// tanh) call these. For float they run xsimd kernels compiled once per instruction set in
+// the tapegrad_kernels library (src/kernels/: SSE2, AVX2 + FMA, AVX-512), and the first
+// call picks the widest the CPU supports, so one portable build runs 16 lanes on an
+// AVX-512 CPU and 4 on an old one. TAPEGRAD_ISA=sse2|avx2|avx512 in the environment forces
+// a narrower path (a wider one than the CPU has is refused with a warning on stderr and
+// the widest supported runs). Results differ between paths only in the last bits of exp
+// and the order lanes are summed in; within a path they are the same at any thread count.
+// The error against std::exp is tested per path ("vecmath: ..." in
 // tests/test_ops_nonlinear.cpp: at most 1 ulp where the result is a normal float; results
 // below FLT_MIN, x < -87.34, are flushed to 0, and x > 88.376 gives inf, a little before
 // std::exp's 88.72; the kernels exponentiate only x - max <= 0, and 2u for tanh).
@@ -12,77 +18,78 @@
 // as std::exp does.
 #pragma once
 
-#include <xsimd/xsimd.hpp>
-
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <type_traits>
 
 namespace tapegrad::vec {
 
+enum class Isa { sse2, avx2, avx512 };
+
+// One instruction set's float kernels (src/kernels/vecmath_kernels.hpp documents them).
+struct Kernels {
+  Isa isa;
+  float (*exp_shifted)(const float* x, std::size_t n, float shift, float* y);
+  float (*max_of)(const float* x, std::size_t n);
+  void (*tanh_via_exp)(const float* u, std::size_t n, float* y);
+  double (*fma_gflops)(std::size_t rounds);  // one thread's multiply-add rate at this width
+};
+
+// The kernels in use: the widest the CPU has, or TAPEGRAD_ISA's (chosen on the first call).
+const Kernels& active_kernels();
+// The widest kernels the CPU supports, whatever TAPEGRAD_ISA says.
+const Kernels& widest_kernels();
+// "sse2", "avx2" or "avx512".
+const char* isa_name(Isa isa);
+
 // y[i] = exp(x[i] - shift), i < n (y may be x); returns the sum of the y[i] (vector lanes
 // summed, then the tail, in a fixed order).
 template <class T>
 T exp_shifted(const T* x, std::size_t n, T shift, T* y) {
-  std::size_t i = 0;
-  T sum = 0;
   if constexpr (std::is_same_v<T, float>) {
-    using batch = xsimd::batch<float>;
-    constexpr std::size_t w = batch::size;
-    batch acc(0.f);
-    const batch s(shift);
-    for (const std::size_t end = n - n % w; i < end; i += w) {
-      const batch e = xsimd::exp(batch::load_unaligned(x + i) - s);
-      e.store_unaligned(y + i);
-      acc += e;
+    return active_kernels().exp_shifted(x, n, shift, y);
+  } else {
+    T sum = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      y[i] = std::exp(x[i] - shift);
+      sum += y[i];
     }
-    sum = xsimd::hadd(acc);
+    return sum;
   }
-  for (; i < n; ++i) {
-    y[i] = std::exp(x[i] - shift);
-    sum += y[i];
-  }
-  return sum;
 }
 
 // The largest of x[0, n) (n >= 1); -inf only if every value is -inf. NaN-free input assumed.
 template <class T>
 T max_of(const T* x, std::size_t n) {
-  std::size_t i = 0;
-  T m = x[0];
   if constexpr (std::is_same_v<T, float>) {
-    using batch = xsimd::batch<float>;
-    constexpr std::size_t w = batch::size;
-    if (n >= w) {
-      batch acc = batch::load_unaligned(x);
-      for (i = w; i < n - n % w; i += w) acc = xsimd::max(acc, batch::load_unaligned(x + i));
-      alignas(64) float lanes[w];
-      acc.store_aligned(lanes);
-      m = lanes[0];
-      for (std::size_t j = 1; j < w; ++j) m = lanes[j] > m ? lanes[j] : m;
-    }
+    return active_kernels().max_of(x, n);
+  } else {
+    T m = x[0];
+    for (std::size_t i = 1; i < n; ++i) m = x[i] > m ? x[i] : m;
+    return m;
   }
-  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
-  return m;
 }
 
 // y[i] = 1 - 2 / (1 + exp(2 u[i])) = tanh(u[i]) for float (within 1e-7 of tanh; GELU's tanh),
 // std::tanh for double.
 template <class T>
 void tanh_via_exp(const T* u, std::size_t n, T* y) {
-  std::size_t i = 0;
   if constexpr (std::is_same_v<T, float>) {
-    using batch = xsimd::batch<float>;
-    constexpr std::size_t w = batch::size;
-    const batch one(1.f), two(2.f);
-    for (const std::size_t end = n - n % w; i < end; i += w) {
-      const batch e = xsimd::exp(two * batch::load_unaligned(u + i));
-      (one - two / (one + e)).store_unaligned(y + i);
-    }
-    for (; i < n; ++i) y[i] = 1.0f - 2.0f / (1.0f + std::exp(2.0f * u[i]));
+    active_kernels().tanh_via_exp(u, n, y);
   } else {
-    for (; i < n; ++i) y[i] = std::tanh(u[i]);
+    for (std::size_t i = 0; i < n; ++i) y[i] = std::tanh(u[i]);
   }
+}
+
+// The machine's float multiply-add peak per core in GFLOP/s: a loop of independent FMAs at
+// the widest width the CPU has, timed by the thread's CPU time (so other load barely moves it).
+inline double fma_peak_gflops_per_core() {
+  const Kernels& k = widest_kernels();
+  k.fma_gflops(std::size_t(1) << 20);  // warm-up: clocks up, AVX-512 units on
+  double best = 0;
+  for (int r = 0; r < 5; ++r) best = std::max(best, k.fma_gflops(std::size_t(1) << 24));
+  return best;
 }
 
 }  // namespace tapegrad::vec
