@@ -196,15 +196,14 @@ const std::vector<MalformedFile>& malformed_files() {
       {"metadata number overflowing a double", file_bytes(R"({"a":1e400})"),
        "header is not valid JSON at byte offset 10 of the header: number overflow parsing '1e400'"},
       {"extent overflowing a double",
-       file_bytes(one_tensor(R"("dtype":"F32","shape":[1e400],"data_offsets":[0,4])"), zeros(4)),
-       "number overflow"},
-      {"extent past 2^64", file_bytes(one_tensor(R"("dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4])"),
-                                      zeros(4)),
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[1e400],"data_offsets":[0,4])"), zeros(4)), "number overflow"},
+      {"extent past 2^64",
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4])"), zeros(4)),
        "tensor 'a': shape is not a list of non-negative integers"},
       // issue 8, defect 4: a zero-element tensor still has bounded rank and extents.
       {"zero-element tensor with huge extents",
-       file_bytes(one_tensor(
-           R"("dtype":"F32","shape":[0,9223372036854775808,9223372036854775808],"data_offsets":[0,0])")),
+       file_bytes(
+           one_tensor(R"("dtype":"F32","shape":[0,9223372036854775808,9223372036854775808],"data_offsets":[0,0])")),
        "tensor 'a': shape [0, 9223372036854775808, 9223372036854775808] is too large"},
       {"zero-element tensor with extents just past 2^48",
        file_bytes(one_tensor(R"("dtype":"F32","shape":[16777216,0,16777217],"data_offsets":[0,0])")),
@@ -288,7 +287,8 @@ const std::vector<MalformedFile>& malformed_files() {
       {"control character in a name", file_bytes(R"({"a\n":[0,4]})"), "tensor 'a\\x0a': entry is not an object"},
       {"100 kB tensor name", file_bytes("{\"" + std::string(100'000, 'n') + "\":[0,4]}"),
        "a tensor name is longer than 4096 bytes ('nnnnnnnn"},
-      {"4097-byte tensor name", file_bytes("{\"" + std::string(4097, 'n') + "\":{}}"), "a tensor name is longer than 4096 bytes"},
+      {"4097-byte tensor name", file_bytes("{\"" + std::string(4097, 'n') + "\":{}}"),
+       "a tensor name is longer than 4096 bytes"},
       {"4097-byte metadata key", file_bytes(R"({"__metadata__":{")" + std::string(4097, 'k') + R"(":""}})"),
        "a key is longer than 4096 bytes"},
   };
@@ -387,18 +387,21 @@ TEST_CASE("safetensors: a path that is not a readable file is rejected") {
   }
 }
 
-TEST_CASE("safetensors: a file far larger than its header describes is refused by its size, nothing read past the header") {
+TEST_CASE(
+    "safetensors: a file far larger than its header describes is refused by its size, nothing read past the header") {
   TempDir dir;
   const std::string header = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
   write_file(dir / "sparse.safetensors", file_bytes(header, zeros(4)));
   const std::uint64_t tebibyte = std::uint64_t{1} << 40;
   fs::resize_file(dir / "sparse.safetensors", tebibyte);  // sparse: no disk blocks
-  const std::int64_t growth = peak_memory_growth(
-      [&] { check_rejected(dir / "sparse.safetensors", "the buffer has " + std::to_string(tebibyte - 8 - header.size())); });
+  const std::int64_t growth = peak_memory_growth([&] {
+    check_rejected(dir / "sparse.safetensors", "the buffer has " + std::to_string(tebibyte - 8 - header.size()));
+  });
   CHECK(growth < std::int64_t(64) << 20);
 }
 
-TEST_CASE("safetensors: a file whose header describes more data than the caller's limit is refused before its data is read") {
+TEST_CASE(
+    "safetensors: a file whose header describes more data than the caller's limit is refused before its data is read") {
   TempDir dir;
   const std::string header = R"({"a":{"dtype":"F32","shape":[256],"data_offsets":[0,1024]}})";
   write_file(dir / "big.safetensors", file_bytes(header, zeros(1024)));
@@ -415,7 +418,8 @@ TEST_CASE("safetensors: a file whose header describes more data than the caller'
   CHECK(Safetensors::read(dir / "big.safetensors", {.max_bytes = 8 + header.size() + 1024}).tensor("a").numel() == 256);
 }
 
-TEST_CASE("safetensors: a JSON syntax error is one line with its offset and what was expected, not the parser's raw text") {
+TEST_CASE(
+    "safetensors: a JSON syntax error is one line with its offset and what was expected, not the parser's raw text") {
   TempDir dir;
   const struct {
     std::string header, offset, expected;
@@ -469,7 +473,8 @@ TEST_CASE("read_regular_file: bounded, and a file under /proc is read as a pseud
   CHECK(read_regular_file(dir / "empty").empty());
 }
 
-TEST_CASE("safetensors: write_file_atomically over a symbolic link replaces the link and does not take its target's mode") {
+TEST_CASE(
+    "safetensors: write_file_atomically over a symbolic link replaces the link and does not take its target's mode") {
   TempDir dir;
   write_file(dir / "target", "old");
   fs::permissions(dir / "target", fs::perms::all);  // 0777: what a link to a shared file could carry over
@@ -478,7 +483,8 @@ TEST_CASE("safetensors: write_file_atomically over a symbolic link replaces the 
   write_file_atomically(dir / "link", "new");
   ::umask(umask_before);
   CHECK(fs::is_regular_file(fs::symlink_status(dir / "link")));
-  CHECK((fs::status(dir / "link").permissions() & (fs::perms::others_write | fs::perms::group_write)) == fs::perms::none);
+  CHECK((fs::status(dir / "link").permissions() & (fs::perms::others_write | fs::perms::group_write)) ==
+        fs::perms::none);
   CHECK(read_file(dir / "target") == "old");
 }
 

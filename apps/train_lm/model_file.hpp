@@ -71,9 +71,8 @@ std::optional<std::string> unusable_weight(const tapegrad::NamedTensors<T>& para
   for (const auto& [name, p] : params)
     for (std::size_t i = 0; i < p.size(); ++i)
       if (std::abs(double(p.data()[i])) > kMaxWeightMagnitude)
-        return "tensor '" + name + "' holds " + readable_number(p.data()[i]) + " at flat index " +
-               std::to_string(i) + ", beyond the +-" + readable_number(kMaxWeightMagnitude) +
-               " a trained model's weights stay within";
+        return "tensor '" + name + "' holds " + readable_number(p.data()[i]) + " at flat index " + std::to_string(i) +
+               ", beyond the +-" + readable_number(kMaxWeightMagnitude) + " a trained model's weights stay within";
   return std::nullopt;
 }
 

@@ -30,8 +30,10 @@ void check_writable_file(const std::filesystem::path& file, const std::string& w
 
 void refuse_same_file(const std::filesystem::path& output, const std::string& output_what,
                       const std::filesystem::path& input, const std::string& input_what) {
-  struct stat out {}, in {};
-  if (::stat(output.c_str(), &out) != 0 || ::stat(input.c_str(), &in) != 0) return;  // no such output: nothing to overwrite
+  struct stat out {};
+  struct stat in {};
+  // No output yet: nothing to overwrite.
+  if (::stat(output.c_str(), &out) != 0 || ::stat(input.c_str(), &in) != 0) return;
   if (out.st_dev == in.st_dev && out.st_ino == in.st_ino)
     throw std::runtime_error(output_what + " " + output.string() + " is the same file as " + input_what + " " +
                              input.string() + ": writing it would destroy the input; choose another");

@@ -177,8 +177,8 @@ std::string checkpoint_pair_note(const CheckpointDir& dir, std::int64_t state_st
     return "note: " + dir.model().string() + " is missing: " + resuming;
   try {
     const io::Safetensors model = io::Safetensors::read(dir.model(), within_memory("a model file"));
-    const auto step = model.metadata().contains("step") ? parse_number<std::int64_t>(model.metadata().at("step"))
-                                                        : std::nullopt;
+    const auto step =
+        model.metadata().contains("step") ? parse_number<std::int64_t>(model.metadata().at("step")) : std::nullopt;
     if (step == state_step) return "";
     return "note: " + dir.model().string() + " is at step " + (step ? std::to_string(*step) : "(none)") + ", " +
            dir.state().filename().string() + " at step " + std::to_string(state_step) +

@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <set>
 
-
 namespace train_lm {
 
 namespace {
@@ -215,7 +214,8 @@ Corpus make_corpus(const Text& text, std::size_t block_size) {
     const std::size_t minimum = 10 * (window - 1) + 1;
     throw DataError(text.source + ": " + std::to_string(ids.size()) + " characters is too short for block size " +
                     std::to_string(block_size) + ": the 10% validation split needs at least " + std::to_string(window) +
-                    " characters, so the text at least " + std::to_string(minimum) + "; use more text or a smaller --block");
+                    " characters, so the text at least " + std::to_string(minimum) +
+                    "; use more text or a smaller --block");
   }
   corpus.val.assign(ids.begin() + std::ptrdiff_t(n_train), ids.end());
   ids.resize(n_train);

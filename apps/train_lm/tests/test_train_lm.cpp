@@ -620,11 +620,13 @@ TEST_CASE("train_lm: eval, sample, grad and every save refuse a model by one cri
   model.ln_f.weight.value().fill(0.0f);
   model.ln_f.bias.value().fill(1e38f);
   model.wte.value().fill(1.0f);
-  const std::string reason = "tensor 'ln_f.bias' holds 1e+38 at flat index 0, beyond the +-10000 a trained "
-                             "model's weights stay within";
+  const std::string reason =
+      "tensor 'ln_f.bias' holds 1e+38 at flat index 0, beyond the +-10000 a trained "
+      "model's weights stay within";
   // save_model refuses it; written by the library's saver (no such check), eval, sample and grad refuse it alike.
-  CHECK(error_of([&] { save_model(dir / "m.safetensors", model, {{"vocab", vocab.to_json()}}); })
-            .find(": not saved: " + reason) != std::string::npos);
+  CHECK(error_of([&] {
+          save_model(dir / "m.safetensors", model, {{"vocab", vocab.to_json()}});
+        }).find(": not saved: " + reason) != std::string::npos);
   CHECK(!fs::exists(dir / "m.safetensors"));
   io::Metadata metadata = tapegrad::models::gpt_metadata(config);
   metadata["vocab"] = vocab.to_json();
@@ -638,7 +640,8 @@ TEST_CASE("train_lm: eval, sample, grad and every save refuse a model by one cri
   batch.inputs.fill(0), batch.targets.fill(1);
   io::write_safetensors(dir / "batch.safetensors", {{"inputs", batch.inputs}, {"targets", batch.targets}});
   CHECK(error_of([&] {
-          run_grad({.checkpoint = dir / "m.safetensors", .batch = dir / "batch.safetensors", .out = dir / "g.safetensors"});
+          run_grad(
+              {.checkpoint = dir / "m.safetensors", .batch = dir / "batch.safetensors", .out = dir / "g.safetensors"});
         }) == refusal);
   CHECK(!fs::exists(dir / "g.safetensors"));
   // The same weights at 1e4 pass everywhere.
@@ -647,7 +650,8 @@ TEST_CASE("train_lm: eval, sample, grad and every save refuse a model by one cri
   CHECK(std::isfinite(run_eval({.checkpoint = dir / "m.safetensors", .data = dir / "text.txt"}).loss));
 }
 
-TEST_CASE("train_lm: save_checkpoint refuses finite weights eval would refuse (a diverged run) and keeps the previous one") {
+TEST_CASE(
+    "train_lm: save_checkpoint refuses finite weights eval would refuse (a diverged run) and keeps the previous one") {
   TempDir dir;
   const CheckpointDir checkpoint{dir.path() / "run"};
   checkpoint.prepare_for_writing();
@@ -658,8 +662,9 @@ TEST_CASE("train_lm: save_checkpoint refuses finite weights eval would refuse (a
   save_checkpoint(checkpoint, model, optimizer, state, vocab);
   const std::string model_bytes = read_file(checkpoint.model()), state_bytes = read_file(checkpoint.state());
   model.wte.value()(1, 2) = 5e28f;  // what one step at --lr 1e30 leaves
-  CHECK(error_of([&] { save_checkpoint(checkpoint, model, optimizer, state, vocab); })
-            .find("checkpoint not saved, the previous one is kept: tensor 'wte' holds 5e+28 at flat index 6") !=
+  CHECK(error_of([&] {
+          save_checkpoint(checkpoint, model, optimizer, state, vocab);
+        }).find("checkpoint not saved, the previous one is kept: tensor 'wte' holds 5e+28 at flat index 6") !=
         std::string::npos);
   CHECK(read_file(checkpoint.model()) == model_bytes);
   CHECK(read_file(checkpoint.state()) == state_bytes);
@@ -757,7 +762,9 @@ TEST_CASE("train_lm: the shortest text make_corpus accepts is the minimum its er
     for (std::size_t i = 0; i < minimum; ++i) text += char('a' + i % 7);
     CHECK(make_corpus({text, "minimum"}, block).val.size() == block + 1);
     text.pop_back();
-    CHECK(error_of([&] { make_corpus({text, "one less"}, block); }).find("is too short for block size") != std::string::npos);
+    CHECK(error_of([&] {
+            make_corpus({text, "one less"}, block);
+          }).find("is too short for block size") != std::string::npos);
   }
 }
 
@@ -777,8 +784,9 @@ TEST_CASE("train_lm: the memory estimate is compared with the address-space limi
   const GPTConfig big{.vocab_size = 65, .block_size = 256, .n_layer = 8, .n_head = 8, .d_model = 512};
   const std::string error =
       error_of([&] { require_memory({.config = big, .batch = 64, .window = 256, .training = true}, "test"); });
-  const std::string small = error_of(
-      [&] { require_memory({.config = {.vocab_size = 65, .block_size = 8, .n_layer = 1, .n_head = 1, .d_model = 8}}, "test"); });
+  const std::string small = error_of([&] {
+    require_memory({.config = {.vocab_size = 65, .block_size = 8, .n_layer = 1, .n_head = 1, .d_model = 8}}, "test");
+  });
   ::setrlimit(RLIMIT_AS, &saved);
   INFO(error);
   CHECK(error.find("need an estimated ") != std::string::npos);
@@ -814,8 +822,9 @@ TEST_CASE("train_lm: save_checkpoint writes the model before the state, so the s
   tapegrad::nn::AdamW<float> optimizer(model.named_parameters());
   TrainState state;
   state.step = 12;
-  CHECK(error_of([&] { save_checkpoint(checkpoint, model, optimizer, state, Vocabulary::from_tokens({"a", "b", "c"})); })
-            .find("state.safetensors") != std::string::npos);
+  CHECK(error_of([&] {
+          save_checkpoint(checkpoint, model, optimizer, state, Vocabulary::from_tokens({"a", "b", "c"}));
+        }).find("state.safetensors") != std::string::npos);
   REQUIRE(fs::is_regular_file(checkpoint.model()));
   CHECK(read_model_file(checkpoint.model()).file.metadata().at("step") == "12");
 }

@@ -40,8 +40,8 @@ namespace tapegrad::io {
 
 struct ReadOptions {
   std::uint64_t max_bytes = std::numeric_limits<std::uint64_t>::max();
-  bool follow_links = true;  // false: a symbolic link at the path is refused, not followed
-  bool pseudo_file = false;  // a file reporting size 0 (/proc, /sys) is read up to max_bytes
+  bool follow_links = true;     // false: a symbolic link at the path is refused, not followed
+  bool pseudo_file = false;     // a file reporting size 0 (/proc, /sys) is read up to max_bytes
   std::string what = "a file";  // in the over-the-limit error: "... over the limit of 256 MiB for a text file"
 };
 
@@ -75,8 +75,9 @@ class RegularFile {
     if (size_ == 0 && !options.pseudo_file) {
       std::byte probe{};
       if (read_some(&probe, 1) > 0)
-        fail("reports size 0 but has content (as files under /proc and /sys do), so its size cannot be checked "
-             "before it is read: copy it to a regular file");
+        fail(
+            "reports size 0 but has content (as files under /proc and /sys do), so its size cannot be checked "
+            "before it is read: copy it to a regular file");
     }
     if (size_ > options.max_bytes) over_limit(size_, options);
   }
@@ -102,7 +103,8 @@ class RegularFile {
   }
   // Exactly out.size() bytes at the current position.
   void read_exactly(std::span<std::byte> out) {
-    if (read_some(out.data(), out.size()) != out.size()) fail("cannot read: the file ended early (changed while reading?)");
+    if (read_some(out.data(), out.size()) != out.size())
+      fail("cannot read: the file ended early (changed while reading?)");
   }
 
   [[noreturn]] void fail(const std::string& reason) const { throw FormatError(path_, reason); }

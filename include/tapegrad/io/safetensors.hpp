@@ -254,8 +254,8 @@ class HeaderEvents : public nlohmann::json_sax<nlohmann::json> {
     unexpected("binary data");
   }
   bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) override {
-    fail_("header is not valid JSON at byte offset " + std::to_string(position) + " of the header: " +
-          json_error_text(e.what()));
+    fail_("header is not valid JSON at byte offset " + std::to_string(position) +
+          " of the header: " + json_error_text(e.what()));
   }
 
   // nlohmann's message without its tags, its line and column (the header is one line) and
