@@ -32,6 +32,14 @@ T metadata_number(const io::Safetensors& file, const std::string& key) {
   return *value;
 }
 
+// How a safetensors file of --out is read: within memory, and as the run's own file,
+// never through a symbolic link.
+io::ReadOptions run_file(const std::string& what) {
+  io::ReadOptions options = within_memory(what);
+  options.follow_links = false;
+  return options;
+}
+
 std::string hex(std::uint64_t x) {
   std::ostringstream s;
   s << std::hex << x;
@@ -176,7 +184,7 @@ std::string checkpoint_pair_note(const CheckpointDir& dir, std::int64_t state_st
   if (!std::filesystem::exists(std::filesystem::symlink_status(dir.model(), ec)))
     return "note: " + dir.model().string() + " is missing: " + resuming;
   try {
-    const io::Safetensors model = io::Safetensors::read(dir.model(), within_memory("a model file"));
+    const io::Safetensors model = io::Safetensors::read(dir.model(), run_file("a model file"));
     const auto step =
         model.metadata().contains("step") ? parse_number<std::int64_t>(model.metadata().at("step")) : std::nullopt;
     if (step == state_step) return "";
@@ -189,9 +197,7 @@ std::string checkpoint_pair_note(const CheckpointDir& dir, std::int64_t state_st
 }
 
 SavedState read_state_file(const CheckpointDir& dir) {
-  io::ReadOptions options = within_memory("a training state");
-  options.follow_links = false;  // the files of --out are the run's own
-  SavedState saved{io::Safetensors::read(dir.state(), options), {}};
+  SavedState saved{io::Safetensors::read(dir.state(), run_file("a training state")), {}};
   TrainState& s = saved.state;
   s.settings = RunSettings::from_metadata(saved.file);
   s.step = metadata_number<std::int64_t>(saved.file, "step");
