@@ -192,7 +192,7 @@ const std::vector<MalformedFile>& malformed_files() {
        "tensor 'a': shape is not a list of non-negative integers"},
       {"an object nested in metadata", file_bytes(R"({"__metadata__":{"k":{"k":{}}}})"),
        "__metadata__ value 'k' is not a string"},
-      // issue 8, defect 3: numbers past double's range are a FormatError, not nlohmann's out_of_range.
+      // Numbers past double's range are a FormatError, not nlohmann's out_of_range.
       {"metadata number overflowing a double", file_bytes(R"({"a":1e400})"),
        "header is not valid JSON at byte offset 10 of the header: number overflow parsing '1e400'"},
       {"extent overflowing a double",
@@ -200,7 +200,7 @@ const std::vector<MalformedFile>& malformed_files() {
       {"extent past 2^64",
        file_bytes(one_tensor(R"("dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4])"), zeros(4)),
        "tensor 'a': shape is not a list of non-negative integers"},
-      // issue 8, defect 4: a zero-element tensor still has bounded rank and extents.
+      // A zero-element tensor still has bounded rank and extents.
       {"zero-element tensor with huge extents",
        file_bytes(
            one_tensor(R"("dtype":"F32","shape":[0,9223372036854775808,9223372036854775808],"data_offsets":[0,0])")),
@@ -350,8 +350,7 @@ TEST_CASE("safetensors: the header bounds are inclusive") {
                        doctest::Contains("header lists more than 65536 tensors"), FormatError);
 }
 
-
-// issue 8, defect 9: a header was parsed into a JSON tree before its rules were checked:
+// A header was once parsed into a JSON tree before its rules were checked:
 // a 50 MB header took 1.6 GB and 9 s. Now a header near the 16 MiB limit full of what a
 // header may not hold fails at its first fault, in memory about the size of the file.
 TEST_CASE("safetensors: a large hostile header fails fast in memory near the file's size") {
@@ -584,7 +583,7 @@ TEST_CASE("checkpoint: a non-finite weight is a corrupt checkpoint and loads not
   CHECK(values_of(model) == before);
 }
 
-// issue 8, defect 1: no save writes a checkpoint holding a non-finite weight.
+// No save writes a checkpoint holding a non-finite weight.
 TEST_CASE("checkpoint: save_parameters refuses a non-finite weight and keeps the previous file") {
   TempDir dir;
   const fs::path path = dir / "model.safetensors";
@@ -637,7 +636,7 @@ void check_write_fails(const fs::path& target, const std::string& bytes, const s
   try {
     write_file_atomically(target, bytes);
     FAIL("the write succeeded");
-  } catch (const std::system_error& e) {
+  } catch (const SystemError& e) {
     const std::string message = e.what();
     INFO("message: ", message);
     CHECK(message.find(target.string()) != std::string::npos);
@@ -654,7 +653,7 @@ TEST_CASE("safetensors: write_file_atomically replaces the target and leaves no 
   CHECK(dir.entries() == std::vector<std::string>{"target"});
 }
 
-// issue 8, defect 8: the replace reset a 0600 checkpoint to 0644.
+// The replace once reset a 0600 checkpoint to 0644.
 TEST_CASE("safetensors: write_file_atomically keeps the permission bits of the file it replaces") {
   TempDir dir;
   for (const fs::perms mode : {fs::perms::owner_read | fs::perms::owner_write,
@@ -667,7 +666,7 @@ TEST_CASE("safetensors: write_file_atomically keeps the permission bits of the f
   }
 }
 
-// issue 8, defect 8: temporary files of killed writers stayed forever.
+// Temporary files of killed writers once stayed forever.
 TEST_CASE("safetensors: remove_stale_temporary_files removes what dead writers left, nothing else") {
   TempDir dir;
   write_file(dir / "model.safetensors", "kept");
@@ -717,7 +716,7 @@ TEST_CASE("checkpoint: a save that fails part-way leaves the previous checkpoint
   bigger.emplace_back("big", Tensor<float>::zeros({1 << 16}));
   {
     const FileSizeLimit limit(4096);
-    CHECK_THROWS_AS(save_parameters(path, bigger), std::system_error);
+    CHECK_THROWS_AS(save_parameters(path, bigger), SystemError);
   }
   const auto loaded = small_model<float>(0.0f);
   load_parameters(path, loaded);

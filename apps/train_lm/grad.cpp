@@ -32,7 +32,7 @@ double write_loss_and_gradients(const GPT<T>& model, const Batch& batch, const s
   std::vector<io::TensorView> tensors{{"loss", loss_value}};
   for (const auto& [name, p] : params) {
     const auto& g = p.grad();
-    if (const auto bad = io::detail::non_finite_value("grad." + name, std::span<const T>(g.data(), g.size())))
+    if (const auto bad = io::non_finite_value("grad." + name, std::span<const T>(g.data(), g.size())))
       diverged(*bad);
     tensors.emplace_back("grad." + name, g);
   }

@@ -67,7 +67,7 @@ inline constexpr double kMaxWeightMagnitude = 1e4;
 // weights are usable.
 template <class T>
 std::optional<std::string> unusable_weight(const tapegrad::NamedTensors<T>& params) {
-  if (auto bad = io::detail::non_finite_value(params)) return bad;
+  if (auto bad = io::non_finite_value(params)) return bad;
   for (const auto& [name, p] : params)
     for (std::size_t i = 0; i < p.size(); ++i)
       if (std::abs(double(p.data()[i])) > kMaxWeightMagnitude)

@@ -81,16 +81,21 @@ enum class KeepTape { no, yes };
 class Tape {
  public:
   // `context` is what the ops recorded on this tape run with (threads); backward rules
-  // keep the context of the op that recorded them. While the tape lives, the Arrays its
-  // thread allocates and frees recycle the context's buffers (memory.hpp).
-  explicit Tape(Context context = {}) : id_(next_id()), context_(context), pool_scope_(context_.pool) {
-    if (context.threads < 1) throw std::invalid_argument("Tape: threads must be >= 1, got " + std::to_string(context.threads));
-  }
+  // keep the context of the op that recorded them. `pool` (may be null) is the buffers
+  // to recycle: while the tape lives, the Arrays its thread allocates and frees come
+  // from and go back to it (memory.hpp). Whoever owns the training loop owns the pool
+  // and hands it to each step's tape, so the buffers outlive the tape.
+  explicit Tape(Context context = {}, std::shared_ptr<BufferPool> pool = nullptr)
+      : id_(next_id()), context_(context), pool_scope_(std::move(pool)) {}
+  // The nodes (and the activations they hold) are freed here, while the pool is still
+  // the active one, so they go back to it whatever the members' order.
+  ~Tape() { clear(); }
   Tape(const Tape&) = delete;
   Tape& operator=(const Tape&) = delete;
 
   bool recording() const { return recording_; }
   const Context& context() const { return context_; }
+  const std::shared_ptr<BufferPool>& pool() const { return pool_scope_.pool(); }
   bool detect_anomaly() const { return detect_anomaly_; }
   void set_detect_anomaly(bool on) { detect_anomaly_ = on; }
   // The path of the module whose forward is running ("h.2.attn"; "" outside every
@@ -167,7 +172,7 @@ class Tape {
 
  private:
   friend class NoGradGuard;
-  struct Watch {  // what anomaly mode keeps of a node to name it
+  struct AnomalyWatch {  // what anomaly mode keeps of a node to name it: its module and inputs
     std::string module_path;
     std::vector<std::shared_ptr<TensorMeta>> inputs;
   };
@@ -175,7 +180,7 @@ class Tape {
     const OpName* op;
     std::shared_ptr<TensorMeta> out;
     std::function<void()> backward;
-    std::unique_ptr<Watch> watch;  // anomaly mode only
+    std::unique_ptr<AnomalyWatch> watch;  // anomaly mode only
   };
 
   static std::uint64_t next_id() {
@@ -207,7 +212,7 @@ class Tape {
     const std::optional<std::size_t> position = kept ? std::optional(nodes_.size() - 1) : std::nullopt;
     const auto bad = find_nonfinite(out.data(), out.size(), op.minus_inf_allowed());
     if (!bad) {
-      if (kept) nodes_.back().watch.reset(new Watch{module_path_, {inputs.meta_ptr()...}});
+      if (kept) nodes_.back().watch.reset(new AnomalyWatch{module_path_, {inputs.meta_ptr()...}});
       return;
     }
     if (kept) nodes_.pop_back();
@@ -258,7 +263,7 @@ class Tape {
 
   std::uint64_t id_;
   Context context_;
-  PoolScope pool_scope_;  // ends after the nodes (declared later) are freed into the pool
+  PoolScope pool_scope_;
   std::uint64_t generation_ = 0;
   bool recording_ = true;
   bool detect_anomaly_ = false;
