@@ -10,6 +10,7 @@
 #include <limits>
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -192,7 +193,8 @@ const std::vector<MalformedFile>& malformed_files() {
       {"an object nested in metadata", file_bytes(R"({"__metadata__":{"k":{"k":{}}}})"),
        "__metadata__ value 'k' is not a string"},
       // Numbers past double's range are a FormatError, not nlohmann's out_of_range.
-      {"metadata number overflowing a double", file_bytes(R"({"a":1e400})"), "header is not valid JSON ("},
+      {"metadata number overflowing a double", file_bytes(R"({"a":1e400})"),
+       "header is not valid JSON at byte offset 10 of the header: number overflow parsing '1e400'"},
       {"extent overflowing a double",
        file_bytes(one_tensor(R"("dtype":"F32","shape":[1e400],"data_offsets":[0,4])"), zeros(4)), "number overflow"},
       {"extent past 2^64",
@@ -374,14 +376,115 @@ TEST_CASE("safetensors: a large hostile header fails fast in memory near the fil
 
 TEST_CASE("safetensors: a path that is not a readable file is rejected") {
   TempDir dir;
-  check_rejected(dir / "missing.safetensors", "cannot read: no such file");
+  check_rejected(dir / "missing.safetensors", ": no such file");
   fs::create_directory(dir / "a-directory");
-  check_rejected(dir / "a-directory", "cannot read: not a regular file");
+  check_rejected(dir / "a-directory", "not a regular file (a directory)");
   if (::geteuid() != 0) {  // root reads files whatever their mode
     write_file(dir / "unreadable", file_bytes("{}"));
     fs::permissions(dir / "unreadable", fs::perms::none);
     check_rejected(dir / "unreadable", "cannot read: the file cannot be opened");
   }
+}
+
+TEST_CASE(
+    "safetensors: a file far larger than its header describes is refused by its size, nothing read past the header") {
+  TempDir dir;
+  const std::string header = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  write_file(dir / "sparse.safetensors", file_bytes(header, zeros(4)));
+  const std::uint64_t tebibyte = std::uint64_t{1} << 40;
+  fs::resize_file(dir / "sparse.safetensors", tebibyte);  // sparse: no disk blocks
+  const std::int64_t growth = peak_memory_growth([&] {
+    check_rejected(dir / "sparse.safetensors", "the buffer has " + std::to_string(tebibyte - 8 - header.size()));
+  });
+  CHECK(growth < std::int64_t(64) << 20);
+}
+
+TEST_CASE(
+    "safetensors: a file whose header describes more data than the caller's limit is refused before its data is read") {
+  TempDir dir;
+  const std::string header = R"({"a":{"dtype":"F32","shape":[256],"data_offsets":[0,1024]}})";
+  write_file(dir / "big.safetensors", file_bytes(header, zeros(1024)));
+  const std::string error = [&] {
+    try {
+      Safetensors::read(dir / "big.safetensors", {.max_bytes = 1000, .what = "a test file"});
+    } catch (const FormatError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  }();
+  CHECK(error == (dir / "big.safetensors").string() + ": " + std::to_string(8 + header.size() + 1024) +
+                     " bytes is over the limit of 1000 bytes for a test file");
+  CHECK(Safetensors::read(dir / "big.safetensors", {.max_bytes = 8 + header.size() + 1024}).tensor("a").numel() == 256);
+}
+
+TEST_CASE(
+    "safetensors: a JSON syntax error is one line with its offset and what was expected, not the parser's raw text") {
+  TempDir dir;
+  const struct {
+    std::string header, offset, expected;
+  } cases[] = {{R"({"a":{"dtype")", "byte offset 14 ", "expected ':'"},
+               {"{\"a\x01\":1}", "byte offset 4 ", "control character U+0001"},
+               {R"({"a":tru})", "byte offset 9 ", "invalid literal"}};
+  for (const auto& c : cases) {
+    INFO(c.header);
+    write_file(dir / "bad.safetensors", file_bytes(c.header));
+    check_rejected(dir / "bad.safetensors", "header is not valid JSON at " + c.offset);
+    check_rejected(dir / "bad.safetensors", c.expected);
+    try {
+      Safetensors::read(dir / "bad.safetensors");
+    } catch (const FormatError& e) {
+      const std::string message = e.what();
+      CHECK(message.find("json.exception") == std::string::npos);
+      CHECK(message.find("last read") == std::string::npos);
+      CHECK(message.find("line 1, column") == std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("safetensors: what read opens must be a regular file of known size; a link is refused when asked") {
+  TempDir dir;
+  write_file(dir / "target.safetensors", file_bytes("{}"));
+  fs::create_symlink(dir / "target.safetensors", dir / "link.safetensors");
+  CHECK(Safetensors::read(dir / "link.safetensors").tensors().empty());
+  try {
+    Safetensors::read(dir / "link.safetensors", {.follow_links = false});
+    FAIL("a link was followed");
+  } catch (const FormatError& e) {
+    CHECK(std::string(e.what()) == (dir / "link.safetensors").string() +
+                                       ": is a symbolic link, which is not followed here: put the file itself there");
+  }
+  REQUIRE(::mkfifo((dir / "fifo").c_str(), 0600) == 0);
+  check_rejected(dir / "fifo", "not a regular file (a FIFO)");  // at once: the open does not wait for a writer
+  check_rejected("/dev/zero", "not a regular file (a character device)");
+  check_rejected("/proc/self/status", "reports size 0 but has content");
+}
+
+TEST_CASE("read_regular_file: bounded, and a file under /proc is read as a pseudo file only when asked") {
+  TempDir dir;
+  write_file(dir / "text", "0123456789");
+  CHECK(read_regular_file(dir / "text", {.max_bytes = 10}) == "0123456789");
+  CHECK_THROWS_WITH(read_regular_file(dir / "text", {.max_bytes = 9, .what = "a note"}),
+                    ((dir / "text").string() + ": 10 bytes is over the limit of 9 bytes for a note").c_str());
+  CHECK(read_regular_file("/proc/self/status", {.max_bytes = 1 << 20, .pseudo_file = true}).starts_with("Name:"));
+  CHECK_THROWS_WITH(read_regular_file("/proc/self/status", {.max_bytes = 5, .pseudo_file = true, .what = "a status"}),
+                    doctest::Contains("bytes is over the limit of 5 bytes for a status"));
+  write_file(dir / "empty", "");
+  CHECK(read_regular_file(dir / "empty").empty());
+}
+
+TEST_CASE(
+    "safetensors: write_file_atomically over a symbolic link replaces the link and does not take its target's mode") {
+  TempDir dir;
+  write_file(dir / "target", "old");
+  fs::permissions(dir / "target", fs::perms::all);  // 0777: what a link to a shared file could carry over
+  fs::create_symlink(dir / "target", dir / "link");
+  const mode_t umask_before = ::umask(022);
+  write_file_atomically(dir / "link", "new");
+  ::umask(umask_before);
+  CHECK(fs::is_regular_file(fs::symlink_status(dir / "link")));
+  CHECK((fs::status(dir / "link").permissions() & (fs::perms::others_write | fs::perms::group_write)) ==
+        fs::perms::none);
+  CHECK(read_file(dir / "target") == "old");
 }
 
 // ---- checkpoints

@@ -2,17 +2,22 @@
 #include "grad.hpp"
 
 #include "model_file.hpp"
+#include "number_text.hpp"
 #include "output_dir.hpp"
 #include "usage_error.hpp"
+
+#include <cmath>
+#include <span>
 
 namespace train_lm {
 
 namespace {
 
-// One forward and backward pass; writes `loss` and `grad.<name>` to `out`.
+// One forward and backward pass; writes `loss` and `grad.<name>` to `out`, unless the loss
+// or a gradient is NaN or infinite (a runtime_error naming `inputs`; nothing is written).
 template <class T>
 double write_loss_and_gradients(const LanguageModel<T>& model, const Batch& batch, const std::filesystem::path& out,
-                                const tapegrad::Context& context) {
+                                const tapegrad::Context& context, const std::string& inputs) {
   model.zero_grad();
   tapegrad::Tape tape(context);
   const auto loss = model.loss(tape, batch.inputs, batch.targets);
@@ -20,8 +25,17 @@ double write_loss_and_gradients(const LanguageModel<T>& model, const Batch& batc
   tapegrad::Array<T> loss_value = tapegrad::Array<T>::from_shape({});
   loss_value() = loss.item();
   const auto params = model.named_parameters();
+  const auto diverged = [&](const std::string& what) {
+    throw std::runtime_error(inputs + ": " + what + ": the model is diverged or corrupt; nothing written");
+  };
+  if (!std::isfinite(loss_value())) diverged("the loss is " + readable_number(double(loss_value())));
   std::vector<io::TensorView> tensors{{"loss", loss_value}};
-  for (const auto& [name, p] : params) tensors.emplace_back("grad." + name, p.grad());
+  for (const auto& [name, p] : params) {
+    const auto& g = p.grad();
+    if (const auto bad = io::non_finite_value("grad." + name, std::span<const T>(g.data(), g.size())))
+      diverged(*bad);
+    tensors.emplace_back("grad." + name, g);
+  }
   io::write_safetensors(out, tensors);
   return double(loss_value());
 }
@@ -29,7 +43,7 @@ double write_loss_and_gradients(const LanguageModel<T>& model, const Batch& batc
 }  // namespace
 
 Batch read_batch_file(const std::filesystem::path& path, std::size_t vocab_size, std::size_t block_size) {
-  const auto file = io::Safetensors::read(path);
+  const auto file = io::Safetensors::read(path, within_memory("a batch file"));
   Batch b{file.get_ids("inputs"), file.get_ids("targets")};
   const auto shape = tapegrad::shape_of(b.inputs);
   if (shape.size() != 2 || shape[0] == 0 || shape[1] == 0)
@@ -49,6 +63,8 @@ Batch read_batch_file(const std::filesystem::path& path, std::size_t vocab_size,
 double run_grad(const GradOptions& options) {
   const tapegrad::Context context = use_threads(options.threads);
   check_writable_file(options.out, "--out");
+  refuse_same_file(options.out, "--out", options.checkpoint, "--checkpoint");
+  refuse_same_file(options.out, "--out", options.batch, "--batch");
   const ModelFile checkpoint = read_model_file(options.checkpoint);
   const Batch batch = read_batch_file(options.batch, checkpoint.config.vocab_size, checkpoint.config.block_size);
   require_memory({.config = checkpoint.config,
@@ -57,7 +73,10 @@ double run_grad(const GradOptions& options) {
                   .training = true,
                   .scalar_bytes = io::dtype_size(checkpoint.dtype)},
                  options.checkpoint.string() + " with " + options.batch.string());
-  return with_model(checkpoint, [&](const auto& model) { return write_loss_and_gradients(model, batch, options.out, context); });
+  return with_model(checkpoint, [&](const auto& model) {
+    return write_loss_and_gradients(model, batch, options.out, context,
+                                    options.checkpoint.string() + " on " + options.batch.string());
+  });
 }
 
 }  // namespace train_lm

@@ -21,6 +21,7 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <tapegrad/core/error.hpp>
 
 #include <csignal>
 #include <signal.h>
@@ -279,7 +280,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cout.flush();
     if (::isatty(STDERR_FILENO)) std::cerr << "\r\033[K";  // over a half-drawn progress line
-    std::cerr << "train_lm " << command << ": error: " << e.what() << "\n";
+    std::cerr << "train_lm " << command << ": error: " << tapegrad::one_line(e.what(), 4000) << "\n";
     return 1;
   }
 }

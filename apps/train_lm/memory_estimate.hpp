@@ -19,6 +19,8 @@
 #include <tapegrad/models/gpt/model.hpp>
 
 #include <cstddef>
+#include <filesystem>
+#include <optional>
 #include <string>
 
 namespace train_lm {
@@ -35,12 +37,28 @@ struct MemoryNeed {
 // The machine's physical memory in bytes.
 double physical_memory_bytes();
 
+// The memory limit of this process's cgroup: memory.max (v2) or memory.limit_in_bytes
+// (v1) of the group /proc/self/cgroup names under `root`, or of `root` itself (a
+// container's view); nothing when there is no limit or none can be read.
+std::optional<double> cgroup_memory_limit(const std::filesystem::path& self_cgroup = "/proc/self/cgroup",
+                                          const std::filesystem::path& root = "/sys/fs/cgroup");
+
+// What this process may still allocate: the smallest of the physical memory, what is
+// left under RLIMIT_AS (the limit minus the virtual size now) and RLIMIT_DATA (minus
+// the data now), and the cgroup's limit; `name` says which, for messages ("of this
+// machine", "this process may still use under its address-space limit (RLIMIT_AS, ...)").
+struct MemoryLimit {
+  double bytes = 0;
+  std::string name;
+};
+MemoryLimit usable_memory();
+
 // "1.5 GiB"
 std::string readable_bytes(double bytes);
 
 // A std::runtime_error "<what>: <the values> need an estimated X of memory, more than
-// the Y of this machine" when the estimate is above the physical memory. `what` names
-// where the values come from ("--layers/--dim/...", or a model file).
+// the Y <which limit>" when the estimate is above usable_memory(). `what` names where
+// the values come from ("--layers/--dim/...", or a model file).
 void require_memory(const MemoryNeed& need, const std::string& what);
 
 }  // namespace train_lm

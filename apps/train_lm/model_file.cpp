@@ -54,7 +54,14 @@ const Vocabulary& ModelFile::require_vocab() const {
   return *vocab;
 }
 
-ModelFile read_model_file(const std::filesystem::path& path) { return read_model_file(io::Safetensors::read(path)); }
+io::ReadOptions within_memory(const std::string& what) {
+  const MemoryLimit memory = usable_memory();
+  return {.max_bytes = std::uint64_t(memory.bytes), .what = what + " (the memory " + memory.name + ")"};
+}
+
+ModelFile read_model_file(const std::filesystem::path& path) {
+  return read_model_file(io::Safetensors::read(path, within_memory("a model file")));
+}
 
 ModelFile read_model_file(io::Safetensors file) {
   ModelFile m{std::move(file), {}, Family::gpt, 0, io::DType::F32, std::nullopt};

@@ -12,12 +12,14 @@
 
 #include "language_model.hpp"
 #include "memory_estimate.hpp"
+#include "number_text.hpp"
 #include "text_data.hpp"
 
 #include <tapegrad/io/checkpoint.hpp>
 #include <tapegrad/models/gpt/checkpoint_metadata.hpp>
 #include <tapegrad/models/gpt/model.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -31,6 +33,9 @@ namespace io = tapegrad::io;
 namespace models = tapegrad::models;
 using tapegrad::models::GPT;
 using tapegrad::models::GPTConfig;
+
+// Read options bounding a file read whole by usable_memory(); `what` names the file's kind.
+io::ReadOptions within_memory(const std::string& what);
 
 // The metadata value for `key`; io::FormatError naming the file when it is absent.
 const std::string& metadata_value(const io::Safetensors& file, const std::string& key);
@@ -48,24 +53,53 @@ struct ModelFile {
   const Vocabulary& require_vocab() const;
 };
 
+// Reads at most what usable_memory() allows (io::Safetensors::read checks the size first).
 ModelFile read_model_file(const std::filesystem::path& path);
 // The same checks on a safetensors file already read (from_bytes: the fuzz target's way in).
 ModelFile read_model_file(io::Safetensors file);
 
-// `model`: a LanguageModel, a GPT or a Llama.
+// The weights of a usable model: finite, and within +-kMaxWeightMagnitude. A GPT
+// trained by this recipe holds weights of order 1 (it starts at stddev 0.02); a
+// diverged run's reach 1e28 (--lr 1e30), where a float forward overflows. One check,
+// used by every save (save_model, save_checkpoint) and every model load (eval, sample,
+// grad: build_model), so a saved model is never one they refuse. (--resume asks only
+// for finite weights: the run's own checks of the loss and gradients take it from there.)
+inline constexpr double kMaxWeightMagnitude = 1e4;
+
+// "tensor 'wte' holds 5e+28 at flat index 3, beyond +-10000: ..." or nothing when the
+// weights are usable.
+template <class T>
+std::optional<std::string> unusable_weight(const tapegrad::NamedTensors<T>& params) {
+  if (auto bad = io::non_finite_value(params)) return bad;
+  for (const auto& [name, p] : params)
+    for (std::size_t i = 0; i < p.size(); ++i)
+      if (std::abs(double(p.data()[i])) > kMaxWeightMagnitude)
+        return "tensor '" + name + "' holds " + readable_number(p.data()[i]) + " at flat index " + std::to_string(i) +
+               ", beyond the +-" + readable_number(kMaxWeightMagnitude) + " a trained model's weights stay within";
+  return std::nullopt;
+}
+
+// Writes the model (`model`: a LanguageModel, a GPT or a Llama); refuses weights
+// unusable_weight names (a runtime_error, nothing written).
 template <class M>
 void save_model(const std::filesystem::path& path, const M& model, const io::Metadata& extra = {}) {
+  const auto params = model.named_parameters();
+  if (const auto bad = unusable_weight(params))
+    throw std::runtime_error(path.string() + ": not saved: " + *bad + " (the run diverged; try a smaller --lr)");
   io::Metadata metadata = checkpoint_metadata(model);
   metadata.insert(extra.begin(), extra.end());
-  io::save_parameters(path, model.named_parameters(), metadata);
+  io::save_parameters(path, params, metadata);
 }
 
 // A model with the checkpoint's family, config and parameters (all-or-nothing: a name,
-// shape or dtype that does not match is an io::FormatError).
+// shape or dtype that does not match is an io::FormatError, and so are weights
+// unusable_weight names).
 template <class T>
 std::unique_ptr<LanguageModel<T>> build_model(const ModelFile& checkpoint) {
   auto model = std::make_unique<LanguageModel<T>>(checkpoint.family, checkpoint.config, 0, checkpoint.d_hidden);
   io::load_parameters(checkpoint.file, model->named_parameters());
+  if (const auto bad = unusable_weight(model->named_parameters()))
+    checkpoint.file.fail(*bad + ": the model is diverged or corrupt");
   return model;
 }
 

@@ -7,6 +7,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,15 +15,19 @@
 
 namespace train_lm {
 
-// Shortest text that parses back to exactly `x`.
-inline std::string exact_text(double x) {
+// Shortest text that parses back to exactly `x` (as a float for a float: 5e+28, not 4.99999993e+28).
+template <std::floating_point F>
+std::string exact_text(F x) {
   char buf[64];
   const auto r = std::to_chars(buf, buf + sizeof buf, x);
   return std::string(buf, r.ptr);
 }
 
 // A number in a message: "NaN" for every NaN (whose sign means nothing), else as above ("inf", "2.5").
-inline std::string readable_number(double x) { return std::isnan(x) ? "NaN" : exact_text(x); }
+template <std::floating_point F>
+std::string readable_number(F x) {
+  return std::isnan(x) ? "NaN" : exact_text(x);
+}
 
 // The whole of `s` as a T, or nothing.
 template <class T>

@@ -15,4 +15,10 @@ void check_writable_directory(const std::filesystem::path& dir, const std::strin
 // "<what>: <reason>" otherwise.
 void check_writable_file(const std::filesystem::path& file, const std::string& what);
 
+// std::runtime_error "<output_what> <output> is the same file as <input_what> <input>: ..."
+// when `output` exists and is `input` (the same device and inode, whatever the paths, hard
+// or symbolic links); nothing when it does not exist.
+void refuse_same_file(const std::filesystem::path& output, const std::string& output_what,
+                      const std::filesystem::path& input, const std::string& input_what);
+
 }  // namespace train_lm

@@ -4,11 +4,13 @@
 #include "number_text.hpp"
 
 #include <tapegrad/io/atomic_file.hpp>
+#include <tapegrad/io/file.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <system_error>
 #include <ostream>
 #include <sstream>
 
@@ -162,10 +164,14 @@ TrainLog TrainLog::create(const std::filesystem::path& path) {
 
 TrainLog TrainLog::resume(const std::filesystem::path& path, std::int64_t step) {
   TrainLog log(path);
-  std::ifstream in(path);
-  LogRow row;
-  for (std::string line; std::getline(in, line);)
-    if (parse_row(line, row) && row.step <= step) log.rows_.push_back(row);
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::symlink_status(path, ec))) {
+    std::istringstream in(tapegrad::io::read_regular_file(
+        path, {.max_bytes = kMaxLogBytes, .follow_links = false, .what = "a training log"}));
+    LogRow row;
+    for (std::string line; std::getline(in, line);)
+      if (parse_row(line, row) && row.step <= step) log.rows_.push_back(row);
+  }
   log.rewrite();
   return log;
 }
@@ -252,7 +258,7 @@ void Progress::update(std::int64_t step, double loss, double lr, double tokens_p
 void Progress::message(const std::string& line) {
   if (line_open_) out_ << "\r\033[K";  // the next update redraws the progress line below
   line_open_ = false;
-  out_ << line << std::endl;
+  out_ << tapegrad::one_line(line) << std::endl;  // a line may hold text from a file (a path, a data source)
 }
 
 void Progress::finish() {

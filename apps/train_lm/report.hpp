@@ -17,6 +17,9 @@
 
 namespace train_lm {
 
+// log.csv holds ~70 bytes a row: this bounds a resumed log at ~15 million rows.
+inline constexpr std::uint64_t kMaxLogBytes = std::uint64_t{1} << 30;
+
 struct LogRow {
   std::string kind;  // "train" or "val"
   std::int64_t step = 0;
@@ -32,8 +35,9 @@ class TrainLog {
   // A fresh log: the file is replaced by the header line.
   static TrainLog create(const std::filesystem::path& path);
   // The existing log cut to the rows of steps <= `step` (rows written after the
-  // checkpoint being resumed, and a torn last line, are dropped); a missing or
-  // unreadable log starts fresh.
+  // checkpoint being resumed, and a torn last line, are dropped); a missing log starts
+  // fresh. The log is read by io::read_regular_file: a symbolic link, a FIFO, a device
+  // or a file over kMaxLogBytes is an io::FormatError naming it, and nothing is written.
   static TrainLog resume(const std::filesystem::path& path, std::int64_t step);
   // Rows kept, no file written (the data-parallel ranks other than 0).
   static TrainLog unwritten() { return TrainLog({}); }

@@ -32,6 +32,14 @@ T metadata_number(const io::Safetensors& file, const std::string& key) {
   return *value;
 }
 
+// How a safetensors file of --out is read: within memory, and as the run's own file,
+// never through a symbolic link.
+io::ReadOptions run_file(const std::string& what) {
+  io::ReadOptions options = within_memory(what);
+  options.follow_links = false;
+  return options;
+}
+
 std::string hex(std::uint64_t x) {
   std::ostringstream s;
   s << std::hex << x;
@@ -45,12 +53,26 @@ bool CheckpointDir::holds_checkpoint() const {
   return std::filesystem::exists(model(), ec) || std::filesystem::exists(state(), ec);
 }
 
-void CheckpointDir::prepare_for_writing() const {
+std::vector<std::filesystem::path> CheckpointDir::prepare_for_writing() const {
   const std::string where = "--out " + dir.string() + ": ";
+  std::vector<std::filesystem::path> created;  // the directories that do not exist yet, deepest last
   std::error_code ec;
+  for (std::filesystem::path d = dir; !d.empty() && !std::filesystem::exists(d, ec); d = d.parent_path()) {
+    created.insert(created.begin(), d);
+    if (!d.has_relative_path() || d.parent_path() == d) break;
+  }
   std::filesystem::create_directories(dir, ec);
   if (ec) throw std::runtime_error(where + "cannot create the directory: " + ec.message());
   check_writable_directory(dir, "--out " + dir.string());
+  return created;
+}
+
+void CheckpointDir::remove_if_empty(const std::vector<std::filesystem::path>& created) const {
+  if (created.empty()) return;
+  remove_stale_temporary_files();
+  std::error_code ec;
+  for (auto d = created.rbegin(); d != created.rend(); ++d)
+    if (!std::filesystem::remove(*d, ec)) break;  // not empty (or already gone): it and its parents stay
 }
 
 DirectoryLock::DirectoryLock(const std::filesystem::path& dir, const std::string& what)
@@ -152,22 +174,42 @@ void save_checkpoint(const CheckpointDir& dir, const LanguageModel<float>& model
   metadata["vocab"] = vocab.to_json();
   const auto params = model.named_parameters();
   const auto moments = optimizer.state();  // copies: must outlive the views
-  // Whatever led here (an eval step or not), a checkpoint never holds a non-finite
-  // number: refuse before anything is written, so the previous checkpoint stays.
-  for (const auto* tensors : {&params, &moments})
-    if (const auto bad = io::non_finite_value(*tensors))
+  // Whatever led here (an eval step or not), a checkpoint never holds a model eval
+  // would refuse (unusable_weight) or a non-finite moment: refuse before anything is
+  // written, so the previous checkpoint stays.
+  for (const auto& bad : {unusable_weight(params), io::non_finite_value(moments)})
+    if (bad)
       throw std::runtime_error(dir.dir.string() + ": checkpoint not saved, the previous one is kept: " + *bad +
                                " at step " + std::to_string(state.step) + " (the run diverged; try a smaller --lr)");
   std::vector<io::TensorView> tensors;
   for (const auto& [name, p] : params) tensors.emplace_back(kParamPrefix + name, p.value());
   for (const auto& [name, m] : moments) tensors.emplace_back(name, m.value());
-  io::write_safetensors(dir.state(), tensors, metadata);
-
+  // Model first, then state (see run_checkpoint.hpp): the state never runs ahead of the model.
   save_model(dir.model(), model, {{"vocab", vocab.to_json()}, {"step", std::to_string(state.step)}});
+  io::write_safetensors(dir.state(), tensors, metadata);
+}
+
+std::string checkpoint_pair_note(const CheckpointDir& dir, std::int64_t state_step) {
+  const std::string resuming = "resuming from the state's step " + std::to_string(state_step) + "; " +
+                               dir.model().filename().string() + " is written again at the next save";
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::symlink_status(dir.model(), ec)))
+    return "note: " + dir.model().string() + " is missing: " + resuming;
+  try {
+    const io::Safetensors model = io::Safetensors::read(dir.model(), run_file("a model file"));
+    const auto step =
+        model.metadata().contains("step") ? parse_number<std::int64_t>(model.metadata().at("step")) : std::nullopt;
+    if (step == state_step) return "";
+    return "note: " + dir.model().string() + " is at step " + (step ? std::to_string(*step) : "(none)") + ", " +
+           dir.state().filename().string() + " at step " + std::to_string(state_step) +
+           " (a save was interrupted): " + resuming;
+  } catch (const tapegrad::Error& e) {
+    return "note: " + dir.model().string() + " cannot be read (" + e.reason() + "): " + resuming;
+  }
 }
 
 SavedState read_state_file(const CheckpointDir& dir) {
-  SavedState saved{io::Safetensors::read(dir.state()), {}};
+  SavedState saved{io::Safetensors::read(dir.state(), run_file("a training state")), {}};
   TrainState& s = saved.state;
   s.settings = RunSettings::from_metadata(saved.file);
   s.step = metadata_number<std::int64_t>(saved.file, "step");

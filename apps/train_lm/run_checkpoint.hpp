@@ -7,11 +7,14 @@
 //   DIR/model.safetensors   the latest model (docs/contracts.md, section 2), for eval / sample / grad
 //   DIR/log.csv, loss.svg   the report (report.hpp)
 //
-// Crash safety. Each file is replaced atomically (io::write_file_atomically), state
-// first, then model. Any prefix of a save therefore leaves state.safetensors
-// either the old or the new complete state, and since the state holds its own
-// weights, --resume never depends on model.safetensors being from the same step;
-// model.safetensors is always some complete model, at most one save behind.
+// Crash safety (docs/files.md). Each file is replaced atomically
+// (io::write_file_atomically), model first, then state; both record the step. Any
+// prefix of a save therefore leaves each file either the old or the new complete
+// one, and model.safetensors is never older than state.safetensors: after a crash
+// between the two, the model is one save ahead, and matches log.csv. --resume reads
+// the state (it holds its own weights, so it never depends on the model), compares
+// the two steps and notes a difference (checkpoint_pair_note); the steps from the
+// state's on are trained again, bit-identically, and the next save rewrites the pair.
 // Leftover ".<name>.tmp-*" files of a killed run are removed when the next run starts.
 // A run holds an exclusive flock on DIR for its whole life, so two runs never share
 // a directory.
@@ -54,8 +57,12 @@ struct CheckpointDir {
   // True when a model or state file is there (a fresh run must not overwrite it).
   bool holds_checkpoint() const;
   // Creates the directory if needed and checks a file can be created in it;
-  // std::runtime_error naming the directory otherwise.
-  void prepare_for_writing() const;
+  // std::runtime_error naming the directory otherwise. Returns the directories it
+  // created, outermost first.
+  std::vector<std::filesystem::path> prepare_for_writing() const;
+  // After a failed run: removes what prepare_for_writing created (given) as far as
+  // the directories are empty, so a run that wrote nothing leaves nothing behind.
+  void remove_if_empty(const std::vector<std::filesystem::path>& created) const;
   // The run's lock on the directory (which must exist).
   DirectoryLock lock() const;
   // Removes the temporary files killed runs left beside the run's files; returns how many.
@@ -92,7 +99,7 @@ struct TrainState {
   RunSettings settings;
 };
 
-// Writes state then model, each atomically (see the top of this file).
+// Writes model then state, each atomically (see the top of this file).
 void save_checkpoint(const CheckpointDir& dir, const LanguageModel<float>& model,
                      const tapegrad::nn::AdamW<float>& optimizer, const TrainState& state, const Vocabulary& vocab);
 
@@ -104,6 +111,9 @@ struct SavedState {
   TrainState state;
 };
 SavedState read_state_file(const CheckpointDir& dir);
+// "" when DIR/model.safetensors records the state's step; otherwise a note saying how
+// the pair differs (missing, unreadable, another step) and what --resume does about it.
+std::string checkpoint_pair_note(const CheckpointDir& dir, std::int64_t state_step);
 void load_training_tensors(const SavedState& saved, const LanguageModel<float>& model,
                            tapegrad::nn::AdamW<float>& optimizer);
 

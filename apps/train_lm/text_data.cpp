@@ -3,19 +3,12 @@
 #include "text_data.hpp"
 
 #include <nlohmann/json.hpp>
+#include <tapegrad/io/file.hpp>
 #include <tapegrad/io/utf8.hpp>
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <set>
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 
 namespace train_lm {
 
@@ -180,32 +173,13 @@ Vocabulary Vocabulary::from_json(const std::string& json, const std::string& sou
 }
 
 Text read_text_file(const std::filesystem::path& path) {
-  const std::string name = path.string();
-  // O_NONBLOCK: opening a FIFO does not wait for a writer; the type is checked on the open file.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) throw DataError(name + (errno == ENOENT ? ": no such file" : ": cannot open for reading: " + std::string(std::strerror(errno))));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat info {};
-  if (::fstat(fd, &info) != 0) throw DataError(name + ": cannot read: " + std::strerror(errno));
-  if (S_ISDIR(info.st_mode)) throw DataError(name + ": is a directory, not a text file");
-  if (!S_ISREG(info.st_mode)) throw DataError(name + ": not a regular file (a FIFO, device or socket): give a text file");
-  if (std::uint64_t(info.st_size) > kMaxTextBytes)
-    throw DataError(name + ": " + std::to_string(info.st_size) + " bytes is over the limit of " +
-                    std::to_string(kMaxTextBytes >> 20) + " MiB for a text file");
-  Text text{std::string(std::size_t(info.st_size), '\0'), name};
-  std::size_t done = 0;
-  while (done < text.bytes.size()) {  // a file that shrinks while read ends early; one that grows is cut at its size
-    const ::ssize_t n = ::read(fd, text.bytes.data() + done, text.bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw DataError(name + ": read error: " + std::strerror(errno));
-    if (n == 0) break;
-    done += std::size_t(n);
+  Text text{"", path.string()};
+  try {
+    text.bytes = tapegrad::io::read_regular_file(path, {.max_bytes = kMaxTextBytes, .what = "a text file"});
+  } catch (const tapegrad::FormatError& e) {
+    throw DataError(e.what());
   }
-  text.bytes.resize(done);
-  if (text.bytes.empty()) throw DataError(name + ": the file is empty");
+  if (text.bytes.empty()) throw DataError(text.source + ": the file is empty");
   return text;
 }
 
@@ -234,10 +208,15 @@ Corpus make_corpus(const Text& text, std::size_t block_size) {
   auto ids = corpus.vocab.encode_text(text.bytes, text.source);
   const std::size_t n_train = ids.size() * 9 / 10;
   const std::size_t window = block_size + 1;
-  if (n_train < window || ids.size() - n_train < window)
+  if (n_train < window || ids.size() - n_train < window) {
+    // The validation split holds n - floor(9n/10) = ceil(n/10) characters, so it reaches a
+    // window at n = 10 (window - 1) + 1; the training split, 9 times larger, does too.
+    const std::size_t minimum = 10 * (window - 1) + 1;
     throw DataError(text.source + ": " + std::to_string(ids.size()) + " characters is too short for block size " +
                     std::to_string(block_size) + ": the 10% validation split needs at least " + std::to_string(window) +
-                    " characters, so the text at least " + std::to_string(10 * window) + "; use more text or a smaller --block");
+                    " characters, so the text at least " + std::to_string(minimum) +
+                    "; use more text or a smaller --block");
+  }
   corpus.val.assign(ids.begin() + std::ptrdiff_t(n_train), ids.end());
   ids.resize(n_train);
   corpus.train = std::move(ids);

@@ -79,8 +79,9 @@ struct Text {
 // on a file of N bytes of ASCII needs about 9N bytes. Past this size a file is refused.
 inline constexpr std::uint64_t kMaxTextBytes = std::uint64_t{256} << 20;
 
-// The whole file; DataError when it is missing, not a regular file (a FIFO or
-// /dev/zero would block or never end), over kMaxTextBytes, unreadable or empty.
+// The whole file (io::read_regular_file); DataError when it is missing, not a regular
+// file (a FIFO or /dev/zero would block or never end, a /proc file has no size to
+// bound), over kMaxTextBytes, unreadable or empty.
 Text read_text_file(const std::filesystem::path& path);
 
 // Where `train` looks when no --data is given (Debian's `fortunes` package).

@@ -3,6 +3,7 @@
 
 #include "evaluate.hpp"
 #include "number_text.hpp"
+#include "output_dir.hpp"
 #include "presets.hpp"
 #include "report.hpp"
 #include "run_checkpoint.hpp"
@@ -42,6 +43,7 @@ struct Plan {
   CheckpointDir dir;
   std::optional<DirectoryLock> lock;       // rank 0's, on dir, for the run's life
   std::optional<SavedState> resume_from;  // rank 0's only
+  std::string pair_note;                  // rank 0's: how model.safetensors differs from the state, if it does
   RowRange rows;                          // this rank's rows of each global batch
   std::size_t micro_steps = 1;            // --grad-accum: rows.count / micro_steps rows per backward
 };
@@ -101,13 +103,15 @@ void refuse_a_checkpoint(const CheckpointDir& dir, bool resume) {
 // Rank 0, after every check (a run that fails them leaves no directory behind): create
 // --out, lock a new one for the run's life and judge it again (another run may have
 // started in it meanwhile), and remove the temporary files dead writers left.
-void take_out_dir(Plan& plan, bool resume) {
-  plan.dir.prepare_for_writing();
+// Returns the directories it created.
+std::vector<std::filesystem::path> take_out_dir(Plan& plan, bool resume) {
+  auto created = plan.dir.prepare_for_writing();
   if (!plan.lock) {
     plan.lock.emplace(plan.dir.lock());
     refuse_a_checkpoint(plan.dir, resume);
   }
   plan.dir.remove_stale_temporary_files();
+  return created;
 }
 
 // Every rank reads the data and checks the options; rank 0 alone checks and prepares
@@ -151,8 +155,12 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
       if (!std::filesystem::exists(plan.dir.state(), ec))
         throw UsageError("--resume: " + plan.dir.state().string() + " does not exist: nothing to resume");
       plan.resume_from = read_state_file(plan.dir);
+      plan.pair_note = checkpoint_pair_note(plan.dir, plan.resume_from->state.step);
     }
   }
+  if (!o.data.empty())
+    for (const auto& written : {plan.dir.model(), plan.dir.state(), plan.dir.log(), plan.dir.loss_svg()})
+      refuse_same_file(written, "--out's " + written.filename().string(), o.data, "--data");
 
   const Text text = o.data.empty() ? read_default_corpus() : read_text_file(o.data);
   plan.corpus = make_corpus(text, plan.settings.model.block_size);
@@ -380,6 +388,7 @@ class Session {
 
   void describe_resume(const RunSettings& saved) {
     progress_.message("train_lm: resuming " + plan_.dir.dir.string() + " at step " + std::to_string(state_.step));
+    if (!plan_.pair_note.empty()) progress_.message(plan_.pair_note);
     if (saved.steps != plan_.settings.steps)
       progress_.message("note: --steps " + std::to_string(plan_.settings.steps) + " differs from the original " +
                         std::to_string(saved.steps) + ": the learning-rate schedule changes from here on" +
@@ -445,10 +454,13 @@ TrainSummary train(const TrainOptions& options, std::ostream& out, std::ostream&
   replicas.require_all_ok(replicas.root_value(data) == data ? "" : plan->settings.data_source +
                           " is not the text rank 0 read (the contents differ): every machine needs the same data file");
   replicas.require_same_settings(run_shape(options, *plan));
+  std::vector<std::filesystem::path> created;  // by this run: removed again if it fails before writing anything
+  const CheckpointDir dir = plan->dir;
   try {
-    if (replicas.is_root()) take_out_dir(*plan, options.resume);
+    if (replicas.is_root()) created = take_out_dir(*plan, options.resume);
     return Session(std::move(*plan), out, progress, progress_is_terminal, replicas, options.test_failure).run();
   } catch (const std::exception& e) {
+    dir.remove_if_empty(created);  // the Session, and with it the lock, is gone
     if (replicas.size() > 1) replicas.fail(e.what());
     throw;
   }

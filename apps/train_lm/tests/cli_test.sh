@@ -260,6 +260,120 @@ done
 tail -n 1 "$work/err" | grep -qE "^train_lm train: error: anomaly: [a-z_]+ \(tape position [0-9]+, (module [a-z_.0-9]+|outside any module)\) produced (NaN|Inf|-Inf) at \[" ||
   fail "the anomaly error is not the last line, or lacks op, position, module or index: $(cat "$work/err")"
 
+# ---- files train_lm reads and writes, and what it prints from them
+
+# log.csv is read on --resume as a regular file only: a FIFO there blocked forever while
+# holding the lock, a link to /dev/zero was read without a bound.
+for kind in fifo zero; do
+  rm -rf "$work/logged" && cp -r "$work/run" "$work/logged" && rm "$work/logged/log.csv"
+  if [ $kind = fifo ]; then mkfifo "$work/logged/log.csv"; part="log.csv: not a regular file (a FIFO)"
+  else ln -s /dev/zero "$work/logged/log.csv"; part="log.csv: is a symbolic link, which is not followed here"; fi
+  cp "$work/logged/state.safetensors" "$work/state_before"
+  expect_error "--resume with log.csv a $kind" "$part" \
+    timeout -k 5 20 "$bin" train --data "$work/text.txt" --preset tiny --steps 32 --no-sample --out "$work/logged" --resume
+  cmp -s "$work/logged/state.safetensors" "$work/state_before" || fail "--resume with log.csv a $kind wrote the state"
+done
+# A file under /proc reports size 0 but has content: it is not called empty.
+expect_error "--data a /proc file" "/proc/self/status: reports size 0 but has content" \
+  "$bin" train --data /proc/self/status --preset tiny --out "$work/x"
+grep -q "empty" "$work/err" && fail "a /proc file is called empty: $(cat "$work/err")"
+
+# The text just long enough for tiny's block 32 (the minimum the error states) trains.
+head -c 10 "$work/text.txt" >"$work/short.txt"
+expect_error "text too short" "so the text at least" "$bin" train --data "$work/short.txt" --preset tiny --out "$work/x"
+minimum=$(grep -o "so the text at least [0-9]*" "$work/err" | grep -o "[0-9]*$")
+head -c "$minimum" "$work/text.txt" >"$work/minimum.txt"
+"$bin" train --data "$work/minimum.txt" --preset tiny --steps 1 --no-sample --out "$work/minimum" >/dev/null 2>"$work/err" \
+  || fail "a text of the stated minimum ($minimum characters) does not train: $(cat "$work/err")"
+
+# forged_model VALUE: a copy of the run's model whose wte and ln_f.weight are all VALUE
+# (printf escapes of a little-endian float).
+forged_model() {
+  cp "$work/run/model.safetensors" "$work/forged.safetensors"
+  set_tensor "$work/forged.safetensors" wte "$1"
+  set_tensor "$work/forged.safetensors" ln_f.weight "$1"
+}
+# A model whose finite weights are 1e30 (as one step at --lr 1e30 leaves them) is refused by
+# eval, sample and grad alike, and grad writes nothing (it wrote a NaN loss and exited 0).
+forged_model '\xca\xf2\x49\x71'
+# A batch of one row of 4 zero ids (I64), inputs and targets.
+perl -e '
+  my $h = q({"inputs":{"dtype":"I64","shape":[1,4],"data_offsets":[0,32]},"targets":{"dtype":"I64","shape":[1,4],"data_offsets":[32,64]}});
+  $h .= " " x ((8 - length($h) % 8) % 8); print pack("Q<", length($h)), $h, "\0" x 64;' >"$work/batch.safetensors"
+"$bin" grad --checkpoint "$work/run/model.safetensors" --batch "$work/batch.safetensors" --out "$work/g.safetensors" \
+  >/dev/null 2>"$work/err" || fail "grad on the run's model: $(cat "$work/err")"
+for sub in eval sample grad; do
+  case $sub in
+    eval) args=(--data "$work/text.txt") ;;
+    sample) args=(--tokens 5) ;;
+    grad) args=(--batch "$work/batch.safetensors" --out "$work/g_diverged.safetensors") ;;
+  esac
+  expect_error "$sub on a diverged model" "forged.safetensors: tensor 'wte' holds 1e+30 at flat index 0" \
+    "$bin" $sub --checkpoint "$work/forged.safetensors" "${args[@]}"
+  grep -q "the model is diverged or corrupt" "$work/err" || fail "$sub on a diverged model: $(cat "$work/err")"
+done
+[ -e "$work/g_diverged.safetensors" ] && fail "grad on a diverged model wrote its output"
+# And a save refuses what they refuse: one step at --lr 1e30 saves nothing.
+"$bin" train --data "$work/text.txt" --preset tiny --steps 2 --stop-after 1 --lr 1e30 --no-sample --out "$work/diverged" \
+  >/dev/null 2>"$work/err" && fail "a save after one step at --lr 1e30: exit status 0"
+tail -n 1 "$work/err" | grep -q "error: .*diverged: checkpoint not saved, the previous one is kept: tensor '.*' holds .*e+2[0-9]" \
+  || fail "a save after one step at --lr 1e30: $(cat "$work/err")"
+[ -e "$work/diverged/model.safetensors" ] && fail "a diverged model was saved"
+
+# An output that is an input (same file through any path or link) is refused; the input stays.
+cp "$work/run/model.safetensors" "$work/model_copy.safetensors"
+ln -sfn "$work" "$work/link_to_work"
+ln -f "$work/model_copy.safetensors" "$work/hard_link.safetensors"
+for out in "$work/model_copy.safetensors" "$work/link_to_work/model_copy.safetensors" "$work/hard_link.safetensors"; do
+  expect_error "grad --out $out" "is the same file as --checkpoint" \
+    "$bin" grad --checkpoint "$work/model_copy.safetensors" --batch "$work/batch.safetensors" --out "$out"
+  cmp -s "$work/model_copy.safetensors" "$work/run/model.safetensors" || fail "grad --out $out changed the checkpoint"
+done
+expect_error "grad --out the batch" "is the same file as --batch" \
+  "$bin" grad --checkpoint "$work/run/model.safetensors" --batch "$work/batch.safetensors" --out "$work/batch.safetensors"
+mkdir -p "$work/logdata" && cp "$work/text.txt" "$work/logdata/log.csv"
+expect_error "train --data --out's log.csv" "--out's log.csv $work/logdata/log.csv is the same file as --data" \
+  "$bin" train --data "$work/logdata/log.csv" --preset tiny --steps 2 --no-sample --out "$work/logdata"
+cmp -s "$work/logdata/log.csv" "$work/text.txt" || fail "train --data --out's log.csv changed the text"
+
+# Text from a state file is escaped before it reaches the terminal: a forged data_source with
+# a newline and an ANSI colour code stays on the one error line, without the escape byte.
+rm -rf "$work/forged_run" && cp -r "$work/run" "$work/forged_run"
+perl -e '
+  open(my $f, "<:raw", $ARGV[0]) or die; local $/; my $bytes = <$f>; close $f;
+  my $n = unpack("Q<", substr($bytes, 0, 8)); my $header = substr($bytes, 8, $n); my $data = substr($bytes, 8 + $n);
+  $header =~ s/"data_source":"[^"]*"/"data_source":"x\\n\\u001b[32mdone, all good\\u001b[0m"/ or die "no data_source";
+  $header =~ s/ +$//; $header .= " " x ((8 - length($header) % 8) % 8);
+  open($f, ">:raw", $ARGV[0]) or die; print $f pack("Q<", length($header)), $header, $data; close $f;
+' "$work/forged_run/state.safetensors"
+expect_error "--resume with a forged data_source" 'x\x0a\x1b[32mdone, all good' \
+  "$bin" train --data "$work/minimum.txt" --preset tiny --out "$work/forged_run" --resume
+grep -q $'\x1b' "$work/err" && fail "an escape byte from a state file reached the terminal"
+
+# After a crash between the two renames of a save, model.safetensors is one save ahead of
+# state.safetensors; --resume says so, resumes from the state and ends with the same model.
+"$bin" train --data "$work/text.txt" --preset tiny --steps 30 --eval-every 10 --print-every 10 --stop-after 20 \
+  --no-sample --out "$work/pair" >/dev/null 2>&1 || fail "the run stopped at step 20 failed"
+cp "$work/run/model.safetensors" "$work/pair/model.safetensors"  # the step-30 model
+"$bin" train --data "$work/text.txt" --preset tiny --steps 30 --eval-every 10 --print-every 10 --no-sample \
+  --out "$work/pair" --resume >/dev/null 2>"$work/err" || fail "--resume of a pair one save apart: $(cat "$work/err")"
+grep -qF "model.safetensors is at step 30, state.safetensors at step 20 (a save was interrupted): resuming from the state's step 20" \
+  "$work/err" || fail "--resume does not say that the model and the state differ: $(cat "$work/err")"
+cmp -s "$work/pair/model.safetensors" "$work/run/model.safetensors" || fail "the pair resumed does not end with the same model"
+
+# A fresh run on a full disk leaves no --out directory behind (needs root to mount a tmpfs).
+mnt="$work/full_disk"
+mkdir -p "$mnt"
+if mount -t tmpfs -o size=64k tmpfs "$mnt" 2>/dev/null; then
+  dd if=/dev/zero of="$mnt/filler" bs=4k status=none 2>/dev/null
+  expect_error "a fresh run on a full disk" "out/a/b" \
+    "$bin" train --data "$work/text.txt" --preset tiny --steps 2 --no-sample --out "$mnt/out/a/b"
+  [ -e "$mnt/out" ] && fail "a fresh run on a full disk left its --out directory: $(ls -R "$mnt/out")"
+  umount "$mnt"
+else
+  echo "cli_test: note: the full-disk case did not run (mounting a tmpfs needs root)" >&2
+fi
+
 if [ "$failures" -ne 0 ]; then
   echo "cli_test: $failures failure(s)" >&2
   exit 1

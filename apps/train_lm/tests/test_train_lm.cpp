@@ -14,6 +14,7 @@
 #include "test_files.hpp"
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <cfloat>
 #include <cmath>
@@ -402,7 +403,7 @@ TEST_CASE("train_lm: a state file with bad values is refused on resume and nothi
 }
 
 // A save not on an eval step once wrote whatever the weights held.
-TEST_CASE("train_lm: save_checkpoint refuses non-finite weights or moments and keeps the previous checkpoint") {
+TEST_CASE("train_lm: save_checkpoint refuses what eval would refuse or a non-finite moment, keeping the last save") {
   TempDir dir;
   const CheckpointDir checkpoint{dir.path() / "run"};
   checkpoint.prepare_for_writing();
@@ -426,6 +427,14 @@ TEST_CASE("train_lm: save_checkpoint refuses non-finite weights or moments and k
   std::size_t files = 0;
   for ([[maybe_unused]] const auto& entry : fs::directory_iterator(checkpoint.dir)) ++files;
   CHECK(files == 2);  // no temporary file either
+
+  // Finite weights eval would refuse (one step at --lr 1e30 leaves about 5e28) are refused alike.
+  model.named_parameters()[3].second.data()[1] = 5e28f;
+  const std::string diverged = "checkpoint not saved, the previous one is kept: tensor '" +
+                               model.named_parameters()[3].first + "' holds 5e+28 at flat index 1, beyond the +-10000";
+  CHECK_THROWS_WITH(save_checkpoint(checkpoint, model, optimizer, state, vocab), doctest::Contains(diverged.c_str()));
+  CHECK(read_file(checkpoint.model()) == model_bytes);
+  CHECK(read_file(checkpoint.state()) == state_bytes);
 }
 
 // The text was once one std::string per character (30 MiB peaked at 1.27 GiB).
@@ -656,7 +665,7 @@ TEST_CASE("train_lm: a non-finite gradient norm or validation loss stops the run
   }
 }
 
-TEST_CASE("train_lm: eval and sample refuse a model whose finite weights give a non-finite loss") {
+TEST_CASE("train_lm: eval, sample, grad and every save refuse a model by one criterion: finite weights within +-1e4") {
   TempDir dir;
   write_file(dir / "text.txt", small_text());
   const Vocabulary vocab = Vocabulary::of(split_utf8(small_text(), "text"));
@@ -666,12 +675,34 @@ TEST_CASE("train_lm: eval and sample refuse a model whose finite weights give a 
   model.ln_f.weight.value().fill(0.0f);
   model.ln_f.bias.value().fill(1e38f);
   model.wte.value().fill(1.0f);
-  save_model(dir / "m.safetensors", model, {{"vocab", vocab.to_json()}});
-  CHECK(error_of([&] { run_eval({.checkpoint = dir / "m.safetensors", .data = dir / "text.txt"}); })
-            .find("m.safetensors: the loss on " + (dir / "text.txt").string() + " is NaN") != std::string::npos);
+  const std::string reason =
+      "tensor 'ln_f.bias' holds 1e+38 at flat index 0, beyond the +-10000 a trained "
+      "model's weights stay within";
+  // save_model refuses it; written by the library's saver (no such check), eval, sample and grad refuse it alike.
+  CHECK(error_of([&] {
+          save_model(dir / "m.safetensors", model, {{"vocab", vocab.to_json()}});
+        }).find(": not saved: " + reason) != std::string::npos);
+  CHECK(!fs::exists(dir / "m.safetensors"));
+  io::Metadata metadata = tapegrad::models::gpt_metadata(config);
+  metadata["vocab"] = vocab.to_json();
+  io::save_parameters(dir / "m.safetensors", model.named_parameters(), metadata);
+  const std::string refusal = (dir / "m.safetensors").string() + ": " + reason + ": the model is diverged or corrupt";
+  CHECK(error_of([&] { run_eval({.checkpoint = dir / "m.safetensors", .data = dir / "text.txt"}); }) == refusal);
   std::ostringstream sampled;
-  CHECK(error_of([&] { run_sample({.checkpoint = dir / "m.safetensors", .sampling = {.tokens = 3}}, sampled); })
-            .find("logits are not finite") != std::string::npos);
+  CHECK(error_of([&] { run_sample({.checkpoint = dir / "m.safetensors", .sampling = {.tokens = 3}}, sampled); }) ==
+        refusal);
+  Batch batch{tapegrad::Ids::from_shape({1, 4}), tapegrad::Ids::from_shape({1, 4})};
+  batch.inputs.fill(0), batch.targets.fill(1);
+  io::write_safetensors(dir / "batch.safetensors", {{"inputs", batch.inputs}, {"targets", batch.targets}});
+  CHECK(error_of([&] {
+          run_grad(
+              {.checkpoint = dir / "m.safetensors", .batch = dir / "batch.safetensors", .out = dir / "g.safetensors"});
+        }) == refusal);
+  CHECK(!fs::exists(dir / "g.safetensors"));
+  // The same weights at 1e4 pass everywhere.
+  model.ln_f.bias.value().fill(1e4f);
+  save_model(dir / "m.safetensors", model, {{"vocab", vocab.to_json()}});
+  CHECK(std::isfinite(run_eval({.checkpoint = dir / "m.safetensors", .data = dir / "text.txt"}).loss));
 }
 
 TEST_CASE("train_lm: out-of-range counts, a bad elapsed time and a bad grad --out are refused up front") {
@@ -732,23 +763,121 @@ TEST_CASE("train_lm: a save interrupted for real (the disk fills up) leaves the 
   const std::string state = read_file(dir / "run/state.safetensors");
   const std::string model = read_file(dir / "run/model.safetensors");
 
-  // The next save (step 30) writes the state (weights and both moments: about 3x the model)
-  // first: a limit between the model's size and the state's lets the log and the picture be
-  // written but cuts the state file part-way.
+  // The next save (step 30) writes the model, then the state (weights and both moments:
+  // about 3x the model): a limit between the model's size and the state's lets the log,
+  // the picture and the model be written but cuts the state file part-way.
   REQUIRE(model.size() < state.size() / 2);
   {
     const FileSizeLimit limit(state.size() / 2);
     CHECK(error_of([&] { run_quietly(options); }).find("state.safetensors") != std::string::npos);
   }
-  // Nothing of the interrupted save is left, the step-20 checkpoint is intact and loads.
+  // Nothing of the interrupted save is left: the step-20 state is intact, and the model,
+  // never older than the state, is the complete step-30 one.
   CHECK(read_file(dir / "run/state.safetensors") == state);
-  CHECK(read_file(dir / "run/model.safetensors") == model);
   for (const auto& entry : fs::directory_iterator(dir.path() / "run"))
     CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);
   CHECK(read_state_file(CheckpointDir{dir / "run"}).state.step == 20);
-  CHECK(read_model_file(dir / "run/model.safetensors").file.metadata().at("step") == "20");
-  // The run resumes from step 20 as if the failed session never happened.
-  CHECK(run_quietly(options).last_step == 40);
+  CHECK(read_model_file(dir / "run/model.safetensors").file.metadata().at("step") == "30");
+  // --resume says how the two differ, and resumes from step 20 as if the failed session never happened.
+  const std::string progress = run_progress(options);
+  CHECK(progress.find("model.safetensors is at step 30, state.safetensors at step 20 (a save was interrupted): "
+                      "resuming from the state's step 20") != std::string::npos);
   CHECK(read_file(dir / "straight/model.safetensors") == read_file(dir / "run/model.safetensors"));
   CHECK(reproducible_log(dir / "straight/log.csv") == reproducible_log(dir / "run/log.csv"));
+}
+
+TEST_CASE("train_lm: the shortest text make_corpus accepts is the minimum its error states") {
+  for (const std::size_t block : {1, 8, 32}) {
+    INFO("block ", block);
+    const std::string error = error_of([&] { make_corpus({"ab", "short"}, block); });
+    const std::string marker = "so the text at least ";
+    REQUIRE(error.find(marker) != std::string::npos);
+    const std::size_t minimum = std::stoul(error.substr(error.find(marker) + marker.size()));
+    std::string text;
+    for (std::size_t i = 0; i < minimum; ++i) text += char('a' + i % 7);
+    CHECK(make_corpus({text, "minimum"}, block).val.size() == block + 1);
+    text.pop_back();
+    CHECK(error_of([&] {
+            make_corpus({text, "one less"}, block);
+          }).find("is too short for block size") != std::string::npos);
+  }
+}
+
+TEST_CASE("train_lm: the memory estimate is compared with the address-space limit too, and names it") {
+  // Lowered to what the process maps now plus 1 GiB (under a sanitizer that is many
+  // terabytes of shadow memory, which the limit then sits just above), restored after.
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_AS, &saved) == 0);
+  std::ifstream statm("/proc/self/statm");
+  double pages = 0;
+  statm >> pages;
+  const rlim_t mapped = rlim_t(pages) * rlim_t(::sysconf(_SC_PAGE_SIZE));
+  const rlim_t lowered_to = mapped + (rlim_t{1} << 30);
+  if (saved.rlim_cur != RLIM_INFINITY && saved.rlim_cur < lowered_to) return;  // already lower: nothing to lower
+  const rlimit lowered{lowered_to, saved.rlim_max};
+  REQUIRE(::setrlimit(RLIMIT_AS, &lowered) == 0);
+  const GPTConfig big{.vocab_size = 65, .block_size = 256, .n_layer = 8, .n_head = 8, .d_model = 512};
+  const std::string error =
+      error_of([&] { require_memory({.config = big, .batch = 64, .window = 256, .training = true}, "test"); });
+  const std::string small = error_of([&] {
+    require_memory({.config = {.vocab_size = 65, .block_size = 8, .n_layer = 1, .n_head = 1, .d_model = 8}}, "test");
+  });
+  ::setrlimit(RLIMIT_AS, &saved);
+  INFO(error);
+  CHECK(error.find("need an estimated ") != std::string::npos);
+  CHECK(error.find("this process may still use under its address-space limit (RLIMIT_AS, ulimit -v) of ") !=
+        std::string::npos);
+  CHECK(small == "no error");
+}
+
+TEST_CASE("train_lm: the cgroup memory limit is read from v2's memory.max or v1's memory.limit_in_bytes") {
+  TempDir dir;
+  fs::create_directories(dir / "root/job/a");
+  write_file(dir / "root/job/a/memory.max", "1073741824\n");
+  write_file(dir / "v2", "0::/job/a\n");
+  CHECK(cgroup_memory_limit(dir / "v2", dir / "root") == 1073741824.0);
+  write_file(dir / "root/job/a/memory.max", "max\n");
+  CHECK(cgroup_memory_limit(dir / "v2", dir / "root") == std::nullopt);
+  // v1, the group not mounted where /proc/self/cgroup says (a container's view): the root's file.
+  fs::create_directories(dir / "root/memory");
+  write_file(dir / "root/memory/memory.limit_in_bytes", "536870912\n");
+  write_file(dir / "v1", "5:cpu,cpuacct:/x\n4:memory:/elsewhere/job\n0::/\n");
+  CHECK(cgroup_memory_limit(dir / "v1", dir / "root") == 536870912.0);
+  write_file(dir / "root/memory/memory.limit_in_bytes", "9223372036854771712\n");  // v1's "no limit"
+  CHECK(cgroup_memory_limit(dir / "v1", dir / "root") == std::nullopt);
+  CHECK(cgroup_memory_limit(dir / "missing", dir / "root") == std::nullopt);
+}
+
+TEST_CASE("train_lm: save_checkpoint writes the model before the state, so the state never runs ahead") {
+  TempDir dir;
+  const CheckpointDir checkpoint{dir.path() / "run"};
+  checkpoint.prepare_for_writing();
+  fs::create_directory(checkpoint.state());  // the state's rename fails
+  GPT<float> model(GPTConfig{.vocab_size = 3, .block_size = 4, .n_layer = 1, .n_head = 1, .d_model = 4}, 1);
+  tapegrad::nn::AdamW<float> optimizer(model.named_parameters());
+  TrainState state;
+  state.step = 12;
+  CHECK(error_of([&] {
+          save_checkpoint(checkpoint, model, optimizer, state, Vocabulary::from_tokens({"a", "b", "c"}));
+        }).find("state.safetensors") != std::string::npos);
+  REQUIRE(fs::is_regular_file(checkpoint.model()));
+  CHECK(read_model_file(checkpoint.model()).file.metadata().at("step") == "12");
+}
+
+TEST_CASE("train_lm: --resume reads log.csv only as a regular file in bounds, and a failure writes nothing") {
+  TempDir dir;
+  const TrainOptions options = straight_and_stopped_runs(dir);
+  const std::string log = read_file(dir / "run/log.csv"), state = read_file(dir / "run/state.safetensors");
+  fs::remove(dir / "run/log.csv");
+  REQUIRE(::mkfifo((dir / "run/log.csv").c_str(), 0600) == 0);
+  CHECK(error_of([&] { run_quietly(options); }) == (dir / "run/log.csv").string() + ": not a regular file (a FIFO)");
+  fs::remove(dir / "run/log.csv");
+  fs::create_symlink("/dev/zero", dir / "run/log.csv");
+  CHECK(error_of([&] { run_quietly(options); }) ==
+        (dir / "run/log.csv").string() + ": is a symbolic link, which is not followed here: put the file itself there");
+  CHECK(fs::is_symlink(dir / "run/log.csv"));
+  CHECK(read_file(dir / "run/state.safetensors") == state);
+  fs::remove(dir / "run/log.csv");
+  write_file(dir / "run/log.csv", log);
+  CHECK(run_quietly(options).last_step == 40);
 }

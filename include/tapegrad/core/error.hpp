@@ -25,20 +25,31 @@
 
 namespace tapegrad {
 
-// Text fit for a one-line message: control characters (a tensor name read from a file
-// can hold any) are escaped as \xNN, and text past `max_length` bytes is cut with "...".
+// Text fit for a one-line message on a terminal: control characters (a tensor name or
+// any other text read from a file can hold any: newlines, ANSI escape sequences) are
+// escaped, C0 and DEL as \xNN, the C1 controls U+0080 to U+009F (UTF-8 C2 80 to C2 9F,
+// which some terminals obey too) as \u00NN; text past `max_length` bytes is cut with
+// "...". The one escaping function: every string from a file goes through it before it
+// is printed (tapegrad::Error does it for its messages).
 inline std::string one_line(std::string_view text, std::size_t max_length = 1000) {
   static constexpr char hex[] = "0123456789abcdef";
   const bool cut = text.size() > max_length;
+  text = text.substr(0, max_length);
   std::string out;
-  for (const char c : text.substr(0, max_length)) {
-    const auto byte = static_cast<unsigned char>(c);
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    const auto next = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
     if (byte < 0x20 || byte == 0x7f) {
       out += "\\x";
       out += hex[byte >> 4];
       out += hex[byte & 0xf];
+    } else if (byte == 0xc2 && next >= 0x80 && next <= 0x9f) {
+      out += "\\u00";
+      out += hex[next >> 4];
+      out += hex[next & 0xf];
+      ++i;
     } else {
-      out += c;
+      out += text[i];
     }
   }
   return cut ? out + "..." : out;

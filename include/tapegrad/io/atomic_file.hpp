@@ -4,7 +4,8 @@
 // the directory of `path` (named ".<file name>.tmp-<pid>-<n>"), flushes and fsyncs
 // it, renames it over `path` and fsyncs the directory. A reader, or a crash at any
 // moment, sees the old file or the new one, never a mix. The new file keeps the
-// permission bits of the file it replaces (a 0600 checkpoint stays 0600). If
+// permission bits of the file it replaces (a 0600 checkpoint stays 0600); a symbolic
+// link at `path` is replaced by the file, and its target's mode is not taken. If
 // anything fails before the rename, the temporary file is removed, `path` is
 // untouched, and a SystemError (core/error.hpp) names the path, the step that failed and
 // the system's reason.
@@ -81,10 +82,11 @@ class TempFile {
       bytes.remove_prefix(static_cast<std::size_t>(n));
     }
   }
-  // Gives the file the permission bits of the target it will replace, if there is one.
+  // Gives the file the permission bits of the regular file it will replace, if there is one.
+  // A symbolic link is replaced, not written through, so its target's mode is not taken.
   void copy_mode_of_target() {
     struct stat target {};
-    if (::stat(target_.c_str(), &target) != 0) return;  // no previous file: the umask decides
+    if (::lstat(target_.c_str(), &target) != 0 || !S_ISREG(target.st_mode)) return;  // the umask decides
     if (::fchmod(fd_, target.st_mode & 07777) != 0) throw_io_error(target_, "cannot give the temporary file its mode");
   }
   void sync_and_close() {

@@ -16,6 +16,7 @@
 
 #include "../core/tensor.hpp"
 #include "atomic_file.hpp"
+#include "file.hpp"
 #include "utf8.hpp"
 
 #include <nlohmann/json.hpp>
@@ -28,7 +29,6 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <optional>
@@ -253,8 +253,22 @@ class HeaderEvents : public nlohmann::json_sax<nlohmann::json> {
   bool binary(binary_t&) override {
     unexpected("binary data");
   }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
-    fail_(std::string("header is not valid JSON (") + e.what() + ")");
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) override {
+    fail_("header is not valid JSON at byte offset " + std::to_string(position) +
+          " of the header: " + json_error_text(e.what()));
+  }
+
+  // nlohmann's message without its tags, its line and column (the header is one line) and
+  // the raw text it last read: "syntax error while parsing object key - unexpected end of
+  // input; expected string literal".
+  static std::string json_error_text(std::string text) {
+    if (text.starts_with("[json.exception.")) text.erase(0, text.find("] ") + 2);
+    if (text.starts_with("parse error")) text.erase(0, text.find(": ") + 2);
+    if (const auto read = text.find("; last read: '"); read != std::string::npos) {
+      const auto expected = text.rfind("; expected ");
+      text.erase(read, expected != std::string::npos && expected > read ? expected - read : std::string::npos);
+    }
+    return text;
   }
 
   // The rule a value (described as `value`) breaks where it stands.
@@ -326,7 +340,8 @@ class HeaderEvents : public nlohmann::json_sax<nlohmann::json> {
 
 // Safetensors bytes, read into memory and validated. Rules checked (each failure is
 // a FormatError "<name>: <reason>" whose reason names the rule):
-//  - (read) the file exists, is a regular file and can be read;
+//  - (read) the file exists, is a regular file and can be read (io/file.hpp); its size is
+//    checked against its header before its data is read, and against ReadOptions::max_bytes;
 //  - the bytes are at least 8 long; the header length is at most 16 MiB and within them;
 //  - the header is UTF-8, JSON, an object, starts with '{', has no duplicate key at
 //    any level (duplicate tensor names included), at most 65536 tensors and 65536
@@ -343,7 +358,25 @@ class HeaderEvents : public nlohmann::json_sax<nlohmann::json> {
 class Safetensors {
  public:
   // The file at `path`, read whole; errors name the path.
-  static Safetensors read(const std::filesystem::path& path) { return parse(read_file(path), path); }
+  // The header is read and checked first, then the file's size against the data it
+  // describes, then options.max_bytes; only then is the data read. A symbolic link is
+  // refused unless options.follow_links (io/file.hpp).
+  static Safetensors read(const std::filesystem::path& path, const ReadOptions& options = {}) {
+    RegularFile in(path, {.follow_links = options.follow_links});
+    if (in.size() < 8) in.fail("file is shorter than 8 bytes, the size of the header length");
+    std::vector<std::byte> bytes(8);
+    in.read_exactly(bytes);
+    bytes.resize(8 + checked_header_length(bytes.data(), in.size(), path));
+    in.read_exactly(std::span(bytes).subspan(8));
+    Safetensors file(std::move(bytes), path, in.size());
+    file.parse_header(file.header_text());
+    file.check_layout();
+    if (in.size() > options.max_bytes) in.over_limit(in.size(), options);
+    file.bytes_.resize(in.size());
+    in.read_exactly(std::span(file.bytes_).subspan(file.data_begin_));
+    file.index_by_name();
+    return file;
+  }
   // Bytes already in memory (copied), as the Rust crate's SafeTensors::deserialize;
   // errors name `source`.
   static Safetensors from_bytes(std::span<const std::byte> bytes, std::filesystem::path source = "<bytes>") {
@@ -402,10 +435,12 @@ class Safetensors {
   [[noreturn]] void fail(const std::string& reason) const { throw FormatError(path_, reason); }
 
  private:
-  Safetensors(std::vector<std::byte> bytes, std::filesystem::path path) : path_(std::move(path)), bytes_(std::move(bytes)) {}
+  Safetensors(std::vector<std::byte> bytes, std::filesystem::path path, std::uint64_t file_size)
+      : path_(std::move(path)), bytes_(std::move(bytes)), file_size_(file_size) {}
 
   static Safetensors parse(std::vector<std::byte> bytes, std::filesystem::path path) {
-    Safetensors file(std::move(bytes), std::move(path));
+    const std::uint64_t size = bytes.size();
+    Safetensors file(std::move(bytes), std::move(path), size);
     file.parse_header(file.header_text());
     file.check_layout();
     file.index_by_name();
@@ -413,7 +448,7 @@ class Safetensors {
   }
 
   const std::byte* bytes_of(const StoredTensor& t) const { return bytes_.data() + data_begin_ + t.begin; }
-  std::uint64_t data_size() const { return bytes_.size() - data_begin_; }
+  std::uint64_t data_size() const { return file_size_ - data_begin_; }
   void copy_bytes(const StoredTensor& t, void* out) const {
     if (t.byte_size() != 0) std::memcpy(out, bytes_of(t), t.byte_size());  // an empty array's data() may be null
   }
@@ -433,34 +468,10 @@ class Safetensors {
 
   // The header's text; sets data_begin_ past it.
   std::string_view header_text() {
-    if (bytes_.size() < 8) fail("file is shorter than 8 bytes, the size of the header length");
-    const std::uint64_t length = checked_header_length(bytes_.data(), bytes_.size(), path_);
+    if (file_size_ < 8) fail("file is shorter than 8 bytes, the size of the header length");
+    const std::uint64_t length = checked_header_length(bytes_.data(), file_size_, path_);
     data_begin_ = 8 + length;
     return {reinterpret_cast<const char*>(bytes_.data() + 8), length};
-  }
-
-  // The whole file, once it is known to be a regular file whose header length is sane.
-  static std::vector<std::byte> read_file(const std::filesystem::path& path) {
-    const auto fail = [&](const std::string& reason) { throw FormatError(path, reason); };
-    std::error_code error;
-    const auto status = std::filesystem::status(path, error);
-    if (status.type() == std::filesystem::file_type::not_found) fail("cannot read: no such file");
-    if (error) fail("cannot read: " + error.message());
-    if (!std::filesystem::is_regular_file(status)) fail("cannot read: not a regular file");
-    const std::uint64_t file_size = std::filesystem::file_size(path, error);
-    std::ifstream in(path, std::ios::binary);
-    if (error || !in) fail("cannot read: the file cannot be opened");
-    if (file_size < 8) fail("file is shorter than 8 bytes, the size of the header length");
-    std::vector<std::byte> bytes(8);
-    const auto read_exactly = [&](std::byte* out, std::size_t count) {
-      if (!in.read(reinterpret_cast<char*>(out), static_cast<std::streamsize>(count)))
-        fail("cannot read: the file ended early (changed while reading?)");
-    };
-    read_exactly(bytes.data(), 8);
-    checked_header_length(bytes.data(), file_size, path);  // before the header and data are allocated
-    bytes.resize(file_size);
-    read_exactly(bytes.data() + 8, file_size - 8);
-    return bytes;
   }
 
   void parse_header(std::string_view header) {
@@ -497,6 +508,7 @@ class Safetensors {
 
   std::filesystem::path path_;
   std::vector<std::byte> bytes_;  // the whole file: header length, header, data
+  std::uint64_t file_size_ = 0;   // of the file (bytes_ holds only the header while it is checked)
   std::uint64_t data_begin_ = 0;  // where the data buffer starts in bytes_
   Metadata metadata_;
   std::vector<StoredTensor> tensors_;
