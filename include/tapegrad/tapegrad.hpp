@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/blas.hpp"
+#include "core/checkpoint.hpp"
 #include "core/error.hpp"
 #include "core/gradcheck.hpp"
 #include "core/memory.hpp"
@@ -27,6 +28,7 @@
 
 #include "nn/layers.hpp"
 #include "nn/module.hpp"
+#include "nn/muon.hpp"
 #include "nn/optim.hpp"
 #include "nn/train_step.hpp"
 

@@ -7,6 +7,7 @@
 //   loss   = mean -log softmax(logits)[target]
 #pragma once
 
+#include "../../core/checkpoint.hpp"
 #include "../../ops/cross_entropy.hpp"
 #include "block.hpp"
 
@@ -57,7 +58,9 @@ class GPT : public nn::Module<T> {
 
     const nn::ModuleScope scope(tape, *this);
     Tensor<T> x = ops::add(tape, ops::embedding(tape, wte, idx), ops::embedding(tape, wpe, positions));  // (B, T, d)
-    for (std::size_t i = 0; i < h.size(); ++i) x = h[i].forward(tape, x);                                // (B, T, d)
+    for (std::size_t i = 0; i < h.size(); ++i)                                                          // (B, T, d)
+      x = checkpoint_blocks ? checkpoint(tape, [block = &h[i]](Tape& t, const Tensor<T>& in) { return block->forward(t, in); }, x)
+                            : h[i].forward(tape, x);
     x = ln_f.forward(tape, x);                                                                           // (B, T, d)
     return ops::matmul(tape, x, wte, {.transpose_b = true});                                             // (B, T, V)
   }
@@ -68,6 +71,10 @@ class GPT : public nn::Module<T> {
   }
 
   GPTConfig config;
+  // Run each block through checkpoint() (core/checkpoint.hpp): backward keeps one (B, T, d)
+  // input per block instead of its activations and runs each block's forward again; the
+  // gradients are bit-identical.
+  bool checkpoint_blocks = false;
   Tensor<T> wte, wpe;
   nn::ModuleList<TransformerBlock<T>> h;
   nn::LayerNorm<T> ln_f;
