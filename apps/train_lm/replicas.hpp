@@ -48,7 +48,7 @@ class Replicas {
   }
   // Rank 0's `x`, on every rank.
   virtual std::uint64_t root_value(std::uint64_t x) { return x; }
-  virtual void share_start(GPT<float>& /*model*/, tapegrad::nn::AdamW<float>& /*optimizer*/, TrainState& /*state*/) {}
+  virtual void share_start(GPT<float>& /*model*/, tapegrad::nn::Optimizer<float>& /*optimizer*/, TrainState& /*state*/) {}
   virtual void require_gradients_averaged() {}
   virtual double sum(double x) { return x; }
   virtual void checkpoint_saved(const std::filesystem::path& /*dir*/, std::int64_t /*step*/) {}

@@ -81,7 +81,7 @@ class MpiReplicas final : public Replicas {
     return x;
   }
 
-  void share_start(GPT<float>& model, tapegrad::nn::AdamW<float>& optimizer, TrainState& state) override {
+  void share_start(GPT<float>& model, tapegrad::nn::Optimizer<float>& optimizer, TrainState& state) override {
     if (comm_.size() == 1) return;
     broadcast_value(comm_, state.step);
     broadcast_value(comm_, state.elapsed_s);

@@ -1,7 +1,8 @@
 // train_lm/run_checkpoint.hpp — the checkpoint directory of a training run.
 //
 //   DIR/state.safetensors   everything --resume needs, self-contained: the weights
-//                           ("param.<name>"), AdamW's moments ("m.<name>", "v.<name>"),
+//                           ("param.<name>"), the optimiser's buffers (AdamW's moments
+//                           "m.<name>", "v.<name>"; with Muon also "momentum.<name>"),
 //                           and in __metadata__ the step, the sampler's RNG state,
 //                           the elapsed time and the run's settings
 //   DIR/model.safetensors   the latest model (SPEC section 2), for eval / sample / grad
@@ -19,7 +20,7 @@
 
 #include "model_file.hpp"
 
-#include <tapegrad/nn/optim.hpp>
+#include <tapegrad/nn/train_step.hpp>
 
 #include <cstdint>
 #include <filesystem>
@@ -70,6 +71,8 @@ struct RunSettings {
   std::uint64_t seed = 0;
   std::uint64_t data_fingerprint = 0;
   std::string data_source;
+  tapegrad::nn::OptimizerKind optimizer = tapegrad::nn::OptimizerKind::adamw;
+  double muon_lr = 0;  // with Muon: the matrices' peak lr
   // Recorded too, but allowed to change on resume (steps extends or shortens the
   // schedule; the thread count does not change the results).
   std::int64_t steps = 0;
@@ -92,7 +95,7 @@ struct TrainState {
 };
 
 // Writes state then model, each atomically (see the top of this file).
-void save_checkpoint(const CheckpointDir& dir, const GPT<float>& model, const tapegrad::nn::AdamW<float>& optimizer,
+void save_checkpoint(const CheckpointDir& dir, const GPT<float>& model, const tapegrad::nn::Optimizer<float>& optimizer,
                      const TrainState& state, const Vocabulary& vocab);
 
 // Reads DIR/state.safetensors: the settings, step, RNG state and elapsed time.
@@ -103,6 +106,6 @@ struct SavedState {
   TrainState state;
 };
 SavedState read_state_file(const CheckpointDir& dir);
-void load_training_tensors(const SavedState& saved, GPT<float>& model, tapegrad::nn::AdamW<float>& optimizer);
+void load_training_tensors(const SavedState& saved, GPT<float>& model, tapegrad::nn::Optimizer<float>& optimizer);
 
 }  // namespace train_lm
