@@ -22,6 +22,8 @@ packages=(
   openmpi-bin           # mpirun
   fortunes              # default training text for train_lm
   python3               # scripts/: the speedrun sweep and plot, bench_compare.sh's table
+  graphviz              # dot: renders `train_lm graph` (scripts/draw_block_graph.sh, docs/graph.md)
+  libxtensor-blas-dev   # tests only: the SVD that checks Muon's orthogonalisation (tests/singular_values.cpp)
 )
 
 as_root() {

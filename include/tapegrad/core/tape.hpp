@@ -173,6 +173,7 @@ class Tape {
         if (detect_anomaly_) check_gradients(node, i);
         node.out->release_grad();  // every consumer of out came later on the tape: its gradient is complete and used
       }
+      if (keep == KeepTape::no) node.backward = nullptr;  // what it saved is freed now, not at the end of the sweep
       for (; !defer_hooks_ && first_use != hooked_leaves_.rend() && first_use->first == i; ++first_use)
         first_use->second->gradient_final();
     }

@@ -58,9 +58,10 @@ class GPT : public nn::Module<T> {
 
     const nn::ModuleScope scope(tape, *this);
     Tensor<T> x = ops::add(tape, ops::embedding(tape, wte, idx), ops::embedding(tape, wpe, positions));  // (B, T, d)
-    for (std::size_t i = 0; i < h.size(); ++i)                                                          // (B, T, d)
-      x = checkpoint_blocks ? checkpoint(tape, [block = &h[i]](Tape& t, const Tensor<T>& in) { return block->forward(t, in); }, x)
-                            : h[i].forward(tape, x);
+    for (std::size_t i = 0; i < h.size(); ++i)  // (B, T, d)
+      x = checkpoint_blocks && i + 1 < h.size()
+              ? checkpoint(tape, [block = &h[i]](Tape& t, const Tensor<T>& in) { return block->forward(t, in); }, x)
+              : h[i].forward(tape, x);
     x = ln_f.forward(tape, x);                                                                           // (B, T, d)
     return ops::matmul(tape, x, wte, {.transpose_b = true});                                             // (B, T, V)
   }
@@ -71,9 +72,11 @@ class GPT : public nn::Module<T> {
   }
 
   GPTConfig config;
-  // Run each block through checkpoint() (core/checkpoint.hpp): backward keeps one (B, T, d)
-  // input per block instead of its activations and runs each block's forward again; the
-  // gradients are bit-identical.
+  // Run each block but the last through checkpoint() (core/checkpoint.hpp): the tape keeps
+  // one (B, T, d) input per block instead of its activations, and backward runs each block's
+  // forward again; the gradients are bit-identical. The last block's backward comes first,
+  // while nothing else is replayed, and backward frees each node's activations as it
+  // passes, so keeping that block's costs no peak memory and saves its replay.
   bool checkpoint_blocks = false;
   Tensor<T> wte, wpe;
   nn::ModuleList<TransformerBlock<T>> h;
