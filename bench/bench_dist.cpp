@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,8 +40,9 @@ struct Timing {
 };
 
 // warmup + steps training steps; the median step time and time in synchronize().
-Timing time_steps(const models::Preset& preset, models::GPT<float>& model, nn::AdamW<float>& optimizer, bool overlap, int steps,
-                  int warmup) {
+Timing time_steps(const models::Preset& preset, models::GPT<float>& model, nn::AdamW<float>& optimizer,
+                  const Context& context, bool overlap, int steps, int warmup) {
+  const auto pool = std::make_shared<BufferPool>();  // the buffers the steps recycle
   dist::Communicator& comm = dist::Communicator::world();
   dist::DataParallel<float> parallel(comm, model.named_parameters(), {.overlap = overlap});
   const std::size_t rows = preset.batch / std::size_t(comm.size());
@@ -54,12 +56,12 @@ Timing time_steps(const models::Preset& preset, models::GPT<float>& model, nn::A
     comm.sum(0);  // start together
     const double synced_before = parallel.sync_seconds();
     const auto start = std::chrono::steady_clock::now();
-    Tape tape(optimizer.context());
+    Tape tape(context, pool);
     optimizer.zero_grad();
     tape.backward(model.loss(tape, inputs, targets));
     parallel.synchronize();
-    nn::clip_grad_norm(optimizer.parameters(), float(nn::Recipe{}.clip_norm), optimizer.context());
-    optimizer.step();
+    nn::clip_grad_norm(optimizer.parameters(), float(nn::Recipe{}.clip_norm), context);
+    optimizer.step(context);
     const auto stop = std::chrono::steady_clock::now();
     if (step < warmup) continue;
     step_ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
@@ -74,15 +76,14 @@ int worker(const std::string& preset_name, int threads, int steps, int warmup) {
   const models::Preset& preset = models::find_preset(preset_name);
   models::GPT<float> model({kVocab, preset.block_size, preset.n_layer, preset.n_head, preset.d_model}, 1);
   nn::AdamW<float> optimizer(model.named_parameters());
-  optimizer.set_context(context);
-  const Timing overlapped = time_steps(preset, model, optimizer, true, steps, warmup);
+  const Timing overlapped = time_steps(preset, model, optimizer, context, true, steps, warmup);
   const double tokens_per_s = double(preset.batch * preset.block_size) / (overlapped.step_ms / 1000);
   if (comm.size() == 1) {
     std::printf("{\"preset\": \"%s\", \"processes\": 1, \"threads\": %d, \"median_ms_per_step\": %.1f, \"tokens_per_s\": %.0f}\n",
                 preset.name, threads, overlapped.step_ms, tokens_per_s);
     return 0;
   }
-  const Timing blocking = time_steps(preset, model, optimizer, false, steps, warmup);
+  const Timing blocking = time_steps(preset, model, optimizer, context, false, steps, warmup);
   if (comm.is_root())
     std::printf("{\"preset\": \"%s\", \"processes\": %d, \"threads\": %d, \"median_ms_per_step\": %.1f, \"tokens_per_s\": %.0f, "
                 "\"allreduce_ms\": %.1f, \"allreduce_share_of_blocking_step\": %.3f, \"blocking_ms_per_step\": %.1f, "

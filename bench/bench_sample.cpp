@@ -54,7 +54,7 @@ std::vector<std::int64_t> sample_by_full_forwards(const models::GPT<float>& mode
 }
 
 void run(const models::Preset& preset, int threads, int rounds, int warmup) {
-  const models::GPT<float> model(preset.model(kVocab), 1);
+  const models::GPT<float> model(preset.config(kVocab), 1);
   const std::vector<std::int64_t> prompt{0};
   const std::size_t block = model.config.block_size;
   const std::array<const char*, 3> names{"full_forward", "cached", "cached_exact"};

@@ -32,6 +32,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -69,12 +70,12 @@ double cpu_seconds() {
 
 void run(const models::Preset& preset, int threads, int steps, int warmup, bool detect_anomaly, bool checkpointed) {
   const Context context{threads};
-  models::GPT<float> model(preset.model(kVocab), 1);
+  models::GPT<float> model(preset.config(kVocab), 1);
   model.checkpoint_blocks = checkpointed;
   const auto params = model.named_parameters();
   const nn::Recipe& recipe = preset.recipe;
   nn::AdamW<float> optimizer(params, recipe.adamw);
-  optimizer.set_context(context);  // nn::train_step runs its tape and clip with it
+  const auto pool = std::make_shared<BufferPool>();  // the buffers the steps recycle
   std::mt19937_64 rng(2);
   std::uniform_int_distribution<std::int64_t> token(0, kVocab - 1);
   Ids inputs = Ids::from_shape({preset.batch, preset.block_size}), targets = inputs;
@@ -85,10 +86,13 @@ void run(const models::Preset& preset, int threads, int steps, int warmup, bool 
     for (auto& v : inputs) v = token(rng);
     for (auto& v : targets) v = token(rng);
     const auto start = std::chrono::steady_clock::now();
-    nn::train_step(optimizer, recipe.lr_at(step, warmup + steps), recipe.clip_norm, [&](Tape& tape) {
+    nn::train_step(
+        optimizer, recipe.lr_at(step, warmup + steps), recipe.clip_norm,
+        [&](Tape& tape) {
       tape.set_detect_anomaly(detect_anomaly);
       return model.loss(tape, inputs, targets);
-    });
+        },
+        context, pool);
     const auto stop = std::chrono::steady_clock::now();
     if (step >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
   }
@@ -121,7 +125,7 @@ int main(int argc, char** argv) {
   const bool compare_checkpointing = checkpoint_flag != args.end();
   if (compare_checkpointing) args.erase(checkpoint_flag);
   std::vector<std::string> every_preset;
-  for (std::size_t i = 0; i < models::kSpecPresets; ++i) every_preset.emplace_back(models::kPresets[i].name);
+  for (const auto& p : models::kPresets) every_preset.emplace_back(p.name);
   const auto opt = bench::parse_options("bench_train", "--presets", "--steps", {every_preset, {1, 2}, 10, 2},
                                         int(args.size()), args.data());
   const std::vector<std::string>& presets = opt.names;

@@ -19,11 +19,10 @@ cmake --build build -j "$(nproc)"
 ctest --test-dir build --output-on-failure -j "$(nproc)"
 ./scripts/fuzz.sh
 
-# ---- sanitizer run (issue 8) ------------------------------------------------------
+# ---- sanitizer run ----------------------------------------------------------------
 # The same suite built with clang (it builds this tree about a third faster than g++
 # here), -fsanitize=address,undefined -fno-sanitize-recover=all, -O1 -g
-# (TAPEGRAD_SANITIZE): any finding aborts its test and fails the run. Only the
-# Left out: install_and_consume, which builds and runs a consumer without sanitizers,
+# (TAPEGRAD_SANITIZE): any finding aborts its test and fails the run. Left out: install_and_consume, which builds and runs a consumer without sanitizers,
 # and the MPI tests (TAPEGRAD_WITH_MPI=OFF: Open MPI's own allocations are not ours
 # to check); the normal suite runs both.
 if ! command -v clang++ >/dev/null; then

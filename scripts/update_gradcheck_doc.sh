@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the op table's reports from what ./build/tests/gradcheck prints now
 # (build first: scripts/test.sh or setup.sh): the full report in docs/derivations.md,
-# the per-row summary in README.md.
+# the per-row summary in docs/testing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +22,4 @@ replace() {
 report=$(./build/tests/gradcheck) || { echo "update_gradcheck_doc.sh: gradcheck failed; the docs are unchanged" >&2; exit 1; }
 summary=$(./build/tests/gradcheck --summary)
 replace docs/derivations.md '<!-- GRADCHECK TABLE BEGIN -->' '<!-- GRADCHECK TABLE END -->' $'```\n'"$report"$'\n```'
-replace README.md '<!-- GRADCHECK SUMMARY BEGIN -->' '<!-- GRADCHECK SUMMARY END -->' "$summary"
+replace docs/testing.md '<!-- GRADCHECK SUMMARY BEGIN -->' '<!-- GRADCHECK SUMMARY END -->' "$summary"

@@ -5,7 +5,7 @@
 // registered op has no row.
 //
 //   gradcheck             the full report (docs/derivations.md)
-//   gradcheck --summary   one Markdown line per row, worst figures (README.md)
+//   gradcheck --summary   one Markdown line per row, worst figures (docs/testing.md)
 #include "op_table.hpp"
 
 #include <cstdio>

@@ -1,4 +1,4 @@
-// nn/generate.hpp: the KV-cached forward against GPT::forward, generate's window policy
+// models/gpt/sampling.hpp: the KV-cached forward against GPT::forward, generate's window policy
 // against decoding by full forwards over the cropped window, and its errors.
 #include <tapegrad/models/gpt/sampling.hpp>
 
@@ -108,21 +108,21 @@ TEST_CASE_TEMPLATE("generate: the cached logits equal GPT::forward's at every po
   CHECK(spread > 1.0);
 
   SUBCASE("one token at a time") {
-    KVCache<T> cache(model.config);
+    auto cache = model.make_kv_cache();
     for (std::size_t t = 0; t < ids.size(); ++t) {
       CAPTURE(t);
       CHECK(relative_difference(forward_next(model, cache, ids[t]), expected[t]) < tolerance<T>());
-      CHECK(cache.length == t + 1);
+      CHECK(cache.length() == t + 1);
     }
     CHECK(cache.full());
   }
   SUBCASE("a multi-row prefill, then one at a time") {
-    KVCache<T> cache(model.config);
+    auto cache = model.make_kv_cache();
     CHECK(relative_difference(forward_cached(model, cache, std::span(ids).first(5), Context{2}), expected[4]) < tolerance<T>());
     for (std::size_t t = 5; t < ids.size(); ++t) CHECK(relative_difference(forward_next(model, cache, ids[t]), expected[t]) < tolerance<T>());
   }
   SUBCASE("a refill after clear() holds the new window at positions 0..") {
-    KVCache<T> cache(model.config);
+    auto cache = model.make_kv_cache();
     for (std::size_t t = 0; t < ids.size(); ++t) forward_next(model, cache, ids[t]);
     cache.clear();
     const auto tail = std::span(ids).last(3);
@@ -186,12 +186,20 @@ TEST_CASE("generate: bad input is a clear error and nothing is emitted") {
   CHECK_THROWS_WITH_AS(run({1}, {.keep = 8}), "generate: keep 8 must be below block_size 8", ConfigError);
   CHECK(emitted == 0);
 
-  KVCache<float> cache(model.config);
+  auto cache = model.make_kv_cache();
   const std::vector<std::int64_t> nine(9, 1);
-  CHECK_THROWS_WITH_AS(forward_cached(model, cache, nine), "generate: 0 cached + 9 new positions exceed block_size 8", ShapeError);
+  CHECK_THROWS_WITH_AS(forward_cached(model, cache, nine),
+                       "GPT: sequence length 9 after 0 cached positions exceeds block_size 8", ShapeError);
   CHECK_THROWS_WITH_AS(forward_cached(model, cache, std::span<const std::int64_t>{}), doctest::Contains("no token to run"), ShapeError);
   CHECK_THROWS_AS(forward_next(model, cache, 11), ShapeError);
-  CHECK(cache.length == 0);  // a refused call leaves the cache as it was
-  KVCache<float> other(GPTConfig{.vocab_size = 11, .block_size = 8, .n_layer = 1, .n_head = 2, .d_model = 16});
-  CHECK_THROWS_WITH_AS(forward_next(model, other, 1), "generate: the KV cache was made for another model config", ShapeError);
+  CHECK(cache.length() == 0);  // a refused call leaves the cache as it was
+  const GPT<float> one_layer(GPTConfig{.vocab_size = 11, .block_size = 8, .n_layer = 1, .n_head = 2, .d_model = 16}, 1);
+  auto other = one_layer.make_kv_cache();
+  CHECK_THROWS_WITH_AS(forward_next(model, other, 1), "GPT: the KV cache has 1 layers, the model 2", ShapeError);
+  const GPT<float> four_heads(GPTConfig{.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 4, .d_model = 16},
+                              1);
+  auto wrong_heads = four_heads.make_kv_cache();
+  CHECK_THROWS_WITH_AS(forward_next(model, wrong_heads, 1), doctest::Contains("KV cache: needs q (1, H, n, 4)"),
+                       ShapeError);
+  CHECK(wrong_heads.length() == 0);
 }

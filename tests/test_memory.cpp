@@ -1,4 +1,4 @@
-// memory: the buffer pool a Context carries and each Tape recycles (core/memory.hpp).
+// memory: the buffer pool a training loop owns and each of its Tapes recycles (core/memory.hpp).
 #include <tapegrad/tapegrad.hpp>
 
 #include <doctest/doctest.h>
@@ -25,13 +25,12 @@ struct Run {
   std::vector<Counts> after_step;  // the pool's counters after each step (empty without a pool)
 };
 
-// `steps` nn::train_step calls on a tiny GPT (random batches from a fixed seed) with `context`.
-Run train(const Context& context, int steps) {
+// `steps` nn::train_step calls on a tiny GPT (random batches from a fixed seed), recycling `pool` (null: none).
+Run train(const std::shared_ptr<BufferPool>& pool, int steps) {
   const GPTConfig c{.vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 2, .d_model = 16};
   GPT<float> model(c, 3);
   const auto params = model.named_parameters();
   AdamW<float> opt(params);
-  opt.set_context(context);
   std::mt19937_64 rng(9);
   std::uniform_int_distribution<std::int64_t> token(0, 10);
   Run run;
@@ -39,10 +38,11 @@ Run train(const Context& context, int steps) {
     Ids x = Ids::from_shape({4, 8}), y = x;
     for (auto& v : x) v = token(rng);
     for (auto& v : y) v = token(rng);
-    const StepResult r = train_step(opt, 1e-3, 1.0, [&](Tape& tape) { return model.loss(tape, x, y); });
+    const StepResult r = train_step(
+        opt, 1e-3, 1.0, [&](Tape& tape) { return model.loss(tape, x, y); }, Context{1}, pool);
     REQUIRE(r.updated);
     run.losses.push_back(float(r.loss));
-    if (context.pool) run.after_step.push_back({context.pool->hits(), context.pool->misses()});
+    if (pool) run.after_step.push_back({pool->hits(), pool->misses()});
   }
   for (const auto& [n, t] : params) run.weights.push_back(t.value());
   return run;
@@ -51,8 +51,8 @@ Run train(const Context& context, int steps) {
 }  // namespace
 
 TEST_CASE("memory: the second training step takes its buffers from the pool the first step filled") {
-  const Context context{1};
-  const Run run = train(context, 3);
+  const auto pool = std::make_shared<BufferPool>();
+  const Run run = train(pool, 3);
   REQUIRE(run.after_step.size() == 3);
   const Counts first = run.after_step[0];
   const Counts second{run.after_step[1].hits - first.hits, run.after_step[1].misses - first.misses};
@@ -60,13 +60,11 @@ TEST_CASE("memory: the second training step takes its buffers from the pool the 
   CHECK(second.hits > 0);
   CHECK_MESSAGE(second.misses == 0, "step 2: " << second.hits << " hits, " << second.misses << " misses");
   CHECK(run.after_step[2].misses == run.after_step[1].misses);
-  CHECK(context.pool->cached_bytes() > 0);  // the last step's activations, kept for a next one
+  CHECK(pool->cached_bytes() > 0);  // the last step's activations, kept for a next one
 }
 
 TEST_CASE("memory: training gives bit-identical losses and weights with and without a pool") {
-  Context pooled{1}, unpooled{1};
-  unpooled.pool = nullptr;
-  const Run a = train(pooled, 3), b = train(unpooled, 3);
+  const Run a = train(std::make_shared<BufferPool>(), 3), b = train(nullptr, 3);
   CHECK(a.losses == b.losses);
   REQUIRE(a.weights.size() == b.weights.size());
   for (std::size_t i = 0; i < a.weights.size(); ++i)
@@ -78,14 +76,14 @@ TEST_CASE("memory: a pool frees what it caches when it is destroyed, and its blo
   std::weak_ptr<BufferPool> watch = pool;
   std::vector<Array<float>> kept;
   {
-    Tape tape(Context{1, pool});
+    Tape tape(Context{1}, pool);
     Array<float> scratch = Array<float>::from_shape({256, 256});
     kept.push_back(Array<float>::from_shape({128}));
     scratch.fill(1.0f);
   }  // scratch went back to the pool, which stays alive with the shared_ptr here
   CHECK(pool->cached_bytes() == 256 * 256 * sizeof(float));
   {
-    Tape tape(Context{1, pool});
+    Tape tape(Context{1}, pool);
     Array<float> again = Array<float>::from_shape({256, 256});  // the same block again
     CHECK(pool->hits() == 1);
     CHECK(pool->cached_bytes() == 0);
@@ -93,7 +91,7 @@ TEST_CASE("memory: a pool frees what it caches when it is destroyed, and its blo
   pool->release();
   CHECK(pool->cached_bytes() == 0);
   pool.reset();
-  CHECK(watch.expired());  // the last Tape and Context holding it are gone
+  CHECK(watch.expired());  // its owner here and the Tapes that held it are gone
   kept[0].fill(2.0f);      // a block from the destroyed pool is a plain block: usable, and freed without it
   CHECK(kept[0](127) == 2.0f);
 }
@@ -118,17 +116,17 @@ TEST_CASE("memory: what the pool holds never exceeds twice the most it had hande
   pool.deallocate(e, 7000);
 }
 
-TEST_CASE("memory: a Tape makes its Context's pool the active one only while it lives, on its own thread") {
-  const Context context{1};
+TEST_CASE("memory: a Tape makes its pool the active one only while it lives, on its own thread") {
+  const auto pool = std::make_shared<BufferPool>();
   CHECK(active_buffer_pool == nullptr);
   {
-    Tape outer(context);
-    CHECK(active_buffer_pool == context.pool);
+    Tape outer(Context{1}, pool);
+    CHECK(active_buffer_pool == pool);
     {
-      Tape inner(Context{1, nullptr});
+      Tape inner(Context{1});
       CHECK(active_buffer_pool == nullptr);
     }
-    CHECK(active_buffer_pool == context.pool);
+    CHECK(active_buffer_pool == pool);
     bool worker_has_none = false;
     std::thread([&] { worker_has_none = active_buffer_pool == nullptr; }).join();
     CHECK(worker_has_none);

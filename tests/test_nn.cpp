@@ -109,12 +109,16 @@ TEST_CASE("nn: a shape-only construction allocates and draws nothing") {
     const LayerNorm<float> ln(5);
     const CausalSelfAttention<float> attn(6, 2, rng);
     CHECK(ln.weight.shape() == Shape{5});
-    CHECK(ln.weight.value().size() == 0);
-    CHECK(attn.w_q.value().size() == 0);
+    CHECK(ln.weight.size() == 5);
+    CHECK_FALSE(ln.weight.has_value());  // nothing allocated: reading the values is an error, not an empty array
+    CHECK_FALSE(attn.w_q.has_value());
+    CHECK_THROWS_WITH_AS(attn.w_q.data(), "Tensor: the tensor of shape [6, 6] is shape-only: it has no values",
+                         StateError);
     CHECK(rng == before);
   }
   CHECK_FALSE(ShapesOnly::active());
   CHECK(LayerNorm<float>(5).weight.value().size() == 5);
+  CHECK(LayerNorm<float>(5).weight.has_value());
 }
 
 TEST_CASE("nn: GPT-2 initialisation statistics") {
@@ -212,7 +216,7 @@ TEST_CASE("nn: a fresh GPT's loss is within 0.1 of ln(V), the tied wte gets grad
 
 TEST_CASE("nn: AdamW overfits one fixed batch of preset tiny (loss < 0.1 within 300 steps)") {
   const Preset& p = find_preset("tiny");
-  const GPTConfig c = p.model(16);
+  const GPTConfig c = p.config(16);
   GPT<float> model(c, 42);
   const Ids x = ids_from({p.batch, p.block_size}, 16, 3), y = ids_from({p.batch, p.block_size}, 16, 4);
   AdamW<float> opt(model.named_parameters(), {.lr = 3e-3, .weight_decay = 0.0});

@@ -214,7 +214,7 @@ TEST_CASE("optim: AdamW load_state rejects wrong names and shapes, naming them, 
   rejects(doubled, 5, "'m.w' given twice");
   rejects(good, -1, "step count");
   rejects(good, (std::int64_t{1} << 53) + 1, "step count must be in [0, 2^53]");
-  // issue 8, defect 1: values are checked too. Second moments are finite and >= 0, first moments finite.
+  // Values are checked too. Second moments are finite and >= 0, first moments finite.
   const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
   for (const double bad : {-1.0, nan, inf, -inf}) {
     auto bad_v = good;

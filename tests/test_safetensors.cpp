@@ -191,18 +191,17 @@ const std::vector<MalformedFile>& malformed_files() {
        "tensor 'a': shape is not a list of non-negative integers"},
       {"an object nested in metadata", file_bytes(R"({"__metadata__":{"k":{"k":{}}}})"),
        "__metadata__ value 'k' is not a string"},
-      // issue 8, defect 3: numbers past double's range are a FormatError, not nlohmann's out_of_range.
+      // Numbers past double's range are a FormatError, not nlohmann's out_of_range.
       {"metadata number overflowing a double", file_bytes(R"({"a":1e400})"), "header is not valid JSON ("},
       {"extent overflowing a double",
-       file_bytes(one_tensor(R"("dtype":"F32","shape":[1e400],"data_offsets":[0,4])"), zeros(4)),
-       "number overflow"},
-      {"extent past 2^64", file_bytes(one_tensor(R"("dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4])"),
-                                      zeros(4)),
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[1e400],"data_offsets":[0,4])"), zeros(4)), "number overflow"},
+      {"extent past 2^64",
+       file_bytes(one_tensor(R"("dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4])"), zeros(4)),
        "tensor 'a': shape is not a list of non-negative integers"},
-      // issue 8, defect 4: a zero-element tensor still has bounded rank and extents.
+      // A zero-element tensor still has bounded rank and extents.
       {"zero-element tensor with huge extents",
-       file_bytes(one_tensor(
-           R"("dtype":"F32","shape":[0,9223372036854775808,9223372036854775808],"data_offsets":[0,0])")),
+       file_bytes(
+           one_tensor(R"("dtype":"F32","shape":[0,9223372036854775808,9223372036854775808],"data_offsets":[0,0])")),
        "tensor 'a': shape [0, 9223372036854775808, 9223372036854775808] is too large"},
       {"zero-element tensor with extents just past 2^48",
        file_bytes(one_tensor(R"("dtype":"F32","shape":[16777216,0,16777217],"data_offsets":[0,0])")),
@@ -286,7 +285,8 @@ const std::vector<MalformedFile>& malformed_files() {
       {"control character in a name", file_bytes(R"({"a\n":[0,4]})"), "tensor 'a\\x0a': entry is not an object"},
       {"100 kB tensor name", file_bytes("{\"" + std::string(100'000, 'n') + "\":[0,4]}"),
        "a tensor name is longer than 4096 bytes ('nnnnnnnn"},
-      {"4097-byte tensor name", file_bytes("{\"" + std::string(4097, 'n') + "\":{}}"), "a tensor name is longer than 4096 bytes"},
+      {"4097-byte tensor name", file_bytes("{\"" + std::string(4097, 'n') + "\":{}}"),
+       "a tensor name is longer than 4096 bytes"},
       {"4097-byte metadata key", file_bytes(R"({"__metadata__":{")" + std::string(4097, 'k') + R"(":""}})"),
        "a key is longer than 4096 bytes"},
   };
@@ -348,8 +348,7 @@ TEST_CASE("safetensors: the header bounds are inclusive") {
                        doctest::Contains("header lists more than 65536 tensors"), FormatError);
 }
 
-
-// issue 8, defect 9: a header was parsed into a JSON tree before its rules were checked:
+// A header was once parsed into a JSON tree before its rules were checked:
 // a 50 MB header took 1.6 GB and 9 s. Now a header near the 16 MiB limit full of what a
 // header may not hold fails at its first fault, in memory about the size of the file.
 TEST_CASE("safetensors: a large hostile header fails fast in memory near the file's size") {
@@ -481,7 +480,7 @@ TEST_CASE("checkpoint: a non-finite weight is a corrupt checkpoint and loads not
   CHECK(values_of(model) == before);
 }
 
-// issue 8, defect 1: no save writes a checkpoint holding a non-finite weight.
+// No save writes a checkpoint holding a non-finite weight.
 TEST_CASE("checkpoint: save_parameters refuses a non-finite weight and keeps the previous file") {
   TempDir dir;
   const fs::path path = dir / "model.safetensors";
@@ -534,7 +533,7 @@ void check_write_fails(const fs::path& target, const std::string& bytes, const s
   try {
     write_file_atomically(target, bytes);
     FAIL("the write succeeded");
-  } catch (const std::system_error& e) {
+  } catch (const SystemError& e) {
     const std::string message = e.what();
     INFO("message: ", message);
     CHECK(message.find(target.string()) != std::string::npos);
@@ -551,7 +550,7 @@ TEST_CASE("safetensors: write_file_atomically replaces the target and leaves no 
   CHECK(dir.entries() == std::vector<std::string>{"target"});
 }
 
-// issue 8, defect 8: the replace reset a 0600 checkpoint to 0644.
+// The replace once reset a 0600 checkpoint to 0644.
 TEST_CASE("safetensors: write_file_atomically keeps the permission bits of the file it replaces") {
   TempDir dir;
   for (const fs::perms mode : {fs::perms::owner_read | fs::perms::owner_write,
@@ -564,7 +563,7 @@ TEST_CASE("safetensors: write_file_atomically keeps the permission bits of the f
   }
 }
 
-// issue 8, defect 8: temporary files of killed writers stayed forever.
+// Temporary files of killed writers once stayed forever.
 TEST_CASE("safetensors: remove_stale_temporary_files removes what dead writers left, nothing else") {
   TempDir dir;
   write_file(dir / "model.safetensors", "kept");
@@ -614,7 +613,7 @@ TEST_CASE("checkpoint: a save that fails part-way leaves the previous checkpoint
   bigger.emplace_back("big", Tensor<float>::zeros({1 << 16}));
   {
     const FileSizeLimit limit(4096);
-    CHECK_THROWS_AS(save_parameters(path, bigger), std::system_error);
+    CHECK_THROWS_AS(save_parameters(path, bigger), SystemError);
   }
   const auto loaded = small_model<float>(0.0f);
   load_parameters(path, loaded);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <random>
 #include <set>
+#include <type_traits>
 #include <vector>
 
 using namespace tapegrad;
@@ -30,7 +31,6 @@ Run train(const char* name, int threads, int steps) {
   const Context context{threads};
   const auto params = model.named_parameters();
   AdamW<float> opt(params);
-  opt.set_context(context);
   std::mt19937_64 rng(5);
   std::uniform_int_distribution<std::int64_t> token(0, 64);
   Run run;
@@ -44,7 +44,7 @@ Run train(const char* name, int threads, int steps) {
     run.losses.push_back(loss.item());
     tape.backward(loss);
     run.norms.push_back(clip_grad_norm(params, 1.0f, context));
-    opt.step(1e-3);
+    opt.step(1e-3, context);
   }
   for (const auto& [n, t] : params) run.weights.push_back(t.value());
   return run;
@@ -55,6 +55,15 @@ bool same_bits(const Array<float>& a, const Array<float>& b) {
 }
 
 }  // namespace
+
+TEST_CASE("threads: a Context is a checked thread count and nothing else") {
+  static_assert(std::is_trivially_copyable_v<Context> &&
+                sizeof(Context) == sizeof(int));  // making one allocates nothing
+  CHECK(Context{}.threads() == 1);
+  CHECK(Context{3}.threads() == 3);
+  CHECK_THROWS_WITH_AS(Context{0}, "threads must be >= 1, got 0", ConfigError);
+  CHECK_THROWS_AS(Context{-2}, ConfigError);
+}
 
 TEST_CASE("threads: a Context of 2 threads runs the blocks of one loop on 2 threads") {
   std::vector<int> owner(64, -1);

@@ -5,12 +5,15 @@
 #include "usage_error.hpp"
 
 #include <cmath>
+#include <memory>
+#include <utility>
 
 namespace train_lm {
 
 template <class T>
-double batch_loss(const GPT<T>& model, const Batch& batch, const tapegrad::Context& context) {
-  tapegrad::Tape tape(context);
+double batch_loss(const GPT<T>& model, const Batch& batch, const tapegrad::Context& context,
+                  std::shared_ptr<tapegrad::BufferPool> pool) {
+  tapegrad::Tape tape(context, std::move(pool));
   tapegrad::NoGradGuard no_grad(tape);
   return double(model.loss(tape, batch.inputs, batch.targets).item());
 }
@@ -20,10 +23,11 @@ double validation_loss(const GPT<T>& model, const std::vector<std::int64_t>& tok
                        std::size_t block, std::size_t n_batches, std::uint64_t seed, const tapegrad::Context& context,
                        Shard shard) {
   std::mt19937_64 rng(seed);
+  const auto pool = std::make_shared<tapegrad::BufferPool>();  // the batches' buffers, recycled
   double sum = 0;
   for (std::size_t i = 0; i < n_batches; ++i) {
     const Batch b = random_batch(tokens, batch, block, rng);  // every batch drawn: the RNG moves as without shards
-    if (i % shard.count == shard.index) sum += batch_loss(model, b, context);
+    if (i % shard.count == shard.index) sum += batch_loss(model, b, context, pool);
   }
   return sum / double(n_batches);
 }
@@ -37,12 +41,13 @@ TextLoss text_loss(const GPT<T>& model, const std::vector<std::int64_t>& tokens,
   // the last window may be shorter. Windows of equal length are batched together.
   const std::size_t predictions = tokens.size() - 1;
   const std::size_t full_windows = predictions / block, tail = predictions % block;
+  const auto pool = std::make_shared<tapegrad::BufferPool>();  // the batches' buffers, recycled
   double sum = 0;  // of per-token losses
   for (std::size_t first = 0; first < full_windows; first += batch) {
     const std::size_t rows = std::min(batch, full_windows - first);
     Batch b{tapegrad::Ids::from_shape({rows, block}), tapegrad::Ids::from_shape({rows, block})};
     for (std::size_t r = 0; r < rows; ++r) fill_row(b, r, tokens, (first + r) * block);
-    sum += batch_loss(model, b, context) * double(rows * block);
+    sum += batch_loss(model, b, context, pool) * double(rows * block);
   }
   if (tail > 0) {
     Batch b{tapegrad::Ids::from_shape({1, tail}), tapegrad::Ids::from_shape({1, tail})};
@@ -80,8 +85,10 @@ TextLoss run_eval(const EvalOptions& options) {
   return result;
 }
 
-template double batch_loss(const GPT<float>&, const Batch&, const tapegrad::Context&);
-template double batch_loss(const GPT<double>&, const Batch&, const tapegrad::Context&);
+template double batch_loss(const GPT<float>&, const Batch&, const tapegrad::Context&,
+                           std::shared_ptr<tapegrad::BufferPool>);
+template double batch_loss(const GPT<double>&, const Batch&, const tapegrad::Context&,
+                           std::shared_ptr<tapegrad::BufferPool>);
 template double validation_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, std::size_t,
                                 std::uint64_t, const tapegrad::Context&, Shard);
 template TextLoss text_loss(const GPT<float>&, const std::vector<std::int64_t>&, std::size_t, std::size_t, const tapegrad::Context&);

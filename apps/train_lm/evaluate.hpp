@@ -10,17 +10,20 @@
 //   run_eval             `train_lm eval`: a checkpoint on a text file
 #pragma once
 
-#include "blas_threads.hpp"
+#include "threads.hpp"
 #include "model_file.hpp"
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 
 namespace train_lm {
 
-// `context`: the threads the forward passes run on (the losses do not depend on it).
+// `context`: the threads the forward passes run on (the losses do not depend on it);
+// `pool` (may be null): the buffers a loop of batches recycles.
 template <class T>
-double batch_loss(const GPT<T>& model, const Batch& batch, const tapegrad::Context& context = {});
+double batch_loss(const GPT<T>& model, const Batch& batch, const tapegrad::Context& context = {},
+                  std::shared_ptr<tapegrad::BufferPool> pool = nullptr);
 
 struct Shard {
   std::size_t index = 0, count = 1;  // batches i with i % count == index

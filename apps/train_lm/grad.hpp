@@ -9,7 +9,7 @@
 //               same shape and dtype as the parameter
 #pragma once
 
-#include "blas_threads.hpp"
+#include "threads.hpp"
 #include "text_data.hpp"
 
 #include <filesystem>

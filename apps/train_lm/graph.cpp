@@ -20,7 +20,7 @@ std::size_t run_graph(const GraphOptions& o, std::ostream& standard_output) {
     require_count(name, *given, kMaxCount);
     return std::size_t(*given);
   };
-  tapegrad::models::GPTConfig config = preset.model(0);
+  tapegrad::models::GPTConfig config = preset.config(0);
   config.n_layer = count("--layers", o.layers, preset.n_layer);
   config.block_size = count("--block", o.block, preset.block_size);
   const std::size_t batch = count("--batch", o.batch, preset.batch);

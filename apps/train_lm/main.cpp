@@ -16,13 +16,13 @@
 #include "replicas_mpi.hpp"
 #endif
 #include "number_text.hpp"
+#include "presets.hpp"
 #include "sample.hpp"
 #include "train.hpp"
 #include "usage_error.hpp"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <tapegrad/models/gpt/presets.hpp>
 
 #include <csignal>
 #include <signal.h>
@@ -46,24 +46,23 @@ std::string describe(const tapegrad::nn::Recipe& r) {
 
 // One line per preset; the SPEC's four share one recipe, stated once after them.
 std::string preset_list() {
-  using tapegrad::models::kPresets;
   std::string text;
-  for (std::size_t i = 0; i < kPresets.size(); ++i) {
-    const auto& p = kPresets[i];
+  for (std::size_t i = 0; i < kTrainPresets.size(); ++i) {
+    const auto& p = kTrainPresets[i];
     text += "\n  " + std::string(p.name) + ": " + std::to_string(p.n_layer) + " layers, " + std::to_string(p.n_head) +
             " heads, d_model " + std::to_string(p.d_model) + ", block " + std::to_string(p.block_size) + ", batch " +
             std::to_string(p.batch) + ", " + std::to_string(p.steps) + " steps, eval every " +
             std::to_string(p.eval_every) + " (" + p.purpose + ")";
-    if (i >= tapegrad::models::kSpecPresets) text += "; " + describe(p.recipe);
+    if (i >= kLibraryPresets) text += "; " + describe(p.recipe);
   }
-  return text + "\nThe recipe of the SPEC's four: " + describe(kPresets.front().recipe) + ".";
+  return text + "\nThe recipe of the SPEC's four: " + describe(kTrainPresets.front().recipe) + ".";
 }
 
 // The preset table for other programs (scripts/reference_torch.py): one JSON object
 // per preset, keyed by name.
 std::string presets_json() {
   nlohmann::ordered_json all = nlohmann::ordered_json::object();
-  for (const auto& p : tapegrad::models::kPresets) {
+  for (const auto& p : kTrainPresets) {
     const auto& r = p.recipe;
     all[p.name] = {{"n_layer", p.n_layer}, {"n_head", p.n_head}, {"d_model", p.d_model}, {"block_size", p.block_size},
                    {"batch", p.batch}, {"steps", p.steps}, {"lr", r.adamw.lr}, {"beta1", r.adamw.beta1},
@@ -96,7 +95,7 @@ CLI::Validator positive_count(std::int64_t max = kMaxCount) { return whole_numbe
 const CLI::Validator kSeed = whole_number<std::uint64_t>(0, std::numeric_limits<std::uint64_t>::max(), "0 to 2^64-1");
 
 CLI::Option* add_threads(CLI::App& cmd, int& threads) {
-  return cmd.add_option("--threads", threads, "BLAS threads")
+  return cmd.add_option("--threads", threads, "threads for every kernel (results do not depend on it)")
       ->check(whole_number(1, kMaxThreads))
       ->capture_default_str();
 }
@@ -108,7 +107,7 @@ void add_train(CLI::App& app, TrainOptions& o) {
   cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")")
       ->type_name("FILE");
   std::string names;
-  for (const auto& p : tapegrad::models::kPresets) names += (names.empty() ? "" : ", ") + std::string(p.name);
+  for (const auto& p : kTrainPresets) names += (names.empty() ? "" : ", ") + std::string(p.name);
   cmd->add_option("--preset", o.preset, names + " (train_lm presets lists them)")->capture_default_str();
   cmd->add_option("--steps", o.steps, "total optimisation steps (default: the preset's)")
       ->check(positive_count(kMaxSteps));

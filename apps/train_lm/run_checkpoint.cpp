@@ -156,7 +156,7 @@ void save_checkpoint(const CheckpointDir& dir, const GPT<float>& model, const ta
   // Whatever led here (an eval step or not), a checkpoint never holds a non-finite
   // number: refuse before anything is written, so the previous checkpoint stays.
   for (const auto* tensors : {&params, &moments})
-    if (const auto bad = io::detail::non_finite_value(*tensors))
+    if (const auto bad = io::non_finite_value(*tensors))
       throw std::runtime_error(dir.dir.string() + ": checkpoint not saved, the previous one is kept: " + *bad +
                                " at step " + std::to_string(state.step) + " (the run diverged; try a smaller --lr)");
   std::vector<io::TensorView> tensors;
@@ -207,7 +207,7 @@ void load_training_tensors(const SavedState& saved, GPT<float>& model, tapegrad:
     weights.emplace_back(key, tapegrad::Tensor<float>(file.get<float>(key)));
     weight_names.insert(key);
   }
-  if (const auto bad = io::detail::non_finite_value(weights)) file.fail(*bad);
+  if (const auto bad = io::non_finite_value(weights)) file.fail(*bad);
   tapegrad::NamedTensors<float> moments;
   for (const auto& t : file.tensors())
     if (!weight_names.contains(t.name)) moments.emplace_back(t.name, tapegrad::Tensor<float>(file.get<float>(t.name)));

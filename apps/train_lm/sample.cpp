@@ -18,12 +18,12 @@ std::vector<std::int64_t> prompt_ids(const Vocabulary& vocab, const std::string&
 template <class T>
 void stream_sample(const GPT<T>& model, const Vocabulary& vocab, const std::string& prompt,
                    const SamplingOptions& options, std::ostream& out) {
-  const auto context = prompt_ids(vocab, prompt);
+  const auto prompt_tokens = prompt_ids(vocab, prompt);
   out << prompt << std::flush;
   std::mt19937_64 rng(options.seed);
-  tapegrad::models::generate(model, context, options.tokens,
-                         {.temperature = options.temperature, .top_k = options.top_k, .context = options.context}, rng,
-                         [&](std::int64_t id) { out << vocab.token(id) << std::flush; });
+  tapegrad::models::generate(model, prompt_tokens, options.tokens,
+                             {.temperature = options.temperature, .top_k = options.top_k, .context = options.context},
+                             rng, [&](std::int64_t id) { out << vocab.token(id) << std::flush; });
   out << '\n';
 }
 

@@ -8,7 +8,7 @@
 // 0.. and the window grows again from there.
 #pragma once
 
-#include "blas_threads.hpp"
+#include "threads.hpp"
 #include "model_file.hpp"
 
 #include <filesystem>

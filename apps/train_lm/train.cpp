@@ -3,12 +3,12 @@
 
 #include "evaluate.hpp"
 #include "number_text.hpp"
+#include "presets.hpp"
 #include "report.hpp"
 #include "run_checkpoint.hpp"
 #include "sample.hpp"
 #include "usage_error.hpp"
 
-#include <tapegrad/models/gpt/presets.hpp>
 #include <tapegrad/nn/train_step.hpp>
 
 #include <atomic>
@@ -75,16 +75,16 @@ void require_finite(const std::string& what, double value, std::int64_t step) {
                              "; stopping without saving (try a smaller --lr)");
 }
 
-const tapegrad::models::Preset& preset_named(const std::string& name) {
+const TrainPreset& preset_named(const std::string& name) {
   try {
-    return tapegrad::models::find_preset(name);
+    return find_train_preset(name);
   } catch (tapegrad::ConfigError& e) {
     e.about("--preset");
     throw;
   }
 }
 
-RunSettings settings_from(const TrainOptions& o, const tapegrad::models::Preset& preset) {
+RunSettings settings_from(const TrainOptions& o, const TrainPreset& preset) {
   RunSettings s;
   s.model.n_layer = count_option("--layers", o.layers, preset.n_layer);
   s.model.n_head = count_option("--heads", o.heads, preset.n_head);
@@ -129,7 +129,7 @@ void take_out_dir(Plan& plan, bool resume) {
 // the output directory and reads the state to resume.
 Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   Plan plan;
-  const tapegrad::models::Preset& preset = preset_named(o.preset);
+  const TrainPreset& preset = preset_named(o.preset);
   plan.settings = settings_from(o, preset);
   plan.recipe = preset.recipe;
   plan.recipe.adamw.lr = plan.settings.lr;
@@ -202,7 +202,6 @@ class Session {
         log_(restore_then_open_log()) {
     state_.settings = plan_.settings;
     context_ = use_threads(plan_.settings.threads);
-    optimizer_->set_context(context_);
     model_.checkpoint_blocks = plan_.checkpoint_activations;
     if (plan_.resume_from) {
       const TrainState& saved = plan_.resume_from->state;
@@ -230,7 +229,7 @@ class Session {
     std::int64_t last_saved = -1;
     while (state_.step < steps) {
       const auto step_start = Clock::now();
-      summary.final_train_loss = train_step();
+      summary.final_train_loss = run_training_step();
       step_seconds += seconds_since(step_start);
       const std::int64_t done_here = state_.step - summary.first_step;
       const double tokens_per_s = double(done_here * tokens_per_step()) / step_seconds;
@@ -276,7 +275,7 @@ class Session {
   // alike before any backward, and backward returns with the ranks' mean gradients
   // (dist::DataParallel completes the reduction in its last gradient-final hook), so the
   // clip and the update are the same on every rank.
-  double train_step() {
+  double run_training_step() {
     inject_test_failure();
     const Batch batch = random_batch(plan_.corpus.train, plan_.settings.batch, plan_.settings.model.block_size,
                                      state_.sampler, plan_.rows);
@@ -289,7 +288,7 @@ class Session {
       loss = replicas_.sum(local.item()) / replicas_.size();
       require_finite("the training loss", loss, state_.step + 1);
       return local;
-    });
+    }, context_, pool_);
     replicas_.require_gradients_averaged();
     require_finite("the gradient norm", result.grad_norm, state_.step + 1);
     ++state_.step;
@@ -376,7 +375,8 @@ class Session {
   std::ostream& out_;
   GPT<float> model_;
   std::unique_ptr<tapegrad::nn::Optimizer<float>> optimizer_;
-  tapegrad::Context context_;  // --threads
+  tapegrad::Context context_;                                                    // --threads
+  std::shared_ptr<tapegrad::BufferPool> pool_ = std::make_shared<tapegrad::BufferPool>();  // the steps' buffers, recycled
   Progress progress_;
   TrainLog log_;
   TrainState state_;

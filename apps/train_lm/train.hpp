@@ -11,7 +11,7 @@
 // for bit.
 #pragma once
 
-#include "blas_threads.hpp"
+#include "threads.hpp"
 #include "replicas.hpp"
 
 #include <tapegrad/nn/train_step.hpp>

@@ -23,9 +23,11 @@
 #include "ops/reduce.hpp"
 #include "ops/relu.hpp"
 #include "ops/reshape.hpp"
+#include "ops/rows.hpp"
 #include "ops/scale.hpp"
 #include "ops/softmax.hpp"
 
+#include "nn/kv_cache.hpp"
 #include "nn/layers.hpp"
 #include "nn/module.hpp"
 #include "nn/muon.hpp"

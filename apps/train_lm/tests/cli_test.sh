@@ -167,9 +167,9 @@ expect_error "corrupt checkpoint" "cut.safetensors" "$bin" sample --checkpoint "
 expect_error "unknown option" "--frobnicate" "$bin" train --frobnicate
 [ -e "$work/x" ] && fail "a failed run left --out behind"
 
-# ---- issue 8 (reliability)
+# ---- reliability: corrupt state, bad data files, memory, concurrent runs, temporary files
 
-# Defect 1: a state file whose second moments v.wte are all -1, NaN or Inf is refused on
+# A state file whose second moments v.wte are all -1, NaN or Inf is refused on
 # --resume (it used to train on, save NaN weights over the good model and exit 0), and
 # the checkpoint files stay byte for byte as they were.
 # set_tensor FILE NAME BYTES: every 4-byte element of tensor NAME becomes BYTES (printf escapes).
@@ -203,7 +203,7 @@ set_tensor "$work/corrupt/state.safetensors" param.ln_f.bias '\x00\x00\xc0\x7f' 
 expect_error "--resume from a state with a NaN weight" "tensor 'param.ln_f.bias' holds a non-finite value" \
   "$bin" train --data "$work/text.txt" --preset tiny --steps 32 --stop-after 31 --no-sample --out "$work/corrupt" --resume
 
-# Defect 5: --data must be a regular file of at most 256 MiB (a FIFO blocked forever,
+# --data must be a regular file of at most 256 MiB (a FIFO blocked forever,
 # /dev/zero ran until bad_alloc).
 mkfifo "$work/fifo"
 expect_error "--data a FIFO" "$work/fifo: not a regular file" \
@@ -216,14 +216,14 @@ expect_error "--data over 256 MiB" "huge.txt: 268435457 bytes is over the limit 
 expect_error "eval --data a FIFO" "not a regular file" \
   timeout -k 5 20 "$bin" eval --checkpoint "$work/run/model.safetensors" --data "$work/fifo"
 
-# Defect 6: sizes whose memory would not fit are refused with the value and the estimate
+# Sizes whose memory would not fit are refused with the value and the estimate
 # (--layers 999999999 ended in a bare std::bad_alloc after two minutes).
 expect_error "--layers 999999999" "n_layer 999999999" \
   timeout -k 5 20 "$bin" train --data "$work/text.txt" --preset tiny --layers 999999999 --out "$work/x"
 expect_error "--layers 999999999 (the estimate)" "need an estimated" \
   timeout -k 5 20 "$bin" train --data "$work/text.txt" --preset tiny --layers 999999999 --out "$work/x"
 
-# Defect 7: one run per --out at a time (two used to interleave log.csv and both exit 0).
+# One run per --out at a time (two used to interleave log.csv and both exit 0).
 "$bin" train --data "$work/text.txt" --preset tiny --steps 1000000 --no-sample --out "$work/locked" 2>"$work/err_first" &
 pid=$!
 wait_for "$work/err_first" "step 0 of"
@@ -234,7 +234,7 @@ expect_error "a fresh run on a directory in use" "is in use by another train_lm 
 kill -INT "$pid"
 wait "$pid"
 
-# Defect 8: temporary files of killed runs are removed at the next start (those of a live
+# Temporary files of killed runs are removed at the next start (those of a live
 # process stay), and an atomic replace keeps a 0600 file 0600.
 rm -rf "$work/tidy" && cp -r "$work/run" "$work/tidy"
 head -c 1000 /dev/urandom >"$work/tidy/.state.safetensors.tmp-2147483646-0"  # no such process

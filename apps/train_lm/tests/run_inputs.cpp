@@ -9,7 +9,7 @@
 // random streams (train.hpp's stream_seed) and the same functions.
 #include <tapegrad/io/checkpoint.hpp>
 #include <tapegrad/models/gpt/checkpoint_metadata.hpp>
-#include <tapegrad/models/gpt/presets.hpp>
+#include "presets.hpp"
 #include "text_data.hpp"
 #include "train.hpp"
 
@@ -23,13 +23,13 @@ int main(int argc, char** argv) try {
     return 2;
   }
   using namespace train_lm;
-  const auto& preset = tapegrad::models::find_preset(argv[2]);
+  const auto& preset = find_train_preset(argv[2]);
   const std::uint64_t seed = std::stoull(argv[3]);
   const std::size_t steps = std::stoull(argv[4]);
   const std::filesystem::path out = argv[5];
 
   const Corpus corpus = make_corpus(read_text_file(argv[1]), preset.block_size);
-  const tapegrad::models::GPTConfig config = preset.model(corpus.vocab.size());
+  const tapegrad::models::GPTConfig config = preset.config(corpus.vocab.size());
   const tapegrad::models::GPT<float> model(config, stream_seed(seed, Stream::init));
   tapegrad::io::save_parameters(out / "init.safetensors", model.named_parameters(), tapegrad::models::gpt_metadata(config));
 

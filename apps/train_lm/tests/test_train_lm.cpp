@@ -319,7 +319,7 @@ TEST_CASE("train_lm: an interrupted checkpoint write leaves the previous checkpo
   CHECK(read_file(dir / "run/model.safetensors") == good_model);
 }
 
-// issue 8, defect 1: moments, weights and the sampler state of a state file are checked
+// Moments, weights and the sampler state of a state file are checked
 // before a resumed run starts; a corrupt one changes nothing on disk.
 TEST_CASE("train_lm: a state file with bad values is refused on resume and nothing is written") {
   TempDir dir;
@@ -355,7 +355,7 @@ TEST_CASE("train_lm: a state file with bad values is refused on resume and nothi
   CHECK(run_quietly(options).last_step == 40);  // the good state still resumes
 }
 
-// issue 8, defect 1: a save not on an eval step wrote whatever the weights held.
+// A save not on an eval step once wrote whatever the weights held.
 TEST_CASE("train_lm: save_checkpoint refuses non-finite weights or moments and keeps the previous checkpoint") {
   TempDir dir;
   const CheckpointDir checkpoint{dir.path() / "run"};
@@ -381,7 +381,7 @@ TEST_CASE("train_lm: save_checkpoint refuses non-finite weights or moments and k
   CHECK(files == 2);  // no temporary file either
 }
 
-// issue 8, defect 5: the text was one std::string per character (30 MiB peaked at 1.27 GiB).
+// The text was once one std::string per character (30 MiB peaked at 1.27 GiB).
 TEST_CASE("train_lm: make_corpus holds the text as bytes and 8-byte token ids") {
   const std::size_t size = 16u << 20;
   Text text{std::string(size, 'a'), "16 MiB"};
@@ -393,7 +393,7 @@ TEST_CASE("train_lm: make_corpus holds the text as bytes and 8-byte token ids") 
   CHECK(growth < std::int64_t(12 * size));  // ids 8 bytes a character, 10% of them copied for the split
 }
 
-// issue 8, defect 6: a 1 MB model file with block_size 60000 made eval allocate a 14 GB
+// A 1 MB model file with block_size 60000 made eval allocate a 14 GB
 // attention matrix; the estimate now refuses such a file first, with the value and the
 // estimate (block_size 200000 here: 160 GB, past any test machine's memory).
 TEST_CASE("train_lm: eval refuses a model whose forward would not fit in memory, naming the values") {

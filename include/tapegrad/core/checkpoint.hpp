@@ -3,8 +3,8 @@
 //
 //   y = checkpoint(tape, fn, x, ...)      fn(Tape&, const Tensor<T>&...) -> Tensor<T>
 //
-// Forward: fn runs on a fresh inner tape (same Context, so the same threads and buffer
-// pool) on leaf copies of the inputs; its output's value becomes y, and the inner tape,
+// Forward: fn runs on a fresh inner tape (same Context and buffer pool, so the same
+// threads and recycled buffers) on leaf copies of the inputs; its output's value becomes y, and the inner tape,
 // with every activation it saved, is dropped. The node on `tape` keeps the inputs and
 // lists as inputs too the leaves fn's ops read that need a gradient (its parameters).
 // Backward of the node: fn runs again on a new inner tape, backward from y's gradient
@@ -52,6 +52,7 @@ Tensor<T> leaf_copy(const Tensor<T>& x) {
 // What a replay of the block takes from the tape it belongs to.
 struct BlockSetting {
   Context context;
+  std::shared_ptr<BufferPool> pool;
   bool detect_anomaly;
   std::string module_path;
 };
@@ -84,12 +85,12 @@ Tensor<T> checkpoint(Tape& tape, Fn fn, const Tensor<T>& x, const Rest&... rest)
     if (!block_inputs[i].defined())
       throw op_error(kCheckpoint, "input " + std::to_string(i + 1) + " is an undefined tensor");
   if (!tape.recording()) return fn(tape, x, rest...);
-  detail::BlockSetting setting{tape.context(), tape.detect_anomaly(), tape.module_path()};
+  detail::BlockSetting setting{tape.context(), tape.pool(), tape.detect_anomaly(), tape.module_path()};
   std::vector<std::shared_ptr<TensorMeta>> inputs;
   for (const auto& in : block_inputs) inputs.push_back(in.meta_ptr());
   Array<T> value;
   {
-    Tape inner(setting.context);
+    Tape inner(setting.context, setting.pool);
     auto [copies, y] = detail::run_block(inner, setting, fn, block_inputs);
     for (auto& leaf : inner.leaves_read()) inputs.push_back(std::move(leaf));
     value = std::move(y.value());  // the inner tape and everything it saved end here
@@ -97,7 +98,7 @@ Tensor<T> checkpoint(Tape& tape, Fn fn, const Tensor<T>& x, const Rest&... rest)
   Tensor<T> out(std::move(value));
   // y's gradient -> a replay of fn -> the parameters' gradients, and the copies' added into the inputs'.
   auto backward = [fn = std::move(fn), setting = std::move(setting), out = GradRef<T>(out), block_inputs]() {
-    Tape inner(setting.context);
+    Tape inner(setting.context, setting.pool);
     auto [copies, y] = detail::run_block(inner, setting, fn, block_inputs);
     inner.backward(y, out.grad());
     for (std::size_t i = 0; i < copies.size(); ++i)

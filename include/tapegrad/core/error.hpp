@@ -6,6 +6,9 @@
 //   FormatError   the contents of a file (or of saved state): io/ gives it the path
 //   StateError    the tape or a tensor used out of order: a second backward, a
 //                 gradient read before any backward, an input from another tape
+//   SystemError   a call to the operating system or MPI failed (writing a file, an
+//                 MPI call); code() is its error code when it has one
+//   AnomalyError  (anomaly.hpp) the first NaN or Inf anomaly mode found
 //
 // The thrower states the reason; a caller that knows what the error is about (the
 // file, the command-line flag) names it with about() and rethrows the same object:
@@ -18,6 +21,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 namespace tapegrad {
 
@@ -67,6 +71,15 @@ struct ConfigError : Error {
 };
 struct StateError : Error {
   using Error::Error;
+};
+
+// A call to the system failed; code() says which error (errno's, for file calls).
+struct SystemError : Error {
+  SystemError(const std::string& reason, std::error_code code = {}) : Error(reason), code_(code) {}
+  std::error_code code() const { return code_; }
+
+ private:
+  std::error_code code_;
 };
 
 // A file that cannot be read or breaks its format; the subject is the file's path.

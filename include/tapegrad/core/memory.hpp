@@ -6,22 +6,22 @@
 // again (a third of a `small` preset step). A BufferPool keeps freed element buffers
 // (Array<T>, tensor.hpp) in free lists by exact byte size and hands them out again.
 //
-// Who owns it: the Context (parallel.hpp) holds a shared_ptr to one, so the pool
-// outlives the per-step Tape (nn::train_step makes a fresh Tape each step with the
-// optimiser's Context). A Tape makes its Context's pool the active one of its thread
-// for its lifetime (PoolScope). PoolAllocator, the allocator of Array<T>, consults the
-// active pool of the calling thread; with none active (an OpenMP worker, code outside
-// every tape) it uses plain operator new/delete. Every block is a plain operator new
-// block, so a block may be freed with or without a pool, after its pool is gone, on
-// another thread: nothing dangles. A mutex guards the lists (two threads may share
-// one Context).
+// Who owns it: whoever owns the training loop (or any loop of tapes: a sampler) makes
+// one, as a shared_ptr, and hands it to each Tape it makes (Tape(context, pool);
+// nn::train_step passes it on), so the pool outlives the per-step tapes. A Tape makes
+// its pool the active one of its thread for its lifetime (PoolScope). PoolAllocator,
+// the allocator of Array<T>, consults the active pool of the calling thread; with none
+// active (an OpenMP worker, code outside every tape, a tape given no pool) it uses
+// plain operator new/delete. Every block is a plain operator new block, so a block may
+// be freed with or without a pool, after its pool is gone, on another thread: nothing
+// dangles. A mutex guards the lists (two threads may share one pool).
 //
 // Cap: what the pool holds (handed out and not yet returned, plus cached) stays at or
 // below twice the most it ever had handed out at once; a miss that would pass that frees
 // cached blocks first. Exact-size lists need more than the step's peak (each size is
 // needed at its own peak), and a cap at the peak itself made every step evict blocks
 // it needed later. A repeating step settles with no misses. Everything cached is freed
-// when the pool is destroyed (its last Context and Tape are gone) or on release().
+// when the pool is destroyed (its owner and its last Tape are gone) or on release().
 #pragma once
 
 
@@ -101,13 +101,15 @@ inline thread_local std::shared_ptr<BufferPool> active_buffer_pool;
 // Makes `pool` the calling thread's active pool until the end of the scope (null: none).
 class PoolScope {
  public:
-  explicit PoolScope(std::shared_ptr<BufferPool> pool) : previous_(std::exchange(active_buffer_pool, std::move(pool))) {}
+  explicit PoolScope(std::shared_ptr<BufferPool> pool) : pool_(pool), previous_(std::exchange(active_buffer_pool, std::move(pool))) {}
   ~PoolScope() { active_buffer_pool = std::move(previous_); }
+  // The pool this scope made active.
+  const std::shared_ptr<BufferPool>& pool() const { return pool_; }
   PoolScope(const PoolScope&) = delete;
   PoolScope& operator=(const PoolScope&) = delete;
 
  private:
-  std::shared_ptr<BufferPool> previous_;
+  std::shared_ptr<BufferPool> pool_, previous_;
 };
 
 // The allocator of Array<T>: the active pool of the calling thread, else operator new.

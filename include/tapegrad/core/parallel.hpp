@@ -1,10 +1,14 @@
 // tapegrad/core/parallel.hpp — the execution context ops run with, and the fixed-block
 // loops every kernel splits its work with.
 //
-// A Context says how many threads an op may use. It travels with the computation:
-// the Tape carries one (tape.context()), ops read it when they run and their backward
-// rules keep the one they were recorded with; optimisers and clip_grad_norm take one.
-// Two tapes in one process may use different counts.
+// A Context says how many threads an op may use, and nothing else: a plain value,
+// checked once when it is made (a count below 1 is a ConfigError), whose default (one
+// thread, serial) allocates nothing, so a kernel may make one inside a parallel loop.
+// It travels with the computation: the Tape carries one (tape.context()), ops read it
+// when they run and their backward rules keep the one they were recorded with;
+// optimisers' step, clip_grad_norm and generate take one. Two tapes in one process may
+// use different counts. (The buffers a training loop recycles are a separate thing,
+// a BufferPool (memory.hpp), owned by the loop and handed to its tapes.)
 //
 // Work over n items is cut into blocks of a size fixed by the kernel (never by the
 // thread count), the blocks are shared out statically, and a reduction keeps one
@@ -13,30 +17,36 @@
 // Threads come from OpenMP; without it (no -fopenmp) everything runs serially.
 #pragma once
 
-#include "memory.hpp"
+#include "error.hpp"
 
 #include <algorithm>
 #include <cstddef>
-#include <memory>
+#include <string>
 #include <vector>
 
 namespace tapegrad {
 
-struct Context {
-  int threads = 1;  // >= 1
-  // The buffers the tapes made with this Context recycle (memory.hpp); copies of a
-  // Context share it, so it outlives each step's Tape. Null: no recycling.
-  std::shared_ptr<BufferPool> pool = std::make_shared<BufferPool>();
+class Context {
+ public:
+  Context() = default;  // one thread
+  // `threads` >= 1, else a ConfigError: the one place a thread count is checked.
+  explicit Context(int threads) : threads_(threads) {
+    if (threads < 1) throw ConfigError("threads must be >= 1, got " + std::to_string(threads));
+  }
+  int threads() const { return threads_; }
+
+ private:
+  int threads_ = 1;
 };
 
 inline std::size_t block_count(std::size_t n, std::size_t block) { return (n + block - 1) / block; }
 
 // f(begin, end) for each block [begin, end) of [0, n) cut every `block` items, on up to
-// ctx.threads threads. Blocks must write disjoint data.
+// ctx.threads() threads. Blocks must write disjoint data.
 template <class F>
 void parallel_blocks(const Context& ctx, std::size_t n, std::size_t block, F&& f) {
   const std::size_t blocks = block_count(n, block);
-  [[maybe_unused]] const int threads = int(std::min<std::size_t>(std::size_t(std::max(ctx.threads, 1)), blocks));
+  [[maybe_unused]] const int threads = int(std::min<std::size_t>(std::size_t(ctx.threads()), blocks));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
   for (std::size_t b = 0; b < blocks; ++b) f(b * block, std::min(n, (b + 1) * block));
 }

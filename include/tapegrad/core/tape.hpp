@@ -91,16 +91,21 @@ enum class KeepTape { no, yes };
 class Tape {
  public:
   // `context` is what the ops recorded on this tape run with (threads); backward rules
-  // keep the context of the op that recorded them. While the tape lives, the Arrays its
-  // thread allocates and frees recycle the context's buffers (memory.hpp).
-  explicit Tape(Context context = {}) : id_(next_id()), context_(context), pool_scope_(context_.pool) {
-    if (context.threads < 1) throw std::invalid_argument("Tape: threads must be >= 1, got " + std::to_string(context.threads));
-  }
+  // keep the context of the op that recorded them. `pool` (may be null) is the buffers
+  // to recycle: while the tape lives, the Arrays its thread allocates and frees come
+  // from and go back to it (memory.hpp). Whoever owns the training loop owns the pool
+  // and hands it to each step's tape, so the buffers outlive the tape.
+  explicit Tape(Context context = {}, std::shared_ptr<BufferPool> pool = nullptr)
+      : id_(next_id()), context_(context), pool_scope_(std::move(pool)) {}
+  // The nodes (and the activations they hold) are freed here, while the pool is still
+  // the active one, so they go back to it whatever the members' order.
+  ~Tape() { clear(); }
   Tape(const Tape&) = delete;
   Tape& operator=(const Tape&) = delete;
 
   bool recording() const { return recording_; }
   const Context& context() const { return context_; }
+  const std::shared_ptr<BufferPool>& pool() const { return pool_scope_.pool(); }
   bool detect_anomaly() const { return detect_anomaly_; }
   void set_detect_anomaly(bool on) { detect_anomaly_ = on; }
   // Nodes recorded from now on keep their inputs and module path, for write_dot().
@@ -173,7 +178,6 @@ class Tape {
         if (detect_anomaly_) check_gradients(node, i);
         node.out->release_grad();  // every consumer of out came later on the tape: its gradient is complete and used
       }
-      if (keep == KeepTape::no) node.backward = nullptr;  // what it saved is freed now, not at the end of the sweep
       for (; !defer_hooks_ && first_use != hooked_leaves_.rend() && first_use->first == i; ++first_use)
         first_use->second->gradient_final();
     }
@@ -248,7 +252,7 @@ class Tape {
 
  private:
   friend class NoGradGuard;
-  struct Watch {  // what anomaly mode and the graph keep of a node to name it
+  struct Watch {  // what anomaly mode and the graph keep of a node: its module and inputs
     std::string module_path;
     std::vector<std::shared_ptr<TensorMeta>> inputs;
   };
@@ -287,7 +291,7 @@ class Tape {
     const OpName* op;
     std::shared_ptr<TensorMeta> out;
     std::function<void()> backward;
-    std::unique_ptr<Watch> watch;  // anomaly mode only
+    std::unique_ptr<Watch> watch;  // anomaly mode, or keeping the graph
   };
 
   static std::uint64_t next_id() {
@@ -367,7 +371,7 @@ class Tape {
 
   std::uint64_t id_;
   Context context_;
-  PoolScope pool_scope_;  // ends after the nodes (declared later) are freed into the pool
+  PoolScope pool_scope_;
   std::uint64_t generation_ = 0;
   bool recording_ = true;
   bool detect_anomaly_ = false;

@@ -210,20 +210,25 @@ class Tensor : public GradRef<T> {
     return Tensor(std::move(a), requires_grad);
   }
 
-  // A tensor with a shape and no values (value() is empty): what a module built
-  // shape-only registers (nn::parameter_shapes); nothing is allocated for the shape.
+  // A tensor with a shape and no values: what a module built shape-only registers
+  // (nn::parameter_shapes); nothing is allocated for the shape. shape() and size() are
+  // the shape's; value() and data() are a StateError.
   static Tensor shape_only(const Shape& shape) {
-    Tensor t(Array<T>::from_shape({0}));
+    Tensor t;
+    t.d_ = std::make_shared<TensorData<T>>();
     t.d_->shape = shape;
     return t;
   }
 
-  bool defined() const { return value_ != nullptr; }
+  // A handle to a value: false for a default-constructed handle.
+  bool defined() const { return this->d_ != nullptr; }
+  // Whether the tensor holds values (false for a shape-only tensor).
+  bool has_value() const { return value_ != nullptr; }
   // The value's elements may change in place (optimisers, gradient checks); its shape may not.
-  const Array<T>& value() const { return *value_; }
-  Array<T>& value() { return *value_; }
-  const T* data() const { return value_->data(); }
-  T* data() { return value_->data(); }
+  const Array<T>& value() const { return *checked_value(); }
+  Array<T>& value() { return *checked_value(); }
+  const T* data() const { return checked_value()->data(); }
+  T* data() { return checked_value()->data(); }
   T item() const {
     if (this->size() != 1)
       throw ShapeError("Tensor::item: tensor of shape " + shape_str(this->shape()) + " is not a scalar");
@@ -242,6 +247,13 @@ class Tensor : public GradRef<T> {
   bool same_as(const Tensor& other) const { return this->d_ == other.d_; }
 
  private:
+  Array<T>* checked_value() const {
+    if (!value_)
+      throw StateError(this->d_ ? "Tensor: the tensor of shape " + shape_str(this->d_->shape) + " is shape-only: it has no values"
+                                : std::string("Tensor: an undefined tensor has no values"));
+    return value_.get();
+  }
+
   std::shared_ptr<Array<T>> value_;
 };
 

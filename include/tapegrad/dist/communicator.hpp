@@ -16,6 +16,8 @@
 //   abort                  ends the whole job with an exit code (MPI_Abort).
 #pragma once
 
+#include "../core/error.hpp"
+
 #include <mpi.h>
 
 #include <algorithm>
@@ -121,17 +123,17 @@ class Communicator {
     std::_Exit(code);
   }
 
-  // An MPI call's result: MPI_SUCCESS or a runtime_error naming the call. (The default
+  // An MPI call's result: MPI_SUCCESS or a SystemError naming the call. (The default
   // error handler aborts the job before this sees a failure; the check is for others.)
   static void check(int result, const char* call) {
     if (result == MPI_SUCCESS) return;
     char text[MPI_MAX_ERROR_STRING];
     int length = 0;
     MPI_Error_string(result, text, &length);
-    throw std::runtime_error(std::string(call) + " failed: " + std::string(text, std::size_t(length)));
+    throw SystemError(std::string(call) + " failed: " + std::string(text, std::size_t(length)));
   }
   static int count(std::size_t n) {
-    if (n > std::size_t(INT32_MAX)) throw std::length_error("MPI: a message of " + std::to_string(n) + " elements is too long");
+    if (n > std::size_t(INT32_MAX)) throw ShapeError("MPI: a message of " + std::to_string(n) + " elements is too long (at most 2^31 - 1)");
     return int(n);
   }
 

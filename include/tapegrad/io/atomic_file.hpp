@@ -6,11 +6,14 @@
 // moment, sees the old file or the new one, never a mix. The new file keeps the
 // permission bits of the file it replaces (a 0600 checkpoint stays 0600). If
 // anything fails before the rename, the temporary file is removed, `path` is
-// untouched, and a std::system_error names the path and the step that failed.
+// untouched, and a SystemError (core/error.hpp) names the path, the step that failed and
+// the system's reason.
 //
 // A process killed mid-write leaves its temporary file behind;
 // remove_stale_temporary_files(path) removes those whose process is gone. POSIX only.
 #pragma once
+
+#include "../core/error.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -32,8 +35,8 @@ namespace detail {
 
 // `step` is a literal, so reading errno as the default argument sees the failed call's error.
 [[noreturn]] inline void throw_io_error(const std::filesystem::path& path, std::string_view step, int error = errno) {
-  throw std::system_error(error, std::generic_category(),
-                          "write_file_atomically: " + path.string() + ": " + std::string(step));
+  const std::error_code code(error, std::generic_category());
+  throw SystemError("write_file_atomically: " + path.string() + ": " + std::string(step) + ": " + code.message(), code);
 }
 
 inline std::filesystem::path directory_of(const std::filesystem::path& path) {

@@ -27,7 +27,6 @@
 
 namespace tapegrad::io {
 
-namespace detail {
 // "tensor 'name' holds a non-finite value (nan) at flat index 3", or nothing when all are finite.
 template <FloatElement T>
 std::optional<std::string> non_finite_value(const std::string& name, std::span<const T> values) {
@@ -43,11 +42,10 @@ std::optional<std::string> non_finite_value(const NamedTensors<T>& tensors) {
     if (auto found = non_finite_value(name, std::span<const T>(t.data(), t.size()))) return found;
   return std::nullopt;
 }
-}  // namespace detail
 
 template <FloatElement T>
 void save_parameters(const std::filesystem::path& path, const NamedTensors<T>& params, const Metadata& metadata = {}) {
-  if (const auto bad = detail::non_finite_value(params))
+  if (const auto bad = non_finite_value(params))
     throw FormatError(path, "not written: " + *bad);
   std::vector<TensorView> views;
   views.reserve(params.size());
@@ -114,7 +112,7 @@ void load_parameters(const Safetensors& file, const NamedTensors<T>& into) {
   for (const auto& [name, handle] : into) {
     staged.push_back(file.get<T>(name));
     const Array<T>& values = staged.back();
-    if (const auto bad = detail::non_finite_value(name, std::span<const T>(values.data(), values.size()))) file.fail(*bad);
+    if (const auto bad = non_finite_value(name, std::span<const T>(values.data(), values.size()))) file.fail(*bad);
   }
   for (std::size_t k = 0; k < into.size(); ++k) {
     Tensor<T> p = into[k].second;

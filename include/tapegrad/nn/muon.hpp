@@ -19,7 +19,7 @@
 // `options.adamw`, at a learning rate that follows the schedule in proportion:
 // adamw.lr * (lr now / options.lr). State: "momentum.<name>" for the orthogonalised
 // matrices, "m.<name>" and "v.<name>" for the others (optim.hpp's named slots).
-// The iteration runs in T (float in training) on the optimiser's Context, through
+// The iteration runs in T (float in training) on step()'s Context, through
 // blas::gemm: the result does not depend on the thread count.
 #pragma once
 
@@ -78,24 +78,27 @@ class Muon final : public Optimizer<T> {
     if (!(opt.lr > 0)) throw ConfigError("Muon: lr must be > 0, got " + std::to_string(opt.lr));
     check_adamw_options(opt.adamw, "Muon (its AdamW)");
   }
-  using Optimizer<T>::step;
-
   const MuonOptions& options() const { return opt_; }
   // Whether parameter i (in parameters() order) is orthogonalised.
   bool orthogonalised(std::size_t i) const { return this->holds(0, i); }
 
-  void step() override {
+  Muon(const Muon&) = delete;
+  Muon& operator=(const Muon&) = delete;
+
+ protected:
+  void update(const Context& context) override {
     const std::int64_t t = this->begin_step();
     const double lr = this->lr();
     const AdamWUpdate<T> adamw(opt_.adamw, opt_.adamw.lr * (lr / opt_.lr), t);
     const T mu = T(opt_.momentum), one_minus_mu = T(1 - opt_.momentum), decay = T(1 - lr * opt_.weight_decay);
     for (std::size_t i = 0; i < this->parameter_count(); ++i) {
-      T* p;
-      const T* g;
-      std::size_t n;
-      if (!this->flat(i, p, g, n)) continue;
+      const auto flat = this->flat_parameter(i);
+      if (!flat) continue;
+      T* p = flat->value;
+      const T* g = flat->grad;
+      const std::size_t n = flat->size;
       if (!orthogonalised(i)) {
-        adamw(this->context(), p, g, this->buffer(1, i), this->buffer(2, i), n, this->decayed(i));
+        adamw(context, p, g, this->buffer(1, i), this->buffer(2, i), n, this->decayed(i));
         continue;
       }
       const Shape shape = this->parameters()[i].second.shape();
@@ -115,7 +118,7 @@ class Muon final : public Optimizer<T> {
       }
       gram_.resize(r * r);
       poly_.resize(r * r);
-      newton_schulz(this->context(), x_.data(), r, c, opt_.ns_steps, gram_.data(), poly_.data(), update_.data());
+      newton_schulz(context, x_.data(), r, c, opt_.ns_steps, gram_.data(), poly_.data(), update_.data());
       const T step = T(lr * std::sqrt(std::max(1.0, double(cols) / double(rows))));
       for (std::size_t a = 0; a < rows; ++a)
         for (std::size_t b = 0; b < cols; ++b) {

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <functional>
 #include <numbers>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -59,12 +60,13 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
 
-  // Apply one update with the current learning rate; step_count() goes up by one.
-  virtual void step() = 0;
+  // Apply one update with the current learning rate, its loops on `context`'s threads
+  // (the result does not depend on them); step_count() goes up by one.
+  void step(const Context& context = {}) { update(context); }
   // Set the learning rate (as a schedule does), then step.
-  void step(double lr) {
+  void step(double lr, const Context& context = {}) {
     set_lr(lr);
-    step();
+    update(context);
   }
 
   double lr() const { return lr_; }
@@ -76,14 +78,6 @@ class Optimizer {
 
   // Number of step() calls so far (restored by load_state).
   std::int64_t step_count() const { return step_; }
-
-  // The threads the update loops run on (core/parallel.hpp); the result does not depend on them.
-  const Context& context() const { return context_; }
-  void set_context(Context context) {
-    if (context.threads < 1)
-      throw std::invalid_argument(kind_ + ": threads must be >= 1, got " + std::to_string(context.threads));
-    context_ = context;
-  }
 
   // The parameters being optimised, in order (tied duplicates removed).
   const NamedTensors<T>& parameters() const { return params_; }
@@ -122,7 +116,7 @@ class Optimizer {
         throw FormatError(where + "unexpected state '" + name + "' (no parameter of that name, or unknown slot)");
       const auto [s, i] = it->second;
       if (found[s][i]) throw FormatError(where + "state '" + name + "' given twice");
-      if (!t.defined()) throw FormatError(where + "state '" + name + "' is an undefined tensor");
+      if (!t.has_value()) throw FormatError(where + "state '" + name + "' is an undefined tensor");
       if (t.shape() != params_[i].second.shape())
         throw FormatError(where + "state '" + name + "' has shape " + shape_str(t.shape()) + " but parameter '" +
                                     params_[i].first + "' has shape " + shape_str(params_[i].second.shape()));
@@ -163,7 +157,7 @@ class Optimizer {
     set_lr(lr);
     std::unordered_map<std::string, bool> seen;
     for (const auto& [name, p] : params) {
-      if (!p.defined()) throw ConfigError(kind_ + ": parameter '" + name + "' is an undefined tensor");
+      if (!p.has_value()) throw ConfigError(kind_ + ": parameter '" + name + "' is an undefined tensor");
       if (seen.count(name)) throw ConfigError(kind_ + ": parameter name '" + name + "' appears twice");
       seen[name] = true;
     }
@@ -182,22 +176,29 @@ class Optimizer {
       }
   }
 
+  // One update (step() calls it): each optimiser writes its loop here.
+  virtual void update(const Context& context) = 0;
+
   // Start a step: advance the counter and return the new count t (1 on the first step).
   std::int64_t begin_step() { return ++step_; }
 
-  // Parameter i's value and gradient as flat arrays, or false if it has no gradient
-  // (it is then skipped, as PyTorch skips p.grad is None).
-  bool flat(std::size_t i, T*& p, const T*& g, std::size_t& n) {
+  // Parameter i's value, its gradient and their length, as flat arrays.
+  struct FlatParameter {
+    T* value;
+    const T* grad;
+    std::size_t size;
+  };
+  // Parameter i as flat arrays, or nothing if it has no gradient (it is then skipped, as
+  // PyTorch skips p.grad is None).
+  std::optional<FlatParameter> flat_parameter(std::size_t i) {
     Tensor<T>& t = params_[i].second;
-    if (!t.has_grad()) return false;
-    n = t.size();
+    if (!t.has_grad()) return std::nullopt;
+    const std::size_t n = t.size();
     bool resized = t.grad().size() != n;
     for (std::size_t s = 0; s < buffers_.size(); ++s) resized = resized || (holds(s, i) && buffers_[s][i].size() != n);
     if (resized)
       throw StateError(kind_ + ": parameter '" + params_[i].first + "' changed size since the optimiser was built");
-    p = t.data();
-    g = t.grad().data();
-    return true;
+    return FlatParameter{t.data(), t.grad().data(), n};
   }
   T* buffer(std::size_t slot, std::size_t i) { return buffers_[slot][i].data(); }
   bool holds(std::size_t slot, std::size_t i) const { return held_[slot][i]; }
@@ -217,7 +218,6 @@ class Optimizer {
   std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> index_;  // state name -> (slot, parameter)
   std::int64_t step_ = 0;
   double lr_ = 0;
-  Context context_;
 };
 
 // ---------------------------------------------------------------------------
@@ -275,24 +275,20 @@ class AdamW final : public Optimizer<T> {
       : Optimizer<T>("AdamW", params, opt.lr, {"m", "v"}, {"v"}), opt_(opt) {
     check_adamw_options(opt, "AdamW");
   }
-  using Optimizer<T>::step;
-
   const AdamWOptions& options() const { return opt_; }
 
+ protected:
   // With t the step count after increment, for each parameter p with gradient g:
   //   p <- p * (1 - lr wd)                      (decoupled decay; dim() == 2 only)
   //   m <- b1 m + (1 - b1) g
   //   v <- b2 v + (1 - b2) g^2
   //   p <- p - (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)
   // which is lr m_hat / (sqrt(v_hat) + eps), arranged as torch.optim.AdamW does.
-  void step() override {
-    const AdamWUpdate<T> update(opt_, this->lr(), this->begin_step());
-    for (std::size_t i = 0; i < this->parameter_count(); ++i) {
-      T* p;
-      const T* g;
-      std::size_t n;
-      if (this->flat(i, p, g, n)) update(this->context(), p, g, this->buffer(0, i), this->buffer(1, i), n, this->decayed(i));
-    }
+  void update(const Context& context) override {
+    const AdamWUpdate<T> adamw(opt_, this->lr(), this->begin_step());
+    for (std::size_t i = 0; i < this->parameter_count(); ++i)
+      if (const auto flat = this->flat_parameter(i))
+        adamw(context, flat->value, flat->grad, this->buffer(0, i), this->buffer(1, i), flat->size, this->decayed(i));
   }
 
  private:
@@ -321,24 +317,24 @@ class SGD final : public Optimizer<T> {
       throw ConfigError("SGD: weight_decay must be >= 0, got " + std::to_string(opt.weight_decay));
     if (opt.nesterov && opt.momentum == 0) throw ConfigError("SGD: nesterov needs momentum > 0");
   }
-  using Optimizer<T>::step;
-
   const SGDOptions& options() const { return opt_; }
 
+ protected:
   // For each parameter p with gradient g:
   //   d <- g + wd p                  (wd only for dim() == 2)
   //   b <- mu b + d                  (momentum; b starts at 0, so b_1 = d_1)
   //   d <- d + mu b  if nesterov,  else d <- b
   //   p <- p - lr d
-  void step() override {
+  void update(const Context&) override {  // one serial loop
     this->begin_step();
     const T lr = T(this->lr()), mu = T(opt_.momentum);
     const bool momentum = opt_.momentum != 0;
     for (std::size_t i = 0; i < this->parameter_count(); ++i) {
-      T* p;
-      const T* g;
-      std::size_t n;
-      if (!this->flat(i, p, g, n)) continue;
+      const auto flat = this->flat_parameter(i);
+      if (!flat) continue;
+      T* p = flat->value;
+      const T* g = flat->grad;
+      const std::size_t n = flat->size;
       const T wd = this->decayed(i) ? T(opt_.weight_decay) : T(0);
       T* b = momentum ? this->buffer(0, i) : nullptr;
       for (std::size_t k = 0; k < n; ++k) {
@@ -369,7 +365,7 @@ T clip_grad_norm(const NamedTensors<T>& params, T max_norm, const Context& ctx =
   if (!(max_norm > 0)) throw ConfigError("clip_grad_norm: max_norm must be > 0");
   std::vector<Tensor<T>> grads;
   for (const auto& [name, p] : without_tied(params))
-    if (p.defined() && p.has_grad()) grads.push_back(p);
+    if (p.has_value() && p.has_grad()) grads.push_back(p);
   double sum = 0;
   for (const auto& p : grads) {
     const T* g = p.grad().data();

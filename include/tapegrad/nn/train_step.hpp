@@ -5,9 +5,11 @@
 //
 //   nn::Recipe recipe;
 //   nn::AdamW<float> opt(model.named_parameters(), recipe.adamw);
+//   const Context context{threads};                      // the threads every step runs on
+//   const auto pool = std::make_shared<BufferPool>();   // the buffers the steps recycle
 //   for (std::int64_t step = 0; step < total; ++step) {
 //     const auto r = nn::train_step(opt, recipe.lr_at(step, total), recipe.clip_norm,
-//                                   [&](Tape& tape) { return model.loss(tape, inputs, targets); });
+//                                   [&](Tape& tape) { return model.loss(tape, inputs, targets); }, context, pool);
 //     if (!r.updated) break;  // the loss or the gradient norm was NaN or infinite
 //   }
 #pragma once
@@ -19,6 +21,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
+#include <utility>
 
 namespace tapegrad::nn {
 
@@ -49,22 +53,24 @@ struct StepResult {
   bool updated = false;  // false: the loss or the norm was NaN or infinite, and no weight changed
 };
 
-// Zero the gradients, loss(tape) on a fresh tape, backward, clip the global gradient
-// norm to `clip_norm`, opt.step(lr). `loss` returns a one-element tensor. A loss or
-// gradient norm that is not finite skips the update, so the caller can stop with the
-// weights as they were. The tape and the clip run with the optimiser's Context (threads).
+// Zero the gradients, loss(tape) on a fresh Tape(context, pool), backward, clip the
+// global gradient norm to `clip_norm`, opt.step(lr, context). `loss` returns a
+// one-element tensor. A loss or gradient norm that is not finite skips the update, so
+// the caller can stop with the weights as they were. `pool` (may be null: no recycling)
+// is the loop's: pass the same one every step and the second step allocates nothing new.
 template <class T, class LossFn>
-StepResult train_step(Optimizer<T>& opt, double lr, double clip_norm, LossFn&& loss) {
+StepResult train_step(Optimizer<T>& opt, double lr, double clip_norm, LossFn&& loss, const Context& context = {},
+                      std::shared_ptr<BufferPool> pool = nullptr) {
   StepResult result;
   opt.zero_grad();
-  Tape tape(opt.context());
+  Tape tape(context, std::move(pool));
   const Tensor<T> value = loss(tape);
   result.loss = double(value.item());
   if (!std::isfinite(result.loss)) return result;
   tape.backward(value);
-  result.grad_norm = double(clip_grad_norm(opt.parameters(), T(clip_norm), opt.context()));
+  result.grad_norm = double(clip_grad_norm(opt.parameters(), T(clip_norm), context));
   if (!std::isfinite(result.grad_norm)) return result;
-  opt.step(lr);
+  opt.step(lr, context);
   result.updated = true;
   return result;
 }

@@ -19,7 +19,7 @@
 
 #include "../core/blas.hpp"
 #include "../core/tape.hpp"
-#include "softmax.hpp"
+#include "rows.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -30,34 +30,50 @@ namespace tapegrad::ops {
 
 inline const OpName kCausalAttention{"causal_attention"};
 
-namespace detail {
-
 // Query rows per block: a 64 x T strip of floats is 2 MiB at T = 8192 (bench_attention).
 inline constexpr std::size_t kQueryBlock = 64;
 
-// The (t1 - t0, t1) strip p of P for query rows [t0, t1): S = c Q_b K[0:t1]^T (one GEMM),
-// then row by row P = exp(S - max) / sum over s <= t, 0 above. The forward writes each
-// row's log-sum-exp to lse_out[t]; the backward passes the saved L as lse_in and
-// recomputes P = exp(S - L).
+// The (t1 - t0, t1) strip p of P for the query rows q_rows (t1 - t0, dh) at positions
+// [t0, t1) of one (batch, head) matrix, against the keys k (t1, dh) at positions [0, t1):
+// S = c q_rows k^T (one GEMM), then row by row P = exp(S - max) / sum over s <= t, exactly
+// 0 above. Writes each row's log-sum-exp to lse_rows[t - t0].
 template <class T>
-void causal_probs_block(const T* q, const T* k, std::size_t t0, std::size_t t1, std::size_t dh, T c, T* p, T* lse_out,
-                        const T* lse_in) {
-  blas::gemm(false, true, t1 - t0, t1, dh, c, q + t0 * dh, k, T(0), p);
+void causal_probs(const T* q_rows, const T* k, std::size_t t0, std::size_t t1, std::size_t dh, T c, T* p, T* lse_rows) {
+  blas::gemm(false, true, t1 - t0, t1, dh, c, q_rows, k, T(0), p);
   for (std::size_t t = t0; t < t1; ++t) {
     T* row = p + (t - t0) * t1;
-    if (lse_out) {
-      const auto r = row_exp(row, t + 1, row);  // the diagonal is never masked: the row max is finite
-      const T inv = T(1) / r.sum;
-      for (std::size_t u = 0; u <= t; ++u) row[u] *= inv;
-      lse_out[t] = r.log_sum_exp();
-    } else {
-      vec::exp_shifted(row, t + 1, lse_in[t], row);
-    }
+    const auto r = row_exp(row, t + 1, row);  // the diagonal is never masked: the row max is finite
+    const T inv = T(1) / r.sum;
+    for (std::size_t u = 0; u <= t; ++u) row[u] *= inv;
+    lse_rows[t - t0] = r.log_sum_exp();
     std::fill(row + t + 1, row + t1, T(0));
   }
 }
 
-}  // namespace detail
+// The same strip recomputed from the saved log-sum-exps (the backward):
+// P = exp(c q_rows k^T - L), exactly 0 above the diagonal.
+template <class T>
+void causal_probs_from_lse(const T* q_rows, const T* k, std::size_t t0, std::size_t t1, std::size_t dh, T c, T* p,
+                           const T* lse_rows) {
+  blas::gemm(false, true, t1 - t0, t1, dh, c, q_rows, k, T(0), p);
+  for (std::size_t t = t0; t < t1; ++t) {
+    T* row = p + (t - t0) * t1;
+    vec::exp_shifted(row, t + 1, lse_rows[t - t0], row);
+    std::fill(row + t + 1, row + t1, T(0));
+  }
+}
+
+// The forward for the query rows q_rows (t1 - t0, dh) at positions [t0, t1) of one
+// (batch, head) matrix, against keys k and values v (t1, dh) at positions [0, t1):
+// o_rows (t1 - t0, dh) = P v with P from causal_probs (p: scratch of (t1 - t0) t1 values).
+// causal_attention runs it per query block; a KV cache (nn/kv_cache.hpp) runs it for
+// the new positions against the cached ones.
+template <class T>
+void causal_attention_rows(const T* q_rows, const T* k, const T* v, std::size_t t0, std::size_t t1, std::size_t dh, T c,
+                           T* p, T* o_rows, T* lse_rows) {
+  causal_probs(q_rows, k, t0, t1, dh, c, p, lse_rows);
+  blas::gemm(false, false, t1 - t0, dh, t1, T(1), p, v, T(0), o_rows);
+}
 
 template <class T>
 Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v) {
@@ -76,14 +92,14 @@ Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, c
   Tensor<T> o(Array<T>::from_shape(qs));
   PooledVector<T> lse(mats * n);  // L (..., T), saved
   const Context ctx = tape.context();
-  const std::size_t qb = detail::kQueryBlock;
+  const std::size_t qb = kQueryBlock;
   parallel_blocks(ctx, mats, 1, [&](std::size_t i, std::size_t) {
     std::vector<T> p(std::min(qb, n) * n);  // scratch: one block's strip of P
     const T *qi = q.data() + i * sm, *ki = k.data() + i * sm, *vi = v.data() + i * sm;
     for (std::size_t t0 = 0; t0 < n; t0 += qb) {
       const std::size_t t1 = std::min(n, t0 + qb);
-      detail::causal_probs_block<T>(qi, ki, t0, t1, dh, c, p.data(), lse.data() + i * n, nullptr);
-      blas::gemm(false, false, t1 - t0, dh, t1, T(1), p.data(), vi, T(0), o.data() + i * sm + t0 * dh);  // O_b = P V
+      causal_attention_rows<T>(qi + t0 * dh, ki, vi, t0, t1, dh, c, p.data(), o.data() + i * sm + t0 * dh,
+                               lse.data() + i * n + t0);  // O_b = P V
     }
   });
 
@@ -106,7 +122,7 @@ Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, c
         }
       for (std::size_t t0 = 0; t0 < n; t0 += qb) {
         const std::size_t t1 = std::min(n, t0 + qb), rows = t1 - t0;
-        detail::causal_probs_block<T>(qi, ki, t0, t1, dh, c, p.data(), nullptr, lse.data() + i * n);
+        causal_probs_from_lse<T>(qi + t0 * dh, ki, t0, t1, dh, c, p.data(), lse.data() + i * n + t0);
         if (dV) blas::gemm(true, false, t1, dh, rows, T(1), p.data(), dOi + t0 * dh, T(1), dV + at);  // dV += P^T dO_b
         if (!qk) continue;
         blas::gemm(false, true, rows, t1, dh, T(1), dOi + t0 * dh, vi, T(0), ds.data());  // dP = dO_b V^T

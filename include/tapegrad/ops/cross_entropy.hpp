@@ -30,11 +30,11 @@ Tensor<T> cross_entropy(Tape& tape, const Tensor<T>& logits, const Ids& targets)
   PooledVector<T> lse(N);
   const Context ctx = tape.context();
   // a double accumulator: N can be large in float training
-  const double total = parallel_sum<double>(ctx, N, detail::row_block(V), [&](std::size_t b, std::size_t e) {
+  const double total = parallel_sum<double>(ctx, N, row_block(V), [&](std::size_t b, std::size_t e) {
     double part = 0;
     for (std::size_t n = b; n < e; ++n) {
       const T* xr = logits.data() + n * V;
-      const auto s = detail::row_exp(xr, V);
+      const auto s = row_exp(xr, V);
       lse[n] = s.log_sum_exp();
       part += double(std::log(s.sum) - (xr[targets.data()[n]] - s.max));  // no cancellation against a large max
     }
@@ -47,7 +47,7 @@ Tensor<T> cross_entropy(Tape& tape, const Tensor<T>& logits, const Ids& targets)
     const T g = *loss.grad().data() / T(N);
     const T* x = logits.data();
     T* dx = logits.grad_accumulator(kCrossEntropy.name()).data();
-    parallel_blocks(ctx, N, detail::row_block(V), [&](std::size_t b, std::size_t e) {
+    parallel_blocks(ctx, N, row_block(V), [&](std::size_t b, std::size_t e) {
       std::vector<T> p(V);  // one row's softmax
       for (std::size_t n = b; n < e; ++n) {
         vec::exp_shifted(x + n * V, V, lse[n], p.data());

@@ -1,6 +1,7 @@
 // tapegrad/ops/layernorm.hpp — y = (x - mean) * rstd * weight + bias over the last axis.
 //   x (..., C), weight (C), bias (C), y (..., C); per row: biased variance,
 //   rstd = 1 / sqrt(var + eps).
+// The forward row kernel: layernorm_row (rows.hpp).
 // Saved: x, weight (the inputs) and per-row mean and rstd (N = x.size() / C values
 // each); the normalised row n = (x - mean) * rstd is recomputed in backward.
 // Backward (per row, as in llm.c's layernorm_backward), with g = weight * dy:
@@ -9,7 +10,7 @@
 #pragma once
 
 #include "../core/tape.hpp"
-#include "softmax.hpp"  // detail::row_block
+#include "rows.hpp"
 
 #include <cmath>
 #include <vector>
@@ -17,24 +18,6 @@
 namespace tapegrad::ops {
 
 inline const OpName kLayernorm{"layernorm"};
-
-namespace detail {
-
-// One row: y (C) = (x - mean) * rstd * w + b with rstd = 1 / sqrt(var + eps); mean and
-// rstd returned (the op saves them; nn/generate.hpp runs the same row without a tape).
-template <class T>
-void layernorm_row(const T* x, std::size_t C, const T* w, const T* b, T eps, T* y, T& mean, T& rstd) {
-  T m = 0, v = 0;
-  for (std::size_t i = 0; i < C; ++i) m += x[i];
-  m /= T(C);
-  for (std::size_t i = 0; i < C; ++i) v += (x[i] - m) * (x[i] - m);
-  const T s = T(1) / std::sqrt(v / T(C) + eps);
-  for (std::size_t i = 0; i < C; ++i) y[i] = (x[i] - m) * s * w[i] + b[i];
-  mean = m;
-  rstd = s;
-}
-
-}  // namespace detail
 
 template <class T>
 Tensor<T> layernorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias, T eps = T(1e-5)) {
@@ -48,9 +31,9 @@ Tensor<T> layernorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, con
   PooledVector<T> mean(rows), rstd(rows);
   const T *w = weight.data(), *b = bias.data();
   const Context ctx = tape.context();
-  parallel_blocks(ctx, rows, detail::row_block(C), [&](std::size_t rb, std::size_t re) {
+  parallel_blocks(ctx, rows, row_block(C), [&](std::size_t rb, std::size_t re) {
     for (std::size_t r = rb; r < re; ++r)
-      detail::layernorm_row(x.data() + r * C, C, w, b, eps, y.data() + r * C, mean[r], rstd[r]);
+      layernorm_row(x.data() + r * C, C, w, b, eps, y.data() + r * C, mean[r], rstd[r]);
   });
 
   // dweight and dbias are column sums over rows: per block of rows into a partial
@@ -60,7 +43,7 @@ Tensor<T> layernorm(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, con
     const T* wt = weight.data();
     T* dx = x.requires_grad() ? x.grad_accumulator(kLayernorm.name()).data() : nullptr;
     std::vector<T> dwb(2 * C, T(0));
-    parallel_column_sum(ctx, rows, detail::row_block(C), 2 * C, dwb.data(), [&](std::size_t rb, std::size_t re, T* part) {
+    parallel_column_sum(ctx, rows, row_block(C), 2 * C, dwb.data(), [&](std::size_t rb, std::size_t re, T* part) {
       T *dw = part, *db = part + C;
       for (std::size_t r = rb; r < re; ++r) {
         const T *xr = x.data() + r * C, *dyr = dy + r * C;

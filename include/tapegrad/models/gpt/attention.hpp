@@ -3,6 +3,8 @@
 // (ops/causal_attention.hpp: no T x T tensor is saved); with `fused = false` it is
 // one tape op per step, and every backward is the composition of the ops'
 // hand-written rules. Both paths are derived in docs/derivations.md (5.3-5.7, 5.10).
+// Given a KV cache layer (nn/kv_cache.hpp: decoding, no gradient), the new rows' q, k, v
+// come from the same projections and attend to the cached positions instead.
 #pragma once
 
 #include "../../ops/causal_attention.hpp"
@@ -11,6 +13,7 @@
 #include "../../ops/matmul.hpp"
 #include "../../ops/scale.hpp"
 #include "../../ops/softmax.hpp"
+#include "../../nn/kv_cache.hpp"
 #include "../../nn/layers.hpp"
 
 #include <cmath>
@@ -34,15 +37,18 @@ class CausalSelfAttention : public nn::Module<T> {
     w_o = this->register_parameter("w_o", nn::normal_init<T>({d, d}, proj_stddev, rng));
   }
 
-  // x (B, T, d) -> (B, T, d)
-  Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
+  // x (B, T, d) -> (B, T, d). With `cache`, x holds the rows of the positions after the
+  // cached ones, which they attend to as well.
+  Tensor<T> forward(Tape& tape, const Tensor<T>& x, nn::LayerKVCache<T>* cache = nullptr) const {
     using namespace ops;
     const nn::ModuleScope scope(tape, *this);
     Tensor<T> q = split_heads(tape, matmul(tape, x, w_q), heads);  // (B, h, T, dh)
     Tensor<T> k = split_heads(tape, matmul(tape, x, w_k), heads);  // (B, h, T, dh)
     Tensor<T> v = split_heads(tape, matmul(tape, x, w_v), heads);  // (B, h, T, dh)
-    Tensor<T> o = fused ? causal_attention(tape, q, k, v) : attend_composed(tape, q, k, v);  // (B, h, T, dh)
-    return matmul(tape, merge_heads(tape, o), w_o);                // (B, h, T, dh) -> (B, T, d) -> (B, T, d)
+    Tensor<T> o = cache   ? cache->attend(tape, q, k, v)
+                  : fused ? causal_attention(tape, q, k, v)
+                          : attend_composed(tape, q, k, v);  // (B, h, T, dh)
+    return matmul(tape, merge_heads(tape, o), w_o);          // (B, h, T, dh) -> (B, T, d) -> (B, T, d)
   }
 
   // The same softmax(mask(Q K^T / sqrt(dh))) V one op per step; saves P (B, h, T, T).

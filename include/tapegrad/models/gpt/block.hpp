@@ -43,10 +43,10 @@ class TransformerBlock : public nn::Module<T> {
   }
   static double residual_stddev(std::size_t n_layer) { return nn::kInitStddev / std::sqrt(2.0 * double(n_layer)); }
 
-  // x (B, T, d) -> (B, T, d)
-  Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
+  // x (B, T, d) -> (B, T, d); `cache`: this block's keys and values (decoding), see attention.hpp.
+  Tensor<T> forward(Tape& tape, const Tensor<T>& x, nn::LayerKVCache<T>* cache = nullptr) const {
     const nn::ModuleScope scope(tape, *this);
-    Tensor<T> h = ops::add(tape, x, attn.forward(tape, ln_1.forward(tape, x)));
+    Tensor<T> h = ops::add(tape, x, attn.forward(tape, ln_1.forward(tape, x), cache));
     return ops::add(tape, h, mlp.forward(tape, ln_2.forward(tape, h)));
   }
 

@@ -1,7 +1,7 @@
-// tapegrad/models/gpt/model.hpp — the GPT of ../shared/SPEC.md section 1. Its checkpoint metadata
-// is io/gpt_metadata.hpp, the named presets nn/presets.hpp.
+// tapegrad/models/gpt/model.hpp — the GPT of docs/contracts.md, "Model". Its checkpoint
+// metadata is checkpoint_metadata.hpp, the named model sizes presets.hpp.
 //
-//   x      = wte[idx] + wpe[0:T]             (B, T, d)
+//   x      = wte[idx] + wpe[p0:p0+T]         (B, T, d)   p0 = 0, or the positions a KV cache holds
 //   x      = block_i(x), i = 0..L-1          (B, T, d)   pre-LN, causal
 //   logits = ln_f(x) wte^T                   (B, T, V)   weight tying
 //   loss   = mean -log softmax(logits)[target]
@@ -45,25 +45,38 @@ class GPT : public nn::Module<T> {
     this->register_module("ln_f", ln_f);
   }
 
-  // idx (B, T) token ids, T <= block_size -> logits (B, T, V)
-  Tensor<T> forward(Tape& tape, const Ids& idx) const {
+  // idx (B, T) token ids -> logits (B, T, V). Without a cache the tokens sit at positions
+  // 0..T-1 (T <= block_size). With one (decoding, under NoGradGuard: nn/kv_cache.hpp) they
+  // sit at the positions after the p0 = cache->length() it holds (p0 + T <= block_size),
+  // attend to those as well, and their keys and values are added to it.
+  Tensor<T> forward(Tape& tape, const Ids& idx, nn::KVCache<T>* cache = nullptr) const {
     if (idx.dimension() != 2 || idx.shape()[1] == 0)
       throw ShapeError("GPT: token ids must have shape [B, T] with T >= 1, got " + shape_str(shape_of(idx)));
-    const std::size_t T_len = idx.shape()[1];
-    if (T_len > config.block_size)
-      throw ShapeError("GPT: sequence length " + std::to_string(T_len) + " exceeds block_size " +
-                                  std::to_string(config.block_size));
+    if (cache && cache->layer_count() != h.size())
+      throw ShapeError("GPT: the KV cache has " + std::to_string(cache->layer_count()) + " layers, the model " +
+                       std::to_string(h.size()));
+    const std::size_t T_len = idx.shape()[1], p0 = cache ? cache->length() : 0;
+    if (p0 + T_len > config.block_size)
+      throw ShapeError("GPT: sequence length " + std::to_string(T_len) +
+                       (cache ? " after " + std::to_string(p0) + " cached positions" : std::string()) +
+                       " exceeds block_size " + std::to_string(config.block_size));
     Ids positions = Ids::from_shape({T_len});
-    for (std::size_t t = 0; t < T_len; ++t) positions(t) = std::int64_t(t);
+    for (std::size_t t = 0; t < T_len; ++t) positions(t) = std::int64_t(p0 + t);
 
     const nn::ModuleScope scope(tape, *this);
     Tensor<T> x = ops::add(tape, ops::embedding(tape, wte, idx), ops::embedding(tape, wpe, positions));  // (B, T, d)
     for (std::size_t i = 0; i < h.size(); ++i)  // (B, T, d)
-      x = checkpoint_blocks && i + 1 < h.size()
-              ? checkpoint(tape, [block = &h[i]](Tape& t, const Tensor<T>& in) { return block->forward(t, in); }, x)
-              : h[i].forward(tape, x);
+      x = checkpoint_blocks && !cache
+              ? checkpoint(tape, [block = &h[i]](Tape& t, const Tensor<T>& in) { return block->forward(t, in, nullptr); }, x)
+              : h[i].forward(tape, x, cache ? &cache->layer(i) : nullptr);
     x = ln_f.forward(tape, x);                                                                           // (B, T, d)
     return ops::matmul(tape, x, wte, {.transpose_b = true});                                             // (B, T, V)
+  }
+
+  // A KV cache for this model: `batch` sequences, block_size positions each.
+  nn::KVCache<T> make_kv_cache(std::size_t batch = 1) const {
+    return nn::KVCache<T>({.layers = config.n_layer, .batch = batch, .kv_heads = config.n_head,
+                           .capacity = config.block_size, .head_dim = config.d_model / config.n_head});
   }
 
   // Mean next-token cross-entropy; targets (B, T).
@@ -72,18 +85,16 @@ class GPT : public nn::Module<T> {
   }
 
   GPTConfig config;
-  // Run each block but the last through checkpoint() (core/checkpoint.hpp): the tape keeps
-  // one (B, T, d) input per block instead of its activations, and backward runs each block's
-  // forward again; the gradients are bit-identical. The last block's backward comes first,
-  // while nothing else is replayed, and backward frees each node's activations as it
-  // passes, so keeping that block's costs no peak memory and saves its replay.
+  // Run each block through checkpoint() (core/checkpoint.hpp): the tape keeps one (B, T, d)
+  // input per block instead of its activations, and backward runs each block's forward
+  // again; the gradients are bit-identical.
   bool checkpoint_blocks = false;
   Tensor<T> wte, wpe;
   nn::ModuleList<TransformerBlock<T>> h;
   nn::LayerNorm<T> ln_f;
 };
 
-// The parameters of GPT(config), by SPEC name and shape in named_parameters() order,
+// The parameters of GPT(config), by name (docs/contracts.md) and shape in named_parameters() order,
 // from a shape-only construction: no weight is allocated or drawn.
 inline nn::ParameterShapes expected_parameter_shapes(const GPTConfig& config) {
   return nn::parameter_shapes<GPT<float>>(config, 0);

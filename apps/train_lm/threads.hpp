@@ -1,4 +1,4 @@
-// train_lm/blas_threads.hpp — the --threads option every subcommand has.
+// train_lm/threads.hpp — the --threads option every subcommand has.
 //
 // The count becomes the tapegrad::Context the subcommand's tapes and optimiser run
 // with (core/parallel.hpp). Results do not depend on it: every kernel splits its work
