@@ -15,9 +15,14 @@
 // llm.c count it; the fused op computes about half of it).
 //
 //   bench_train [--presets tiny,small,medium,long] [--threads 1,2] [--steps 10] [--warmup 2] [--detect-anomaly]
+//               [--checkpoint-activations]
 //
 // --detect-anomaly runs the steps in the tape's anomaly mode (every op's output and
-// gradient checked for NaN/Inf), to measure what it costs.
+// gradient checked for NaN/Inf), to measure what it costs. --checkpoint-activations runs
+// each preset twice, without and with the GPT's blocks checkpointed (core/checkpoint.hpp),
+// and adds a line with the two ratios: peak RSS without / with, and time per step with /
+// without (wall and CPU). cpu_ms_per_step is the process's CPU time (user + system) per
+// timed step, which a loaded machine moves less than the wall time.
 #include <tapegrad/tapegrad.hpp>
 
 #include "bench_args.hpp"
@@ -32,6 +37,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -60,9 +66,16 @@ double flops_per_step(const models::Preset& p) {
   return 6 * B * T * (12 * L * d * d + d * double(kVocab)) + 12 * L * B * T * T * d;
 }
 
-void run(const models::Preset& preset, int threads, int steps, int warmup, bool detect_anomaly) {
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + 1e-6 * double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
+void run(const models::Preset& preset, int threads, int steps, int warmup, bool detect_anomaly, bool checkpointed) {
   const Context context{threads};
   models::GPT<float> model(preset.config(kVocab), 1);
+  model.checkpoint_blocks = checkpointed;
   const auto params = model.named_parameters();
   const nn::Recipe& recipe = preset.recipe;
   nn::AdamW<float> optimizer(params, recipe.adamw);
@@ -75,7 +88,9 @@ void run(const models::Preset& preset, int threads, int steps, int warmup, bool 
     tape.set_detect_anomaly(detect_anomaly);
     return model.loss(tape, inputs, targets);
   };
+  double cpu_start = 0;
   for (int step = 0; step < warmup + steps; ++step) {
+    if (step == warmup) cpu_start = cpu_seconds();
     for (auto& v : inputs) v = token(rng);
     for (auto& v : targets) v = token(rng);
     const auto start = std::chrono::steady_clock::now();
@@ -83,20 +98,22 @@ void run(const models::Preset& preset, int threads, int steps, int warmup, bool 
     const auto stop = std::chrono::steady_clock::now();
     if (step >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
   }
+  const double cpu_ms = 1000 * (cpu_seconds() - cpu_start) / steps;
   const double median = bench::median(ms);
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   const double gflops = flops_per_step(preset) / (median / 1000) / 1e9;
   const double peak = vec::fma_peak_gflops_per_core() * threads, sgemm = sgemm_gflops(context);
   std::printf(
-      "{\"preset\": \"%s\", \"threads\": %d, \"detect_anomaly\": %s, \"steps\": %d, \"median_ms_per_step\": %.2f, "
-      "\"min_ms_per_step\": %.2f, \"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"parameters\": %zu, "
-      "\"gflops\": %.1f, \"fma_peak_gflops\": %.1f, \"fraction_of_peak\": %.2f, \"sgemm_1024_gflops\": %.1f, "
+      "{\"preset\": \"%s\", \"threads\": %d, \"detect_anomaly\": %s, \"checkpoint_activations\": %s, "
+      "\"steps\": %d, \"median_ms_per_step\": %.2f, \"min_ms_per_step\": %.2f, \"cpu_ms_per_step\": %.2f, "
+      "\"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"parameters\": %zu, \"gflops\": %.1f, "
+      "\"fma_peak_gflops\": %.1f, \"fraction_of_peak\": %.2f, \"sgemm_1024_gflops\": %.1f, "
       "\"cpu\": \"%s\", \"kernel_isa\": \"%s\", \"gemm\": \"%s\"}\n",
-      preset.name, threads, detect_anomaly ? "true" : "false", steps, median, ms.front(),
-      double(preset.batch * preset.block_size) / (median / 1000), double(usage.ru_maxrss) / 1024,
-      model.parameter_count(), gflops, peak, gflops / peak, sgemm, cpu::model_name().c_str(),
-      vec::isa_name(vec::active_kernels().isa), blas::gemm_backend().c_str());
+      preset.name, threads, detect_anomaly ? "true" : "false", checkpointed ? "true" : "false", steps, median,
+      *std::min_element(ms.begin(), ms.end()), cpu_ms, double(preset.batch * preset.block_size) / (median / 1000),
+      double(usage.ru_maxrss) / 1024, model.parameter_count(), gflops, peak, gflops / peak, sgemm,
+      cpu::model_name().c_str(), vec::isa_name(vec::active_kernels().isa), blas::gemm_backend().c_str());
   std::fflush(stdout);
 }
 
@@ -108,6 +125,10 @@ int main(int argc, char** argv) {
       std::find_if(args.begin(), args.end(), [](const char* a) { return std::strcmp(a, "--detect-anomaly") == 0; });
   const bool detect_anomaly = anomaly_flag != args.end();
   if (detect_anomaly) args.erase(anomaly_flag);
+  const auto checkpoint_flag = std::find_if(args.begin(), args.end(),
+                                            [](const char* a) { return std::strcmp(a, "--checkpoint-activations") == 0; });
+  const bool compare_checkpointing = checkpoint_flag != args.end();
+  if (compare_checkpointing) args.erase(checkpoint_flag);
   std::vector<std::string> every_preset;
   for (const auto& p : models::kPresets) every_preset.emplace_back(p.name);
   const auto opt = bench::parse_options("bench_train", "--presets", "--steps", {every_preset, {1, 2}, 10, 2},
@@ -121,19 +142,49 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // One run in a child process (its peak RSS its own); returns its JSON line, also printed.
+  auto run_child = [&](const std::string& name, int t, bool checkpointed) -> std::optional<std::string> {
+    int out[2];
+    if (pipe(out) != 0) return std::nullopt;
+    const pid_t child = fork();
+    if (child == 0) {
+      close(out[0]);
+      dup2(out[1], STDOUT_FILENO);
+      run(models::find_preset(name), t, opt.runs, opt.warmup, detect_anomaly, checkpointed);
+      std::_Exit(0);
+    }
+    close(out[1]);
+    std::string line;
+    char buffer[4096];
+    for (ssize_t n; (n = read(out[0], buffer, sizeof buffer)) > 0;) line.append(buffer, std::size_t(n));
+    close(out[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::fprintf(stderr, "bench_train: the %s run with %d thread(s) failed\n", name.c_str(), t);
+      return std::nullopt;
+    }
+    std::fputs(line.c_str(), stdout);
+    std::fflush(stdout);
+    return line;
+  };
+  auto number = [](const std::string& line, const char* key) {
+    const auto at = line.find("\"" + std::string(key) + "\": ");
+    return at == std::string::npos ? 0.0 : std::strtod(line.c_str() + at + std::strlen(key) + 4, nullptr);
+  };
   for (const auto& name : presets)
     for (int t : opt.threads) {
-      const pid_t child = fork();
-      if (child == 0) {
-        run(models::find_preset(name), t, opt.runs, opt.warmup, detect_anomaly);
-        std::_Exit(0);
-      }
-      int status = 0;
-      waitpid(child, &status, 0);
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        std::fprintf(stderr, "bench_train: the %s run with %d thread(s) failed\n", name.c_str(), t);
-        return 1;
-      }
+      const auto plain = run_child(name, t, false);
+      if (!plain) return 1;
+      if (!compare_checkpointing) continue;
+      const auto checkpointed = run_child(name, t, true);
+      if (!checkpointed) return 1;
+      std::printf("{\"preset\": \"%s\", \"threads\": %d, \"peak_rss_without_over_with_checkpointing\": %.2f, "
+                  "\"time_per_step_with_over_without\": %.3f, \"cpu_time_per_step_with_over_without\": %.3f}\n",
+                  name.c_str(), t, number(*plain, "peak_rss_mib") / number(*checkpointed, "peak_rss_mib"),
+                  number(*checkpointed, "median_ms_per_step") / number(*plain, "median_ms_per_step"),
+                  number(*checkpointed, "cpu_ms_per_step") / number(*plain, "cpu_ms_per_step"));
+      std::fflush(stdout);
     }
   return 0;
 }

@@ -23,6 +23,10 @@ packages=(
   openmpi-bin           # mpirun
   fortunes              # default training text for train_lm
   python3               # scripts/: the speedrun sweep and plot, bench_compare.sh's table
+  graphviz              # dot: renders `train_lm graph` (scripts/draw_block_graph.sh, docs/graph.md)
+  libxtensor-blas-dev   # tests only: the SVD that checks Muon's orthogonalisation (tests/singular_values.cpp)
+  python3-torch         # tests only: both model families' loss and gradients against PyTorch (scripts/reference_torch.py)
+  iproute2              # tests only: ip netns and veth for the two-host MPI test (tests/dist/two_hosts_test.sh)
 )
 
 as_root() {

@@ -25,7 +25,7 @@ time a sweep takes, but not the time of one run.
 The sweep stops starting runs once --budget-minutes have passed.
 
   scripts/speedrun_sweep.py --configs scripts/speedrun_10m_candidates.txt \\
-      --data ../shared/data/tinyshakespeare.txt --out docs/speedrun_sweep.csv --seeds 1337
+      --data tinyshakespeare.txt --out docs/speedrun_sweep.csv --seeds 1337
 
 A configuration file has one configuration per line: a name, then train_lm options.
 Blank lines and lines starting with # are skipped.

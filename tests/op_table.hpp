@@ -643,6 +643,32 @@ std::vector<OpInfo<T>> op_table() {
          }}},
        {},
        "its ops' errors"},
+      {"checkpoint",
+       {{"a TransformerBlock B=2 T=4 d=6 h=2; reference: the block run directly",
+         [](Rng& g) {
+           auto block = std::make_shared<models::TransformerBlock<T>>(6, 2, 2, g);
+           perturb_parameters(*block, g);
+           auto x = randn<T>({2, 4, 6}, g);
+           const auto run = [block](Tape& t, const Tensor<T>& in) { return block->forward(t, in); };
+           return C{with_parameters({{"x", x}}, *block), [=](Tape& t) { return checkpoint(t, run, x); },
+                    [=] {
+                      Tape direct;
+                      return ref_of(run(direct, x));
+                    }};
+         }},
+        {"two inputs, one of them read twice: (a b) + a",
+         [](Rng& g) {
+           auto a = randn<T>({3, 4}, g), b = randn<T>({4, 4}, g);
+           const auto run = [](Tape& t, const Tensor<T>& p, const Tensor<T>& q) { return add(t, matmul(t, p, q), p); };
+           return C{{{"a", a}, {"b", b}}, [=](Tape& t) { return checkpoint(t, run, a, b); },
+                    [=] { return ref_broadcast(ref_matmul(ref_of(a), ref_of(b), false, false), ref_of(a), std::plus<>()); }};
+         }}},
+       {{"an undefined input",
+         [](Tape& t) { checkpoint(t, [](Tape& u, const Tensor<double>& x) { return scale(u, x, 2.0); }, Tensor<double>()); },
+         "checkpoint: input 1 is an undefined tensor"},
+        {"a block that returns its input",
+         [](Tape& t) { checkpoint(t, [](Tape&, const Tensor<double>& x) { return x; }, zeros({2, 3})); },
+         "checkpoint: the block returned a leaf"}}},
       {"nn.GPT",
        {{"V=7 T_max=6 L=2 h=2 d=8, B=2 T=5, loss",
          [](Rng& g) {

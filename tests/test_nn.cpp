@@ -268,7 +268,7 @@ TEST_CASE("nn: the same model and batch give the same loss in float and double (
   CHECK(std::abs(lf - ld) / ld < 1e-4);
 }
 
-TEST_CASE("nn: Llama parameters have the documented names and shapes, in order; no biases") {
+TEST_CASE("nn: Llama parameters have the documented names and shapes, in order, and no biases") {
   const LlamaConfig c{.vocab_size = 7, .block_size = 5, .n_layer = 2, .n_head = 2, .d_model = 8, .d_hidden = 12};
   ParameterShapes documented = {{"wte", {7, 8}}};
   for (std::size_t i = 0; i < 2; ++i) {
@@ -307,7 +307,7 @@ TEST_CASE("nn: bad Llama input and configs are rejected with a clear error") {
   CHECK_THROWS_WITH_AS(RotaryAttention<float>(6, 2, rng), doctest::Contains("even head_dim"), ConfigError);
 }
 
-TEST_CASE("nn: Llama causality — later tokens do not change earlier logits; a fresh loss is within 0.1 of ln(V)") {
+TEST_CASE("nn: Llama causality — later tokens do not change earlier logits, and a fresh loss is within 0.1 of ln(V)") {
   check_later_tokens_leave_earlier_logits(Llama<double>(LlamaConfig{11, 8, 2, 2, 16, 24}, 5), 8, 3);
 
   const Llama<float> fresh(LlamaConfig{65, 32, 2, 4, 32, swiglu_hidden_size(32)}, 11);

@@ -389,7 +389,7 @@ TEST_CASE("log, sqrt, div at the edge of their domain give IEEE values, and anom
                        AnomalyError);
 }
 
-TEST_CASE("rope: rotation keeps each pair's length; position p with offset equals row p of a longer run") {
+TEST_CASE("rope: rotation keeps each pair's length, and position p with offset equals row p of a longer run") {
   Tensor<double> x = smooth({2, 3, 9, 8}, 0.37, 0.1);
   Tape tape;
   const auto y = rope(tape, x);

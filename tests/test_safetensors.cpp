@@ -441,7 +441,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("safetensors: what read opens must be a regular file of known size; a link is refused when asked") {
+TEST_CASE("safetensors: what read opens must be a regular file of known size, and a link is refused when asked") {
   TempDir dir;
   write_file(dir / "target.safetensors", file_bytes("{}"));
   fs::create_symlink(dir / "target.safetensors", dir / "link.safetensors");

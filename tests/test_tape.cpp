@@ -3,7 +3,12 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <map>
+#include <regex>
+#include <sstream>
 #include <string>
+#include <vector>
 
 using namespace tapegrad;
 using ops::matmul;
@@ -269,4 +274,98 @@ TEST_CASE("tape: a gradient-final hook fires once per backward, right after the 
   tape.backward(y);  // a second replay fires the remaining hooks again
   CHECK(events == std::vector<std::string>{"unreached", "w2"});
   CHECK_THROWS_AS(y.add_gradient_final_hook([](Array<double>&) {}), StateError);
+}
+
+namespace {
+// The parts of Tape::write_dot's output: op nodes (id -> label) and edges (from, to, label, dashed).
+struct Dot {
+  std::map<std::string, std::string> ops;
+  struct Edge {
+    std::string from, to, position;
+    bool dashed;
+  };
+  std::vector<Edge> edges;
+  std::vector<std::string> clusters;
+};
+Dot parse_dot(const std::string& text) {
+  Dot dot;
+  std::istringstream lines(text);
+  std::smatch m;
+  const std::regex op(R"re(^\s*(n\d+) \[label="([^"]*)"\];$)re"), edge(R"re(^\s*(\w+) -> (\w+) \[label="(\d+)"(, style=dashed)?\];$)re"),
+      cluster(R"re(^\s*subgraph "cluster_([^"]+)" \{$)re");
+  for (std::string line; std::getline(lines, line);) {
+    if (std::regex_match(line, m, op)) dot.ops[m[1]] = m[2];
+    if (std::regex_match(line, m, edge)) dot.edges.push_back({m[1], m[2], m[3], m[4].matched});
+    if (std::regex_match(line, m, cluster)) dot.clusters.push_back(m[1]);
+  }
+  return dot;
+}
+}  // namespace
+
+TEST_CASE("tape: write_dot draws one node per recorded op and one edge per input, dashed where no gradient flows") {
+  nn::Rng rng(1);
+  nn::Linear<double> layer(3, 2, true, rng);
+  const auto x = Tensor<double>::from({4, 3}, std::vector<double>(12, 0.5));  // needs no gradient
+  Tape tape;
+  tape.set_keep_graph(true);
+  const auto y = ops::sum(tape, layer.forward(tape, x));  // matmul(x, weight), add(., bias), sum
+  std::ostringstream out;
+  tape.write_dot(out, layer.named_parameters());
+  const Dot dot = parse_dot(out.str());
+  REQUIRE(dot.ops.size() == tape.size());
+  CHECK(dot.ops.at("n0") == "matmul\\n[4, 2]");
+  CHECK(dot.ops.at("n1") == "add\\n[4, 2]");
+  CHECK(dot.ops.at("n2").starts_with("sum\\n"));
+  REQUIRE(dot.edges.size() == 5);  // x, weight -> matmul; matmul, bias -> add; add -> sum
+  auto label_of = [&](const std::string& id) {
+    const std::regex decl(id + R"re( \[shape=box, label="([^\\]*)\\n)re");
+    std::smatch m;
+    const std::string text = out.str();
+    return std::regex_search(text, m, decl) ? std::string(m[1]) : std::string("?");
+  };
+  CHECK(label_of(dot.edges[0].from) == "leaf");
+  CHECK((dot.edges[0].to == "n0" && dot.edges[0].position == "1" && dot.edges[0].dashed));
+  CHECK(label_of(dot.edges[1].from) == "weight");
+  CHECK((dot.edges[1].to == "n0" && dot.edges[1].position == "2" && !dot.edges[1].dashed));
+  CHECK((dot.edges[2].from == "n0" && dot.edges[2].to == "n1" && !dot.edges[2].dashed));
+  CHECK(label_of(dot.edges[3].from) == "bias");
+  CHECK((dot.edges[4].from == "n1" && dot.edges[4].to == "n2"));
+  CHECK(dot.clusters.empty());  // the root module's path is ""
+
+  Tape plain;
+  ops::sum(plain, layer.forward(plain, x));
+  std::ostringstream ignored;
+  CHECK_THROWS_WITH_AS(plain.write_dot(ignored), "write_dot: node 0 (matmul) was recorded before set_keep_graph(true)",
+                       StateError);
+}
+
+TEST_CASE("tape: a GPT step's graph has a node per tape entry, each op's inputs as edges from earlier nodes, and a "
+          "cluster per module") {
+  models::GPT<float> model({.vocab_size = 11, .block_size = 6, .n_layer = 2, .n_head = 2, .d_model = 8}, 1);
+  Ids idx = Ids::from_shape({2, 6});
+  for (std::size_t i = 0; i < idx.size(); ++i) idx.data()[i] = std::int64_t(i % 11);
+  Tape tape;
+  tape.set_keep_graph(true);
+  model.loss(tape, idx, idx);
+  std::ostringstream out;
+  tape.write_dot(out, model.named_parameters());
+  const Dot dot = parse_dot(out.str());
+  CHECK(dot.ops.size() == tape.size());
+  const std::map<std::string, std::size_t> inputs{{"embedding", 1}, {"add", 2},         {"matmul", 2},
+                                                  {"layernorm", 3}, {"split_heads", 1}, {"merge_heads", 1},
+                                                  {"causal_attention", 3}, {"gelu", 1}, {"cross_entropy", 1}};
+  for (const auto& [id, label] : dot.ops) {
+    const std::string op = label.substr(0, label.find('\\'));
+    CAPTURE(op);
+    std::size_t in = 0;
+    for (const auto& e : dot.edges)
+      if (e.to == id) {
+        ++in;
+        if (e.from[0] == 'n') CHECK(std::stoul(e.from.substr(1)) < std::stoul(id.substr(1)));  // creation order
+      }
+    REQUIRE(inputs.contains(op));
+    CHECK(in == inputs.at(op));
+  }
+  for (const char* path : {"h", "h.0", "h.0.attn", "h.0.mlp", "h.0.ln_1", "h.1.ln_2", "ln_f"})
+    CHECK(std::find(dot.clusters.begin(), dot.clusters.end(), path) != dot.clusters.end());
 }

@@ -77,6 +77,13 @@ class LanguageModel {
   tapegrad::NamedTensors<T> named_parameters() const { return module().named_parameters(); }
   std::size_t parameter_count() const { return module().parameter_count(); }
   void zero_grad() const { module().zero_grad(); }
+  // Each block through tapegrad::checkpoint (--checkpoint-activations): less memory, the same gradients.
+  void set_checkpoint_blocks(bool on) {
+    if (gpt_)
+      gpt_->checkpoint_blocks = on;
+    else
+      llama_->checkpoint_blocks = on;
+  }
 
   tapegrad::Tensor<T> loss(tapegrad::Tape& tape, const tapegrad::Ids& inputs, const tapegrad::Ids& targets) const {
     return gpt_ ? gpt_->loss(tape, inputs, targets) : llama_->loss(tape, inputs, targets);

@@ -4,12 +4,14 @@
 //   train_lm eval   --checkpoint MODEL --data FILE [--block T]
 //   train_lm sample --checkpoint MODEL [--prompt TEXT] [--tokens N] [--temperature X] [--top-k K] [--seed S]
 //   train_lm grad   --checkpoint W --batch BATCH --out G
+//   train_lm graph  [--preset NAME] [--layers N] [--out FILE]   one training step's tape for Graphviz
 //   train_lm presets [--json]      the preset table (nn/presets.hpp); --json for other programs
 //
 // This file only maps the command line onto the library (train.hpp, evaluate.hpp,
 // sample.hpp, grad.hpp); every error reaches main as one line on stderr and exit 1.
 #include "evaluate.hpp"
 #include "grad.hpp"
+#include "graph.hpp"
 #if TRAIN_LM_WITH_MPI
 #include "replicas_mpi.hpp"
 #endif
@@ -115,7 +117,19 @@ void add_train(CLI::App& app, TrainOptions& o) {
   cmd->add_option("--layers", o.layers, "transformer blocks (default: the preset's)")->check(positive_count());
   cmd->add_option("--heads", o.heads, "attention heads (default: the preset's)")->check(positive_count());
   cmd->add_option("--dim", o.dim, "d_model (default: the preset's)")->check(positive_count());
-  cmd->add_option("--lr", o.lr, "peak learning rate (default: the preset's)");
+  cmd->add_option("--lr", o.lr, "peak learning rate (default: the preset's); with Muon, of the embeddings, gains and biases");
+  cmd->add_option_function<std::string>(
+         "--optimizer",
+         [&o](const std::string& name) {
+           o.optimizer = name == "muon" ? tapegrad::nn::OptimizerKind::muon : tapegrad::nn::OptimizerKind::adamw;
+         },
+         "adamw (default) or muon: Muon for the weight matrices, AdamW for the rest")
+      ->check(CLI::IsMember({"adamw", "muon"}));
+  cmd->add_option("--muon-lr", o.muon_lr, "with --optimizer muon: the weight matrices' peak learning rate (default: the "
+                                          "preset's, 0.02 unless it says otherwise)");
+  cmd->add_flag("--checkpoint-activations", o.checkpoint_activations,
+                "keep only each block's input for backward and run its forward again there: less memory, the same "
+                "results, about a third more time per step");
   cmd->add_option("--seed", o.seed, "seed for initialisation, batches and the final sample")
       ->check(kSeed)
       ->capture_default_str();
@@ -197,6 +211,19 @@ void add_grad(CLI::App& app, GradOptions& o) {
   add_threads(*cmd, o.threads);
 }
 
+void add_graph(CLI::App& app, GraphOptions& o) {
+  CLI::App* cmd = app.add_subcommand("graph", "write one training step's tape as a Graphviz graph (dot)");
+  cmd->footer("Render it with: dot -Tsvg FILE -o FILE.svg");
+  cmd->add_option("--data", o.data, "UTF-8 text file (default: the fortune files in " + kDefaultCorpusDir.string() + ")")
+      ->type_name("FILE");
+  cmd->add_option("--preset", o.preset, "the model and batch (train_lm presets lists them)")->capture_default_str();
+  cmd->add_option("--layers", o.layers, "transformer blocks (default: the preset's)")->check(positive_count());
+  cmd->add_option("--block", o.block, "context length T (default: the preset's)")->check(positive_count());
+  cmd->add_option("--batch", o.batch, "sequences (default: the preset's)")->check(positive_count());
+  cmd->add_flag("--checkpoint-activations", o.checkpoint_activations, "each block as its one checkpoint node");
+  cmd->add_option("--out", o.out, "where to write the graph (default: standard output)")->type_name("FILE");
+}
+
 void add_presets(CLI::App& app, bool& json) {
   CLI::App* cmd = app.add_subcommand("presets", "print the named presets (model, batch, steps, recipe)");
   cmd->add_flag("--json", json, "as JSON, for other programs");
@@ -240,11 +267,13 @@ int main(int argc, char** argv) {
   EvalOptions eval_options;
   SampleOptions sample_options;
   GradOptions grad_options;
+  GraphOptions graph_options;
   bool presets_as_json = false;
   add_train(app, train_options);
   add_eval(app, eval_options);
   add_sample(app, sample_options);
   add_grad(app, grad_options);
+  add_graph(app, graph_options);
   add_presets(app, presets_as_json);
 
   try {
@@ -266,6 +295,12 @@ int main(int argc, char** argv) {
     }
     if (command == "presets") {
       std::cout << (presets_as_json ? presets_json() : "Presets:" + preset_list()) << "\n";
+      return 0;
+    }
+    if (command == "graph") {
+      const std::size_t nodes = run_graph(graph_options, std::cout);
+      std::fprintf(stderr, "train_lm graph: %zu nodes%s%s\n", nodes, graph_options.out.empty() ? "" : " written to ",
+                   graph_options.out.c_str());
       return 0;
     }
     if (command == "sample") {

@@ -61,7 +61,7 @@ class Replicas {
   // disagreeing rank ("rank 1 has --lr 0.001 where rank 0 has 0.5: ..."), unless every
   // rank passes the same settings.
   virtual void require_same_settings(const std::vector<Setting>& /*settings*/) {}
-  virtual void share_start(const LanguageModel<float>& /*model*/, tapegrad::nn::AdamW<float>& /*optimizer*/,
+  virtual void share_start(const LanguageModel<float>& /*model*/, tapegrad::nn::Optimizer<float>& /*optimizer*/,
                            TrainState& /*state*/) {}
   virtual void require_gradients_averaged() {}
   // While true, backward only accumulates gradients: no all-reduce (gradient accumulation).

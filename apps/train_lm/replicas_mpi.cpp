@@ -106,7 +106,7 @@ class MpiReplicas final : public Replicas {
     return x;
   }
 
-  void share_start(const LanguageModel<float>& model, tapegrad::nn::AdamW<float>& optimizer,
+  void share_start(const LanguageModel<float>& model, tapegrad::nn::Optimizer<float>& optimizer,
                    TrainState& state) override {
     if (comm_.size() == 1) return;
     broadcast_value(comm_, state.step);

@@ -110,6 +110,10 @@ io::Metadata RunSettings::to_metadata() const {
   m["data_source"] = data_source;
   m["steps"] = std::to_string(steps);
   m["threads"] = std::to_string(threads);
+  if (optimizer == tapegrad::nn::OptimizerKind::muon) {  // an AdamW run's state has no such entries
+    m["optimizer"] = "muon";
+    m["muon_lr"] = exact_text(muon_lr);
+  }
   return m;
 }
 
@@ -137,6 +141,12 @@ RunSettings RunSettings::from_metadata(const io::Safetensors& file) {
   s.data_source = metadata_value(file, "data_source");
   s.steps = metadata_number<std::int64_t>(file, "steps");
   s.threads = metadata_number<int>(file, "threads");
+  if (file.metadata().contains("optimizer")) {
+    if (metadata_value(file, "optimizer") != "muon")
+      file.fail("__metadata__ 'optimizer' is '" + metadata_value(file, "optimizer") + "', not muon (AdamW states have none)");
+    s.optimizer = tapegrad::nn::OptimizerKind::muon;
+    s.muon_lr = metadata_number<double>(file, "muon_lr");
+  }
   return s;
 }
 
@@ -160,11 +170,14 @@ std::string settings_conflict(const RunSettings& saved, const RunSettings& now) 
   if (now.batch != saved.batch) return differs("--batch", now.batch, saved.batch);
   if (now.lr != saved.lr) return differs("--lr", exact_text(now.lr), exact_text(saved.lr));
   if (now.seed != saved.seed) return differs("--seed", now.seed, saved.seed);
+  auto name = [](tapegrad::nn::OptimizerKind k) { return k == tapegrad::nn::OptimizerKind::muon ? "muon" : "adamw"; };
+  if (now.optimizer != saved.optimizer) return differs("--optimizer", name(now.optimizer), name(saved.optimizer));
+  if (now.muon_lr != saved.muon_lr) return differs("--muon-lr", exact_text(now.muon_lr), exact_text(saved.muon_lr));
   return "";
 }
 
 void save_checkpoint(const CheckpointDir& dir, const LanguageModel<float>& model,
-                     const tapegrad::nn::AdamW<float>& optimizer, const TrainState& state, const Vocabulary& vocab) {
+                     const tapegrad::nn::Optimizer<float>& optimizer, const TrainState& state, const Vocabulary& vocab) {
   io::Metadata metadata = state.settings.to_metadata();
   std::ostringstream rng;
   rng << state.sampler;
@@ -234,7 +247,7 @@ SavedState read_state_file(const CheckpointDir& dir) {
 }
 
 void load_training_tensors(const SavedState& saved, const LanguageModel<float>& model,
-                           tapegrad::nn::AdamW<float>& optimizer) {
+                           tapegrad::nn::Optimizer<float>& optimizer) {
   const io::Safetensors& file = saved.file;
   // Everything is read and checked (weights: shapes and finite values; moments: by the
   // optimiser) before any parameter changes.

@@ -1,7 +1,8 @@
 // train_lm/run_checkpoint.hpp — the checkpoint directory of a training run.
 //
 //   DIR/state.safetensors   everything --resume needs, self-contained: the weights
-//                           ("param.<name>"), AdamW's moments ("m.<name>", "v.<name>"),
+//                           ("param.<name>"), the optimiser's buffers (AdamW's moments
+//                           "m.<name>", "v.<name>"; with Muon also "momentum.<name>"),
 //                           and in __metadata__ the step, the sampler's RNG state,
 //                           the elapsed time and the run's settings
 //   DIR/model.safetensors   the latest model (docs/contracts.md, section 2), for eval / sample / grad
@@ -22,7 +23,7 @@
 
 #include "model_file.hpp"
 
-#include <tapegrad/nn/optim.hpp>
+#include <tapegrad/nn/train_step.hpp>
 
 #include <cstdint>
 #include <filesystem>
@@ -78,6 +79,8 @@ struct RunSettings {
   std::uint64_t seed = 0;
   std::uint64_t data_fingerprint = 0;
   std::string data_source;
+  tapegrad::nn::OptimizerKind optimizer = tapegrad::nn::OptimizerKind::adamw;
+  double muon_lr = 0;  // with Muon: the matrices' peak lr
   // Recorded too, but allowed to change on resume (steps extends or shortens the
   // schedule; the thread count does not change the results).
   std::int64_t steps = 0;
@@ -101,7 +104,7 @@ struct TrainState {
 
 // Writes model then state, each atomically (see the top of this file).
 void save_checkpoint(const CheckpointDir& dir, const LanguageModel<float>& model,
-                     const tapegrad::nn::AdamW<float>& optimizer, const TrainState& state, const Vocabulary& vocab);
+                     const tapegrad::nn::Optimizer<float>& optimizer, const TrainState& state, const Vocabulary& vocab);
 
 // Reads DIR/state.safetensors: the settings, step, RNG state and elapsed time.
 // The weights and moments go into `model` and `optimizer` by load_training_tensors,
@@ -115,6 +118,6 @@ SavedState read_state_file(const CheckpointDir& dir);
 // the pair differs (missing, unreadable, another step) and what --resume does about it.
 std::string checkpoint_pair_note(const CheckpointDir& dir, std::int64_t state_step);
 void load_training_tensors(const SavedState& saved, const LanguageModel<float>& model,
-                           tapegrad::nn::AdamW<float>& optimizer);
+                           tapegrad::nn::Optimizer<float>& optimizer);
 
 }  // namespace train_lm

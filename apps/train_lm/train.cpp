@@ -17,19 +17,35 @@
 #include <cmath>
 #include <memory>
 #include <ostream>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 namespace train_lm {
 
 namespace {
 
-using tapegrad::nn::AdamW;
+using tapegrad::nn::OptimizerKind;
 using Clock = std::chrono::steady_clock;
 
 std::atomic<bool> stop_requested{false};
 static_assert(std::atomic<bool>::is_always_lock_free, "request_stop must be async-signal-safe");
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// The recipe's optimiser over the model's parameters. Muon leaves the embedding tables
+// (looked up by id, and wte is also the tied output head) to its AdamW, as its authors do.
+std::unique_ptr<tapegrad::nn::Optimizer<float>> make_optimizer(const LanguageModel<float>& model,
+                                                              const tapegrad::nn::Recipe& recipe) {
+  const auto params = model.named_parameters();
+  if (recipe.optimizer == OptimizerKind::muon) {
+    std::vector<std::string> tables;
+    for (const auto& [name, p] : params)
+      if (name == "wte" || name == "wpe") tables.push_back(name);
+    return std::make_unique<tapegrad::nn::Muon<float>>(params, recipe.muon_options(), tables);
+  }
+  return std::make_unique<tapegrad::nn::AdamW<float>>(params, recipe.adamw);
+}
 
 // Everything a run needs, resolved from the options and checked before any work.
 struct Plan {
@@ -39,6 +55,7 @@ struct Plan {
   std::optional<std::int64_t> stop_after;
   bool final_sample = true;
   bool detect_anomaly = false;
+  bool checkpoint_activations = false;
   Corpus corpus;
   CheckpointDir dir;
   std::optional<DirectoryLock> lock;       // rank 0's, on dir, for the run's life
@@ -83,7 +100,12 @@ RunSettings settings_from(const TrainOptions& o, const TrainPreset& preset) {
   s.lr = o.lr.value_or(preset.recipe.adamw.lr);
   s.seed = o.seed;
   s.threads = o.threads;
+  s.optimizer = o.optimizer.value_or(preset.recipe.optimizer);
+  if (s.optimizer == OptimizerKind::muon) s.muon_lr = o.muon_lr.value_or(preset.recipe.muon_lr);
   if (!(s.lr > 0) || !std::isfinite(s.lr)) throw UsageError("--lr must be a positive number, got " + std::to_string(s.lr));
+  if (o.muon_lr && s.optimizer != OptimizerKind::muon) throw UsageError("--muon-lr needs --optimizer muon");
+  if (s.optimizer == OptimizerKind::muon && (!(s.muon_lr > 0) || !std::isfinite(s.muon_lr)))
+    throw UsageError("--muon-lr must be a positive number, got " + std::to_string(s.muon_lr));
   if (s.model.d_model % s.model.n_head != 0)
     throw UsageError("--dim " + std::to_string(s.model.d_model) + " must be a multiple of --heads " +
                      std::to_string(s.model.n_head));
@@ -122,6 +144,8 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   plan.settings = settings_from(o, preset);
   plan.recipe = preset.recipe;
   plan.recipe.adamw.lr = plan.settings.lr;
+  plan.recipe.optimizer = plan.settings.optimizer;
+  plan.recipe.muon_lr = plan.settings.muon_lr;
   plan.rows = batch_slice(plan.settings.batch, replicas.rank(), replicas.size());
   require_positive("--grad-accum", o.grad_accum);
   plan.micro_steps = std::size_t(o.grad_accum);
@@ -143,6 +167,7 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   plan.stop_after = o.stop_after;
   plan.final_sample = !o.no_sample;
   plan.detect_anomaly = o.detect_anomaly;
+  plan.checkpoint_activations = o.checkpoint_activations;
 
   plan.dir = CheckpointDir{o.out};
   // Rank 0 owns --out. An existing directory is locked before what it holds is judged
@@ -232,11 +257,12 @@ class Session {
         plan_(std::move(plan)),
         out_(out),
         model_(plan_.settings.family, plan_.settings.model, stream_seed(plan_.settings.seed, Stream::init)),
-        optimizer_(model_.named_parameters(), plan_.recipe.adamw),
+        optimizer_(make_optimizer(model_, plan_.recipe)),
         progress_(progress, terminal, plan_.settings.steps, plan_.print_every),
         log_(restore_then_open_log()) {
     state_.settings = plan_.settings;
     context_ = use_threads(plan_.settings.threads);
+    model_.set_checkpoint_blocks(plan_.checkpoint_activations);
     if (plan_.resume_from) {
       const TrainState& saved = plan_.resume_from->state;
       state_.step = saved.step;
@@ -247,7 +273,7 @@ class Session {
     } else {
       state_.sampler.seed(stream_seed(plan_.settings.seed, Stream::sampler));
     }
-    replicas_.share_start(model_, optimizer_, state_);
+    replicas_.share_start(model_, *optimizer_, state_);
   }
 
   TrainSummary run() {
@@ -301,7 +327,7 @@ class Session {
   TrainLog restore_then_open_log() {
     if (!replicas_.is_root()) return TrainLog::unwritten();
     if (!plan_.resume_from) return TrainLog::create(plan_.dir.log());
-    load_training_tensors(*plan_.resume_from, model_, optimizer_);
+    load_training_tensors(*plan_.resume_from, model_, *optimizer_);
     return TrainLog::resume(plan_.dir.log(), plan_.resume_from->state.step);
   }
 
@@ -320,7 +346,7 @@ class Session {
     const std::size_t micro_steps = plan_.micro_steps, rows = plan_.rows.count / micro_steps;
     double loss = 0;  // the mean of the micro-batches' global losses
     const auto result = tapegrad::nn::train_step(
-        optimizer_, current_lr_, plan_.recipe.clip_norm, micro_steps,
+        *optimizer_, plan_.recipe.optimizer_lr(current_lr_), plan_.recipe.clip_norm, micro_steps,
         [&](tapegrad::Tape& tape, std::size_t k) {
       tape.set_detect_anomaly(plan_.detect_anomaly);
       const auto local = micro_steps == 1
@@ -362,7 +388,7 @@ class Session {
     if (!replicas_.is_root()) return replicas_.checkpoint_saved(plan_.dir.dir, state_.step);
     TrainState snapshot = state_;
     snapshot.elapsed_s = elapsed_s;
-    save_checkpoint(plan_.dir, model_, optimizer_, snapshot, plan_.corpus.vocab);
+    save_checkpoint(plan_.dir, model_, *optimizer_, snapshot, plan_.corpus.vocab);
     write_loss_svg();
     replicas_.checkpoint_saved(plan_.dir.dir, state_.step);
   }
@@ -380,7 +406,8 @@ class Session {
 
   std::string describe_model() const {
     const auto& m = plan_.settings.model;
-    return std::string(plan_.settings.family == Family::gpt ? "GPT, " : "Llama, ") + std::to_string(m.n_layer) +
+    return std::string(plan_.settings.family == Family::gpt ? "GPT, " : "Llama, ") +
+           (plan_.settings.optimizer == OptimizerKind::muon ? "Muon, " : "") + std::to_string(m.n_layer) +
            " layers, " + std::to_string(m.n_head) + " heads, d_model " + std::to_string(m.d_model) + ", block " +
            std::to_string(m.block_size) + ", vocab " + std::to_string(m.vocab_size) + ", batch " +
            std::to_string(plan_.settings.batch) + ", " + std::to_string(model_.parameter_count()) + " parameters";
@@ -425,7 +452,7 @@ class Session {
   Plan plan_;
   std::ostream& out_;
   LanguageModel<float> model_;
-  AdamW<float> optimizer_;
+  std::unique_ptr<tapegrad::nn::Optimizer<float>> optimizer_;
   tapegrad::Context context_;  // --threads
   // The buffers the steps recycle (core/memory.hpp): the second step allocates nothing new.
   std::shared_ptr<tapegrad::BufferPool> pool_ = std::make_shared<tapegrad::BufferPool>();

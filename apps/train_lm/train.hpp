@@ -14,7 +14,7 @@
 #include "threads.hpp"
 #include "replicas.hpp"
 
-#include <tapegrad/nn/optim.hpp>
+#include <tapegrad/nn/train_step.hpp>
 
 #include <cstdint>
 #include <filesystem>
@@ -40,6 +40,9 @@ struct TrainOptions {
   // Overrides of the preset; unset = the preset's value.
   std::optional<std::int64_t> steps, batch, block, layers, heads, dim;
   std::optional<double> lr;  // unset = the preset's
+  std::optional<tapegrad::nn::OptimizerKind> optimizer;  // unset = the preset's (AdamW)
+  std::optional<double> muon_lr;                         // unset = the preset's
+  bool checkpoint_activations = false;  // the GPT's blocks through tapegrad::checkpoint: less memory, same results
   std::uint64_t seed = 1337;
   int threads = default_threads();
   std::optional<std::int64_t> eval_every;  // unset = the preset's

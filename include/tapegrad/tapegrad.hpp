@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/blas.hpp"
+#include "core/checkpoint.hpp"
 #include "core/cpu.hpp"
 #include "core/error.hpp"
 #include "core/gradcheck.hpp"
@@ -35,6 +36,7 @@
 #include "nn/kv_cache.hpp"
 #include "nn/layers.hpp"
 #include "nn/module.hpp"
+#include "nn/muon.hpp"
 #include "nn/optim.hpp"
 #include "nn/train_step.hpp"
 

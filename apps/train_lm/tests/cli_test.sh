@@ -32,7 +32,7 @@ catches_sigint() {
   [ -n "$mask" ] && (( 0x$mask & 2 ))
 }
 
-for sub in train eval sample grad presets; do
+for sub in train eval sample grad graph presets; do
   "$bin" "$sub" --help >"$work/help" || fail "$sub --help exits non-zero"
 done
 "$bin" train --help | grep -q -- "--eval-every" || fail "train --help lacks --eval-every"
@@ -372,6 +372,31 @@ if mount -t tmpfs -o size=64k tmpfs "$mnt" 2>/dev/null; then
   umount "$mnt"
 else
   echo "cli_test: note: the full-disk case did not run (mounting a tmpfs needs root)" >&2
+# --optimizer muon: a run stopped after 12 steps and resumed writes the model of an
+# uninterrupted one, bit for bit (its state holds the momentum buffers); --checkpoint-activations
+# changes no result; a Muon state refuses to resume as AdamW.
+muon=(train --data "$work/text.txt" --preset tiny --steps 24 --optimizer muon --no-sample)
+"$bin" "${muon[@]}" --out "$work/muon_straight" >/dev/null 2>&1 || fail "--optimizer muon run failed"
+"$bin" "${muon[@]}" --out "$work/muon_resumed" --stop-after 12 >/dev/null 2>&1 || fail "--optimizer muon --stop-after failed"
+"$bin" "${muon[@]}" --out "$work/muon_resumed" --resume >/dev/null 2>&1 || fail "--optimizer muon --resume failed"
+cmp -s "$work/muon_straight/model.safetensors" "$work/muon_resumed/model.safetensors" ||
+  fail "--optimizer muon: stop and --resume ends with another model than an uninterrupted run"
+grep -q "momentum.h.0.attn.w_q" "$work/muon_straight/state.safetensors" || fail "a Muon state lacks its momentum buffers"
+grep -q "momentum\." "$work/run/state.safetensors" && fail "an AdamW state holds momentum buffers"
+"$bin" "${muon[@]}" --out "$work/muon_checkpointed" --checkpoint-activations >/dev/null 2>&1 ||
+  fail "--checkpoint-activations run failed"
+cmp -s "$work/muon_straight/model.safetensors" "$work/muon_checkpointed/model.safetensors" ||
+  fail "--checkpoint-activations changed the trained model"
+expect_error "resume a Muon run as AdamW" "--optimizer adamw differs from the checkpoint's muon" \
+  "$bin" train --data "$work/text.txt" --preset tiny --steps 30 --no-sample --out "$work/muon_resumed" --resume
+
+# graph: one training step's tape as a Graphviz digraph, one node line per op.
+"$bin" graph --data "$work/text.txt" --preset tiny --layers 1 --out "$work/step.dot" 2>"$work/err" || fail "graph failed"
+nodes=$(grep -oE "^train_lm graph: [0-9]+ nodes" "$work/err" | grep -oE "[0-9]+")
+[ "$(grep -cE '^ *n[0-9]+ \[label=' "$work/step.dot")" = "${nodes:-none}" ] || fail "graph: node lines differ from the count printed"
+grep -q '"h.0.mlp.w_1' "$work/step.dot" || fail "graph: no parameter named h.0.mlp.w_1"
+if command -v dot >/dev/null; then
+  dot -Tsvg "$work/step.dot" -o "$work/step.svg" && grep -q "<svg" "$work/step.svg" || fail "graph: dot cannot render it"
 fi
 
 if [ "$failures" -ne 0 ]; then

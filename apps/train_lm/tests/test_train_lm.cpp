@@ -282,7 +282,7 @@ TEST_CASE("train_lm: a resumed run is bit-identical to an uninterrupted one") {
   CHECK(a.metadata().at("rng") == b.metadata().at("rng"));
 }
 
-TEST_CASE("train_lm: a Llama preset trains; its files record the family, and eval, sample, grad and --resume read it") {
+TEST_CASE("train_lm: a Llama preset trains, its files record the family, and eval, sample, grad and --resume read it") {
   TempDir dir;
   write_file(dir / "text.txt", small_text());
   const auto llama_run = [&](const fs::path& out) {
@@ -853,7 +853,7 @@ TEST_CASE("train_lm: save_checkpoint writes the model before the state, so the s
   const CheckpointDir checkpoint{dir.path() / "run"};
   checkpoint.prepare_for_writing();
   fs::create_directory(checkpoint.state());  // the state's rename fails
-  GPT<float> model(GPTConfig{.vocab_size = 3, .block_size = 4, .n_layer = 1, .n_head = 1, .d_model = 4}, 1);
+  LanguageModel<float> model(Family::gpt, GPTConfig{.vocab_size = 3, .block_size = 4, .n_layer = 1, .n_head = 1, .d_model = 4}, 1);
   tapegrad::nn::AdamW<float> optimizer(model.named_parameters());
   TrainState state;
   state.step = 12;

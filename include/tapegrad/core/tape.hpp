@@ -15,6 +15,14 @@
 // (dist/data_parallel.hpp), per-parameter gradient statistics, moving a gradient
 // elsewhere as soon as it is done. Leaves without hooks cost nothing.
 //
+// Replaying a block (checkpoint.hpp). A tape set to defer_gradient_final_hooks() calls
+// no hooks: it lists every leaf needing a gradient that its ops read (leaves_read()), and
+// the checkpoint node of the outer tape reads them too, so the outer tape calls their hooks
+// once the whole block has been replayed.
+//
+// The tape as a picture: with set_keep_graph(true) each node also keeps its inputs and
+// module path, and write_dot() draws what was recorded as a Graphviz graph.
+//
 // Anomaly mode (set_detect_anomaly, off by default, one branch per op when off)
 // checks each op's output after its forward and the gradients each backward rule
 // wrote after the rule, and throws an AnomalyError (anomaly.hpp) at the first NaN
@@ -29,6 +37,8 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
+#include <ostream>
 #include <memory>
 #include <optional>
 #include <set>
@@ -98,8 +108,21 @@ class Tape {
   const std::shared_ptr<BufferPool>& pool() const { return pool_scope_.pool(); }
   bool detect_anomaly() const { return detect_anomaly_; }
   void set_detect_anomaly(bool on) { detect_anomaly_ = on; }
+  // Nodes recorded from now on keep their inputs and module path, for write_dot().
+  void set_keep_graph(bool on) { keep_graph_ = on; }
+  bool keeps_graph() const { return keep_graph_; }
+  // Whether modules must keep module_path() up to date (anomaly mode, or keeping the graph).
+  bool tracks_module_paths() const { return detect_anomaly_ || keep_graph_; }
+  // This tape replays a block for checkpoint(): backward calls no gradient-final hooks,
+  // and leaves_read() lists the leaves needing a gradient that its ops read.
+  void defer_gradient_final_hooks() { defer_hooks_ = true; }
+  std::vector<std::shared_ptr<TensorMeta>> leaves_read() const {
+    std::vector<std::shared_ptr<TensorMeta>> leaves;
+    for (const auto& [node, leaf] : hooked_leaves_) leaves.push_back(leaf);
+    return leaves;
+  }
   // The path of the module whose forward is running ("h.2.attn"; "" outside every
-  // module), kept up to date in anomaly mode only.
+  // module), kept up to date when tracks_module_paths() only.
   const std::string& module_path() const { return module_path_; }
   std::string exchange_module_path(std::string path) { return std::exchange(module_path_, std::move(path)); }
   std::size_t size() const { return nodes_.size(); }
@@ -115,13 +138,22 @@ class Tape {
   // some input requires one; otherwise `out` stays a leaf without requires_grad.
   template <class T, class Backward, class... Inputs>
   Tensor<T> record(const OpName& op, Tensor<T> out, Backward&& backward, const Inputs&... inputs) {
-    return record_inputs(op, std::move(out), std::forward<Backward>(backward), [&](auto&& f) { (f(inputs), ...); });
+    return record_each(op, std::move(out), std::forward<Backward>(backward), [&](auto&& f) { (f(inputs), ...); });
   }
-  // The same for a list of inputs known at run time (concat).
+  // The same for a list of same-typed inputs known at run time (concat).
   template <class T, class Backward>
   Tensor<T> record(const OpName& op, Tensor<T> out, Backward&& backward, const std::vector<Tensor<T>>& inputs) {
-    return record_inputs(op, std::move(out), std::forward<Backward>(backward), [&](auto&& f) {
+    return record_each(op, std::move(out), std::forward<Backward>(backward), [&](auto&& f) {
       for (const auto& in : inputs) f(in);
+    });
+  }
+  // The same for an op whose inputs are known only when it runs (checkpoint: its tensor
+  // inputs and the leaves its block read).
+  template <class T, class Backward>
+  Tensor<T> record_all(const OpName& op, Tensor<T> out, Backward&& backward,
+                       const std::vector<std::shared_ptr<TensorMeta>>& inputs) {
+    return record_each(op, std::move(out), std::forward<Backward>(backward), [&](auto&& f) {
+      for (const auto& in : inputs) f(MetaInput{in});
     });
   }
 
@@ -153,9 +185,67 @@ class Tape {
         if (detect_anomaly_) check_gradients(node, i);
         node.out->release_grad();  // every consumer of out came later on the tape: its gradient is complete and used
       }
-      for (; first_use != hooked_leaves_.rend() && first_use->first == i; ++first_use) first_use->second->gradient_final();
+      for (; !defer_hooks_ && first_use != hooked_leaves_.rend() && first_use->first == i; ++first_use)
+        first_use->second->gradient_final();
     }
     if (keep == KeepTape::no) clear();
+  }
+
+  // The recording as a Graphviz digraph (`dot -Tsvg`): one ellipse per node (op name,
+  // output shape), one box per leaf input (its name in `leaf_names`, else "leaf", and its
+  // shape; grey when it needs no gradient), an edge from each input to the op reading it,
+  // labelled with the input's position and dashed when no gradient flows back along it,
+  // and the nodes of each module in a cluster named by its path. Needs set_keep_graph(true)
+  // before the recording (else a StateError naming the first node without it).
+  template <class T = float>
+  void write_dot(std::ostream& os, const NamedTensors<T>& leaf_names = {}) const {
+    std::unordered_map<const TensorMeta*, std::string> name_of, id_of;  // leaf names; graph ids of drawn tensors
+    for (const auto& [name, t] : leaf_names) name_of.emplace(&t.meta(), name);  // a tied tensor keeps its first name
+    std::map<std::string, std::vector<std::string>> members;                   // module path -> its nodes' lines
+    std::string leaves, edges;
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      const Node& node = nodes_[i];
+      if (!node.watch)
+        throw StateError("write_dot: node " + std::to_string(i) + " (" + node.op->name() +
+                         ") was recorded before set_keep_graph(true)");
+      const std::string id = "n" + std::to_string(i);
+      for (std::size_t k = 0; k < node.watch->inputs.size(); ++k) {
+        const TensorMeta* in = node.watch->inputs[k].get();
+        auto [it, fresh] = id_of.emplace(in, "l" + std::to_string(id_of.size()));
+        if (fresh) {  // not an earlier node's output: a leaf
+          const auto name = name_of.find(in);
+          leaves += "  " + it->second + " [shape=box, label=\"" + (name == name_of.end() ? "leaf" : name->second) +
+                    "\\n" + shape_str(in->shape) + "\"" + (in->requires_grad ? "" : ", style=filled, fillcolor=gray90") +
+                    "];\n";
+        }
+        edges += "  " + it->second + " -> " + id + " [label=\"" + std::to_string(k + 1) + "\"" +
+                 (in->requires_grad ? "" : ", style=dashed") + "];\n";
+      }
+      id_of[node.out.get()] = id;
+      members[node.watch->module_path].push_back(id + " [label=\"" + node.op->name() + "\\n" +
+                                                  shape_str(node.out->shape) + "\"];");
+    }
+    std::map<std::string, std::set<std::string>> children;  // module path -> the paths of its submodules
+    for (const auto& [path, lines] : members)
+      for (std::string p = path; !p.empty();) {
+        const std::size_t dot = p.rfind('.');
+        const std::string parent = dot == std::string::npos ? "" : p.substr(0, dot);
+        children[parent].insert(p);
+        p = parent;
+      }
+    os << "digraph tape {\n  node [shape=ellipse, fontname=\"Helvetica\", fontsize=10];\n"
+          "  edge [fontname=\"Helvetica\", fontsize=8];\n" << leaves;
+    const std::function<void(const std::string&, const std::string&)> cluster = [&](const std::string& path,
+                                                                                    const std::string& indent) {
+      for (const auto& line : members[path]) os << indent << line << "\n";
+      for (const auto& child : children[path]) {
+        os << indent << "subgraph \"cluster_" << child << "\" {\n" << indent << "  label=\"" << child << "\";\n";
+        cluster(child, indent + "  ");
+        os << indent << "}\n";
+      }
+    };
+    cluster("", "  ");
+    os << edges << "}\n";
   }
 
   // Drop every node (and with them the saved activations). Tensors recorded
@@ -169,20 +259,21 @@ class Tape {
 
  private:
   friend class NoGradGuard;
-  struct AnomalyWatch {  // what anomaly mode keeps of a node to name it: its module and inputs
+  struct Watch {  // what anomaly mode and the graph keep of a node: its module and inputs
     std::string module_path;
     std::vector<std::shared_ptr<TensorMeta>> inputs;
   };
-  struct Node {
-    const OpName* op;
-    std::shared_ptr<TensorMeta> out;
-    std::function<void()> backward;
-    std::unique_ptr<AnomalyWatch> watch;  // anomaly mode only
+  struct MetaInput {  // an input of record_all, seen as record's template code sees a tensor
+    const std::shared_ptr<TensorMeta>& p;
+    const TensorMeta& meta() const { return *p; }
+    std::shared_ptr<TensorMeta> meta_ptr() const { return p; }
+    bool requires_grad() const { return p->requires_grad; }
+    const Shape& shape() const { return p->shape; }
   };
 
-  // record()'s work; each_input(f) calls f on every input in order.
+  // record() and record_all(): `each_input(f)` calls f on every input in order.
   template <class T, class Backward, class EachInput>
-  Tensor<T> record_inputs(const OpName& op, Tensor<T> out, Backward&& backward, EachInput each_input) {
+  Tensor<T> record_each(const OpName& op, Tensor<T> out, Backward&& backward, const EachInput& each_input) {
     std::size_t index = 0;
     bool any_requires_grad = false;
     each_input([&](const auto& in) {
@@ -194,22 +285,33 @@ class Tape {
       out.meta().requires_grad = true;
       out.meta().stamp = {id_, generation_};
       nodes_.push_back({&op, out.meta_ptr(), std::function<void()>(std::forward<Backward>(backward)), nullptr});
+      if (tracks_module_paths()) {
+        nodes_.back().watch.reset(new Watch{module_path_, {}});
+        each_input([&](const auto& in) { nodes_.back().watch->inputs.push_back(in.meta_ptr()); });
+      }
     }
     if (detect_anomaly_) check_output(op, out, kept, each_input);  // at NaN or Inf: drops the node and throws
-    if (kept) each_input([&](const auto& in) { note_hooked_leaf(in); });
+    if (kept) each_input([&](const auto& in) { note_leaf(in); });
     return out;
   }
+  struct Node {
+    const OpName* op;
+    std::shared_ptr<TensorMeta> out;
+    std::function<void()> backward;
+    std::unique_ptr<Watch> watch;  // anomaly mode, or keeping the graph
+  };
 
   static std::uint64_t next_id() {
     static std::atomic<std::uint64_t> counter{0};
     return ++counter;
   }
   // The node being recorded is the earliest use of `in` so far: remember it when `in`
-  // is a leaf with gradient-final hooks seen for the first time in this recording.
+  // is a leaf with gradient-final hooks (any leaf needing a gradient, on a tape that
+  // defers its hooks) seen for the first time in this recording.
   template <class In>
-  void note_hooked_leaf(const In& in) {
+  void note_leaf(const In& in) {
     const TensorMeta& m = in.meta();
-    if (m.stamp.tape != 0 || !m.requires_grad || !m.has_gradient_final_hooks()) return;
+    if (m.stamp.tape != 0 || !m.requires_grad || !(defer_hooks_ || m.has_gradient_final_hooks())) return;
     if (hooked_seen_.insert(&m).second) hooked_leaves_.emplace_back(nodes_.size() - 1, in.meta_ptr());
   }
   void check_input(const OpName& op, const TensorMeta& in, std::size_t index) const {
@@ -223,31 +325,23 @@ class Tape {
   }
 
   // Anomaly mode, after a forward: `out` must be finite (a node `kept` on the tape is
-  // dropped again if not); a kept node remembers its module and inputs for the backward check.
+  // dropped again if not).
   template <class T, class EachInput>
-  void check_output(const OpName& op, const Tensor<T>& out, bool kept, EachInput each_input) {
+  void check_output(const OpName& op, const Tensor<T>& out, bool kept, const EachInput& each_input) {
     const std::optional<std::size_t> position = kept ? std::optional(nodes_.size() - 1) : std::nullopt;
     const auto bad = find_nonfinite(out.data(), out.size(), op.minus_inf_allowed());
-    if (!bad) {
-      if (kept) {
-        auto watch = std::make_unique<AnomalyWatch>(AnomalyWatch{module_path_, {}});
-        each_input([&](const auto& in) { watch->inputs.push_back(in.meta_ptr()); });
-        nodes_.back().watch = std::move(watch);
-      }
-      return;
-    }
+    if (!bad) return;
     if (kept) nodes_.pop_back();
     const Shape index = anomaly::unravel(bad->offset, out.shape());
     std::string shapes, held;  // the inputs' shapes; which inputs already held NaN or Inf
     std::size_t i = 0;
-    auto describe = [&](const auto& in) {
+    each_input([&](const auto& in) {
       shapes += (i++ ? ", " : "") + shape_str(in.shape());
       if constexpr (requires { in.data(); })
         if (const auto in_bad = find_nonfinite(in.data(), in.size()))
           held += "; " + anomaly::where(*in_bad, anomaly::unravel(in_bad->offset, in.shape()),
                                         "input " + std::to_string(i), in.shape()) + " was there before";
-    };
-    each_input(describe);
+    });
     throw AnomalyError("anomaly: " + anomaly::op_origin(op.name(), position, module_path_) + " produced " +
                            anomaly::where(*bad, index, "its output", out.shape()) + " from inputs " + shapes +
                            (held.empty() ? ", all finite" : held),
@@ -288,9 +382,12 @@ class Tape {
   std::uint64_t generation_ = 0;
   bool recording_ = true;
   bool detect_anomaly_ = false;
+  bool keep_graph_ = false;
+  bool defer_hooks_ = false;
   std::string module_path_;
   std::vector<Node> nodes_;
-  std::vector<std::pair<std::size_t, std::shared_ptr<TensorMeta>>> hooked_leaves_;  // (earliest node reading it, leaf)
+  // (earliest node reading it, leaf): leaves with hooks, or every leaf needing a gradient when hooks are deferred
+  std::vector<std::pair<std::size_t, std::shared_ptr<TensorMeta>>> hooked_leaves_;
   std::unordered_set<const TensorMeta*> hooked_seen_;
 };
 

@@ -97,12 +97,12 @@ class Module {
 };
 
 // Opened at the top of a module's forward: `const ModuleScope scope(tape, *this);`.
-// In anomaly mode the ops recorded until it closes carry the module's path; when
-// anomaly mode is off it does nothing.
+// In anomaly mode, and when the tape keeps its graph, the ops recorded until it closes
+// carry the module's path; otherwise it does nothing.
 class ModuleScope {
  public:
   template <class T>
-  ModuleScope(Tape& tape, const Module<T>& module) : tape_(tape.detect_anomaly() ? &tape : nullptr) {
+  ModuleScope(Tape& tape, const Module<T>& module) : tape_(tape.tracks_module_paths() ? &tape : nullptr) {
     if (tape_) previous_ = tape_->exchange_module_path(module.path());
   }
   ~ModuleScope() {

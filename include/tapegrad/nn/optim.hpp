@@ -6,9 +6,11 @@
 //   clip_grad_norm    global L2 norm over all gradients, scaled down to max_norm
 //   warmup_cosine_lr  nanoGPT's get_lr: linear warm-up, cosine decay, then a floor
 //
-// Both optimisers are built from a model's named_parameters() and keep their
-// per-parameter buffers by name, "<slot>.<parameter name>" (AdamW: "m.*", "v.*";
-// SGD: "momentum.*"), so state() / load_state() give an exact resume.
+// Both optimisers (and Muon, muon.hpp) are built from a model's named_parameters() and
+// keep their per-parameter buffers by name, "<slot>.<parameter name>" (AdamW: "m.*",
+// "v.*"; SGD: "momentum.*"), so state() / load_state() give an exact resume. An optimiser
+// may keep a slot for some parameters only (Muon: "momentum.*" for the matrices it
+// orthogonalises, AdamW's "m.*" and "v.*" for the rest).
 //
 // Weight decay, in both optimisers, applies to parameters with dim() == 2 only
 // (embedding tables and weight matrices), never to biases or LayerNorm gains.
@@ -25,6 +27,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <numbers>
 #include <optional>
 #include <string>
@@ -88,10 +91,9 @@ class Optimizer {
   // slot-major in parameter order. Save it together with step_count().
   NamedTensors<T> state() const {
     NamedTensors<T> out;
-    out.reserve(slots_.size() * params_.size());
     for (std::size_t s = 0; s < slots_.size(); ++s)
       for (std::size_t i = 0; i < params_.size(); ++i)
-        out.emplace_back(state_name(s, i), Tensor<T>(Array<T>(buffers_[s][i])));
+        if (holds(s, i)) out.emplace_back(state_name(s, i), Tensor<T>(Array<T>(buffers_[s][i])));
     return out;
   }
 
@@ -128,10 +130,11 @@ class Optimizer {
     }
     for (std::size_t s = 0; s < slots_.size(); ++s)
       for (std::size_t i = 0; i < params_.size(); ++i)
-        if (!found[s][i]) throw FormatError(where + "missing state '" + state_name(s, i) + "'");
+        if (holds(s, i) && !found[s][i]) throw FormatError(where + "missing state '" + state_name(s, i) + "'");
     // All checked: commit.
     for (std::size_t s = 0; s < slots_.size(); ++s)
       for (std::size_t i = 0; i < params_.size(); ++i) {
+        if (!holds(s, i)) continue;
         const T* src = found[s][i]->data();
         T* dst = buffers_[s][i].data();
         for (std::size_t k = 0, n = buffers_[s][i].size(); k < n; ++k) dst[k] = src[k];
@@ -143,8 +146,10 @@ class Optimizer {
   // `kind` names the optimiser in errors; `slots` are the per-parameter buffers
   // it keeps (zero-initialised, shaped like the parameter); `non_negative_slots`
   // those of them whose values can never be negative (load_state checks it).
+  // `slot_holds(slot, parameter)` says which parameters have a buffer in a slot (default: all).
+  using SlotFilter = std::function<bool(const std::string& slot, const Tensor<T>& parameter)>;
   Optimizer(std::string kind, const NamedTensors<T>& params, double lr, std::vector<std::string> slots,
-            const std::vector<std::string>& non_negative_slots = {})
+            const std::vector<std::string>& non_negative_slots = {}, const SlotFilter& slot_holds = {})
       : kind_(std::move(kind)), slots_(std::move(slots)) {
     for (const auto& slot : slots_)
       non_negative_.push_back(std::find(non_negative_slots.begin(), non_negative_slots.end(), slot) !=
@@ -158,8 +163,14 @@ class Optimizer {
     }
     params_ = without_tied(params);
     buffers_.resize(slots_.size());
+    held_.assign(slots_.size(), std::vector<bool>(params_.size(), true));
     for (std::size_t s = 0; s < slots_.size(); ++s)
       for (std::size_t i = 0; i < params_.size(); ++i) {
+        if (slot_holds && !slot_holds(slots_[s], params_[i].second)) {
+          buffers_[s].emplace_back();  // none
+          held_[s][i] = false;
+          continue;
+        }
         buffers_[s].emplace_back(xt::zeros<T>(params_[i].second.shape()));
         index_.emplace(state_name(s, i), std::pair{s, i});
       }
@@ -184,12 +195,13 @@ class Optimizer {
     if (!t.has_grad()) return std::nullopt;
     const std::size_t n = t.size();
     bool resized = t.grad().size() != n;
-    for (const auto& slot : buffers_) resized = resized || slot[i].size() != n;
+    for (std::size_t s = 0; s < buffers_.size(); ++s) resized = resized || (holds(s, i) && buffers_[s][i].size() != n);
     if (resized)
       throw StateError(kind_ + ": parameter '" + params_[i].first + "' changed size since the optimiser was built");
     return FlatParameter{t.data(), t.grad().data(), n};
   }
   T* buffer(std::size_t slot, std::size_t i) { return buffers_[slot][i].data(); }
+  bool holds(std::size_t slot, std::size_t i) const { return held_[slot][i]; }
   bool decayed(std::size_t i) const { return params_[i].second.dim() == 2; }
   std::size_t parameter_count() const { return params_.size(); }
   const std::string& kind() const { return kind_; }
@@ -202,6 +214,7 @@ class Optimizer {
   std::vector<bool> non_negative_;  // per slot
   NamedTensors<T> params_;
   std::vector<std::vector<Array<T>>> buffers_;  // [slot][parameter]
+  std::vector<std::vector<bool>> held_;         // [slot][parameter]: has a buffer there
   std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> index_;  // state name -> (slot, parameter)
   std::int64_t step_ = 0;
   double lr_ = 0;
@@ -218,18 +231,49 @@ struct AdamWOptions {
   double weight_decay = 0.1;  // on dim() == 2 parameters only
 };
 
+// A ConfigError, naming `kind`, for betas outside [0, 1) or a negative eps or weight decay.
+inline void check_adamw_options(const AdamWOptions& opt, const std::string& kind) {
+  auto check = [&](bool ok, const std::string& what) {
+    if (!ok) throw ConfigError(kind + ": " + what);
+  };
+  check(opt.beta1 >= 0 && opt.beta1 < 1, "beta1 must be in [0, 1), got " + std::to_string(opt.beta1));
+  check(opt.beta2 >= 0 && opt.beta2 < 1, "beta2 must be in [0, 1), got " + std::to_string(opt.beta2));
+  check(opt.eps >= 0, "eps must be >= 0, got " + std::to_string(opt.eps));
+  check(opt.weight_decay >= 0, "weight_decay must be >= 0, got " + std::to_string(opt.weight_decay));
+}
+
+// One AdamW update of a parameter p (n values) with gradient g and moments m, v, at
+// learning rate lr and step count t (after increment); `decayed` parameters get the weight decay.
+template <class T>
+class AdamWUpdate {
+ public:
+  AdamWUpdate(const AdamWOptions& opt, double lr, std::int64_t t)
+      : b1_(T(opt.beta1)), b2_(T(opt.beta2)), c1_(T(1 - opt.beta1)), c2_(T(1 - opt.beta2)),
+        step_size_(T(lr / (1 - std::pow(opt.beta1, double(t))))), bc2_sqrt_(T(std::sqrt(1 - std::pow(opt.beta2, double(t))))),
+        eps_(T(opt.eps)), decay_(T(1 - lr * opt.weight_decay)), weight_decay_(opt.weight_decay != 0) {}
+  void operator()(const Context& ctx, T* p, const T* g, T* m, T* v, std::size_t n, bool decayed) const {
+    const bool decay_p = weight_decay_ && decayed;
+    parallel_blocks(ctx, n, kElementBlock, [&](std::size_t b, std::size_t e) {
+      for (std::size_t k = b; k < e; ++k) {
+        if (decay_p) p[k] *= decay_;
+        m[k] = b1_ * m[k] + c1_ * g[k];
+        v[k] = b2_ * v[k] + c2_ * g[k] * g[k];
+        p[k] -= step_size_ * m[k] / (std::sqrt(v[k]) / bc2_sqrt_ + eps_);
+      }
+    });
+  }
+
+ private:
+  T b1_, b2_, c1_, c2_, step_size_, bc2_sqrt_, eps_, decay_;
+  bool weight_decay_;
+};
+
 template <class T>
 class AdamW final : public Optimizer<T> {
  public:
   explicit AdamW(const NamedTensors<T>& params, AdamWOptions opt = {})
       : Optimizer<T>("AdamW", params, opt.lr, {"m", "v"}, {"v"}), opt_(opt) {
-    auto check = [](bool ok, const std::string& what) {
-      if (!ok) throw ConfigError("AdamW: " + what);
-    };
-    check(opt.beta1 >= 0 && opt.beta1 < 1, "beta1 must be in [0, 1), got " + std::to_string(opt.beta1));
-    check(opt.beta2 >= 0 && opt.beta2 < 1, "beta2 must be in [0, 1), got " + std::to_string(opt.beta2));
-    check(opt.eps >= 0, "eps must be >= 0, got " + std::to_string(opt.eps));
-    check(opt.weight_decay >= 0, "weight_decay must be >= 0, got " + std::to_string(opt.weight_decay));
+    check_adamw_options(opt, "AdamW");
   }
   const AdamWOptions& options() const { return opt_; }
 
@@ -241,31 +285,10 @@ class AdamW final : public Optimizer<T> {
   //   p <- p - (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)
   // which is lr m_hat / (sqrt(v_hat) + eps), arranged as torch.optim.AdamW does.
   void update(const Context& context) override {
-    const auto t = static_cast<double>(this->begin_step());
-    const double lr = this->lr();
-    const T b1 = T(opt_.beta1), b2 = T(opt_.beta2);
-    const T c1 = T(1 - opt_.beta1), c2 = T(1 - opt_.beta2);
-    const T step_size = T(lr / (1 - std::pow(opt_.beta1, t)));
-    const T bc2_sqrt = T(std::sqrt(1 - std::pow(opt_.beta2, t)));
-    const T eps = T(opt_.eps);
-    const T decay = T(1 - lr * opt_.weight_decay);
-    for (std::size_t i = 0; i < this->parameter_count(); ++i) {
-      const auto flat = this->flat_parameter(i);
-      if (!flat) continue;
-      T* p = flat->value;
-      const T* g = flat->grad;
-      T* m = this->buffer(0, i);
-      T* v = this->buffer(1, i);
-      const bool decay_p = opt_.weight_decay != 0 && this->decayed(i);
-      parallel_blocks(context, flat->size, kElementBlock, [&](std::size_t b, std::size_t e) {
-        for (std::size_t k = b; k < e; ++k) {
-          if (decay_p) p[k] *= decay;
-          m[k] = b1 * m[k] + c1 * g[k];
-          v[k] = b2 * v[k] + c2 * g[k] * g[k];
-          p[k] -= step_size * m[k] / (std::sqrt(v[k]) / bc2_sqrt + eps);
-        }
-      });
-    }
+    const AdamWUpdate<T> adamw(opt_, this->lr(), this->begin_step());
+    for (std::size_t i = 0; i < this->parameter_count(); ++i)
+      if (const auto flat = this->flat_parameter(i))
+        adamw(context, flat->value, flat->grad, this->buffer(0, i), this->buffer(1, i), flat->size, this->decayed(i));
   }
 
  private:

@@ -16,6 +16,7 @@
 
 #include "../core/error.hpp"
 #include "../core/tape.hpp"
+#include "muon.hpp"
 #include "optim.hpp"
 
 #include <algorithm>
@@ -26,8 +27,12 @@
 
 namespace tapegrad::nn {
 
+enum class OptimizerKind { adamw, muon };
+
 struct Recipe {
   AdamWOptions adamw;               // lr, betas, eps, weight decay (optim.hpp: the contract's defaults)
+  OptimizerKind optimizer = OptimizerKind::adamw;
+  double muon_lr = MuonOptions{}.lr;  // with Muon: the matrices' peak lr (adamw.lr is the other parameters')
   double clip_norm = 1.0;           // max global gradient norm
   std::int64_t warmup_steps = 100;  // a run shorter than that warms up throughout
   double min_lr_fraction = 0.1;     // the cosine decays to lr * this
@@ -37,6 +42,10 @@ struct Recipe {
     return warmup_cosine_lr(step, adamw.lr, warmup(total), total, adamw.lr * min_lr_fraction);
   }
   std::int64_t warmup(std::int64_t total) const { return std::min(warmup_steps, total); }
+  // What to pass to the optimiser's step for the schedule's lr_at(): itself for AdamW; for
+  // Muon the matrices' lr, muon_lr scaled alike (its AdamW part follows in proportion, muon.hpp).
+  double optimizer_lr(double lr) const { return optimizer == OptimizerKind::muon ? lr * muon_lr / adamw.lr : lr; }
+  MuonOptions muon_options() const { return {.lr = muon_lr, .adamw = adamw}; }
 };
 
 struct StepResult {

@@ -7,6 +7,7 @@
 //   loss   = mean -log softmax(logits)[target]
 #pragma once
 
+#include "../../core/checkpoint.hpp"
 #include "../../ops/cross_entropy.hpp"
 #include "block.hpp"
 
@@ -64,8 +65,10 @@ class GPT : public nn::Module<T> {
 
     const nn::ModuleScope scope(tape, *this);
     Tensor<T> x = ops::add(tape, ops::embedding(tape, wte, idx), ops::embedding(tape, wpe, positions));  // (B, T, d)
-    for (std::size_t i = 0; i < h.size(); ++i)
-      x = h[i].forward(tape, x, cache ? &cache->layer(i) : nullptr);                                     // (B, T, d)
+    for (std::size_t i = 0; i < h.size(); ++i)  // (B, T, d)
+      x = checkpoint_blocks && !cache
+              ? checkpoint(tape, [block = &h[i]](Tape& t, const Tensor<T>& in) { return block->forward(t, in, nullptr); }, x)
+              : h[i].forward(tape, x, cache ? &cache->layer(i) : nullptr);
     x = ln_f.forward(tape, x);                                                                           // (B, T, d)
     return ops::matmul(tape, x, wte, {.transpose_b = true});                                             // (B, T, V)
   }
@@ -85,6 +88,10 @@ class GPT : public nn::Module<T> {
   }
 
   GPTConfig config;
+  // Run each block through checkpoint() (core/checkpoint.hpp): the tape keeps one (B, T, d)
+  // input per block instead of its activations, and backward runs each block's forward
+  // again; the gradients are bit-identical.
+  bool checkpoint_blocks = false;
   Tensor<T> wte, wpe;
   nn::ModuleList<TransformerBlock<T>> h;
   nn::LayerNorm<T> ln_f;

@@ -12,6 +12,7 @@
 // apart by exactly the three changes (RMSNorm, rotary positions, SwiGLU).
 #pragma once
 
+#include "../../core/checkpoint.hpp"
 #include "../../ops/cross_entropy.hpp"
 #include "../../ops/embedding.hpp"
 #include "block.hpp"
@@ -77,7 +78,10 @@ class Llama : public nn::Module<T> {
 
     const nn::ModuleScope scope(tape, *this);
     Tensor<T> x = ops::embedding(tape, wte, idx);  // (B, T, d)
-    for (std::size_t i = 0; i < h.size(); ++i) x = h[i].forward(tape, x, cache ? &cache->layer(i) : nullptr);  // (B, T, d)
+    for (std::size_t i = 0; i < h.size(); ++i)  // (B, T, d)
+      x = checkpoint_blocks && !cache
+              ? checkpoint(tape, [block = &h[i]](Tape& t, const Tensor<T>& in) { return block->forward(t, in, nullptr); }, x)
+              : h[i].forward(tape, x, cache ? &cache->layer(i) : nullptr);
     x = norm_f.forward(tape, x);                              // (B, T, d)
     return ops::matmul(tape, x, wte, {.transpose_b = true});  // (B, T, V)
   }
@@ -94,6 +98,7 @@ class Llama : public nn::Module<T> {
   }
 
   LlamaConfig config;
+  bool checkpoint_blocks = false;  // each block through checkpoint(), as GPT::checkpoint_blocks
   Tensor<T> wte;
   nn::ModuleList<LlamaBlock<T>> h;
   nn::RMSNorm<T> norm_f;
