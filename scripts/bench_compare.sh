@@ -78,7 +78,7 @@ PY
         "$build/bench/bench_train" --presets "$preset" --threads "$t" --steps "$n" --warmup 2 |
           sed "s/^{/{\"impl\": \"tapegrad\", \"round\": $round, /" >> "$out"
         if [ $torch_ok = 1 ]; then
-          "$python" "$root/scripts/reference_torch.py" bench --train-lm "$build/apps/train_lm/train_lm" --presets "$preset" \
+          "$python" "$root/scripts/reference_torch.py" bench --train-lm "$build/apps/train_lm" --presets "$preset" \
             --threads "$t" --steps "$n" --warmup 2 2>/dev/null |
             sed "s/^{/{\"impl\": \"pytorch\", \"round\": $round, /" >> "$out"
         fi
