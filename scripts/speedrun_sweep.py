@@ -15,12 +15,26 @@ scores the model with `train_lm eval`:
       validation split, as the README's speedrun figures are measured.
 
 It writes one CSV row per run (appended, so a sweep can be continued):
-  config, split, seed, options, steps, tokens, concurrent, threads, wall_s, tokens_per_s, loss
-wall_s is the whole `train` command; tokens_per_s = tokens / wall_s. They are speeds only
-for runs made one at a time (`--concurrent 1`) on an otherwise quiet machine: with
-`--concurrent 2` two runs share the cores (each with --threads 1), which leaves every
-loss unchanged (train_lm's results do not depend on the thread count) and halves the
-time a sweep takes, but not the time of one run.
+  config, split, seed, options, steps, tokens, concurrent, threads, wall_s, cpu_s, tokens_per_s, loss
+wall_s is the whole `train` command and cpu_s its CPU time (user + system);
+tokens_per_s = tokens / wall_s. Wall times are speeds only for runs made one at a time
+(`--concurrent 1`) on an otherwise quiet machine: with `--concurrent 2` two runs share the
+cores (each with --threads 1), which leaves every loss unchanged (train_lm's results do not
+depend on the thread count) and halves the time a sweep takes, but not the time of one run.
+On a loaded machine cpu_s of a one-thread run is the better measure of cost: load moves it
+far less than the wall time.
+
+Runs sized for a wall budget (--wall-budget SECONDS): every configuration's --steps is
+replaced by the steps that fill the budget on 2 quiet cores,
+
+  steps = floor((budget - fixed seconds) x steps per second),
+
+where the steps per second are given (--steps-per-s, as measured quietly, e.g. by
+`train_lm train` itself: steps / the training seconds of its `done:` line) or estimated
+(--cost-steps N: a one-thread run of N steps per configuration, whose CPU seconds per step
+divided by --thread-scaling, the quiet 2-thread speed-up, give the 2-thread time of a step).
+--fixed-seconds is what the command costs besides its steps (start-up, reading the text,
+the two evaluations, the final save). --plan-only prints the steps and runs nothing.
 
 The sweep stops starting runs once --budget-minutes have passed.
 
@@ -42,7 +56,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-FIELDS = ["config", "split", "seed", "options", "steps", "tokens", "concurrent", "threads", "wall_s",
+FIELDS = ["config", "split", "seed", "options", "steps", "tokens", "concurrent", "threads", "wall_s", "cpu_s",
           "tokens_per_s", "loss"]
 
 
@@ -72,13 +86,21 @@ def write_text(path, text):
 
 
 def run(command, log):
-    """Runs command, appending its output to log; returns its stdout. RuntimeError on failure."""
-    result = subprocess.run(command, capture_output=True, text=True)
+    """Runs command, appending its output to log; returns its stdout and its CPU seconds
+    (user + system, of it and its children). RuntimeError on failure."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as stdout, tempfile.TemporaryFile("w+",
+                                                                                        encoding="utf-8") as stderr:
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        stderr.seek(0)
+        out, err = stdout.read(), stderr.read()
     with open(log, "a", encoding="utf-8") as f:
-        f.write("$ " + shlex.join(command) + "\n" + result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise RuntimeError(f"{shlex.join(command)} failed ({result.returncode}); see {log}")
-    return result.stdout
+        f.write("$ " + shlex.join(command) + "\n" + out + err)
+    if process.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed ({process.returncode}); see {log}")
+    return out, usage.ru_utime + usage.ru_stime
 
 
 def last_value(log_csv, kind, column):
@@ -96,16 +118,72 @@ def one_run(args, name, options, seed, files, workdir):
     train = [args.train_lm, "train", "--data", files["train"], *options, "--seed", str(seed),
              "--threads", str(args.threads), "--no-sample", "--out", out]
     start = time.monotonic()
-    run(train, log)
+    _, cpu = run(train, log)
     wall = time.monotonic() - start
-    evaluation = run([args.train_lm, "eval", "--checkpoint", os.path.join(out, "model.safetensors"),
-                      "--data", files["score"]], log)
+    evaluation, _ = run([args.train_lm, "eval", "--checkpoint", os.path.join(out, "model.safetensors"),
+                         "--data", files["score"]], log)
     loss = float(evaluation.split("loss")[1].split()[0].strip(":,="))
     steps = int(last_value(os.path.join(out, "log.csv"), "train", "step"))
     tokens = steps * batch_times_block(args, options)
     return {"config": name, "split": args.split, "seed": seed, "options": shlex.join(options), "steps": steps,
             "tokens": tokens, "concurrent": args.concurrent, "threads": args.threads, "wall_s": f"{wall:.1f}",
-            "tokens_per_s": f"{tokens / wall:.0f}", "loss": f"{loss:.4f}"}
+            "cpu_s": f"{cpu:.2f}", "tokens_per_s": f"{tokens / wall:.0f}", "loss": f"{loss:.4f}"}
+
+
+def with_option(options, flag, value):
+    """options with `flag value` (replacing the value of a `flag` already there)."""
+    options = list(options)
+    if flag in options:
+        options[options.index(flag) + 1] = str(value)
+    else:
+        options += [flag, str(value)]
+    return options
+
+
+def steps_per_second_given(text, names):
+    """--steps-per-s: one rate for every configuration, or name=rate,... for each."""
+    if "=" not in text:
+        return {name: float(text) for name in names}
+    rates = {name: float(rate) for name, rate in (item.split("=") for item in text.split(","))}
+    missing = [name for name in names if name not in rates]
+    if missing:
+        sys.exit(f"--steps-per-s names no rate for {', '.join(missing)}")
+    return rates
+
+
+def estimated_steps_per_second(args, name, options, files, workdir):
+    """A configuration's steps per second on 2 quiet cores, estimated from one thread's CPU time:
+    a run of --cost-steps steps less a run of 1 step (so start-up, the first step's set-up, the
+    evaluations and the save cancel), per step, divided by --thread-scaling."""
+    cpu = {}
+    for steps in (1, args.cost_steps):
+        out = os.path.join(workdir, f"{name}.cost{steps}")
+        run_options = with_option(with_option(options, "--steps", steps), "--eval-every", steps)
+        _, cpu[steps] = run([args.train_lm, "train", "--data", files["train"], *run_options, "--threads", "1",
+                             "--no-sample", "--out", out], out + ".log")
+    cpu_per_step = max(cpu[args.cost_steps] - cpu[1], 1e-9) / (args.cost_steps - 1)
+    print(f"{name}: {1000 * cpu_per_step:.2f} ms of CPU per step on 1 thread, "
+          f"{args.thread_scaling / cpu_per_step:.1f} steps/s estimated on 2 quiet cores", flush=True)
+    return args.thread_scaling / cpu_per_step
+
+
+def fit_steps_to_wall_budget(args, configs, files, workdir):
+    """The configurations with --steps replaced by the steps that fill --wall-budget."""
+    names = [name for name, _ in configs]
+    if args.steps_per_s:
+        rates = steps_per_second_given(args.steps_per_s, names)
+    else:
+        rates = {name: estimated_steps_per_second(args, name, options, files, workdir) for name, options in configs}
+    fitted = []
+    for name, options in configs:
+        steps = int((args.wall_budget - args.fixed_seconds) * rates[name])
+        if steps < 1:
+            sys.exit(f"{name}: {rates[name]:g} steps/s leave no step in {args.wall_budget:g} s "
+                     f"less {args.fixed_seconds:g} s of fixed costs")
+        print(f"{name}: {steps} steps fit {args.wall_budget:g} s at {rates[name]:.1f} steps/s "
+              f"and {args.fixed_seconds:g} s of fixed costs", flush=True)
+        fitted.append((name, with_option(options, "--steps", steps)))
+    return fitted
 
 
 PRESETS = {}
@@ -137,7 +215,22 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="threads per run (default: cores / --concurrent)")
     parser.add_argument("--budget-minutes", type=float, default=60, help="no run starts after this")
     parser.add_argument("--workdir", default="", help="where runs go (default: a new temporary directory)")
+    parser.add_argument("--wall-budget", type=float, default=0,
+                        help="seconds of wall time on 2 quiet cores: each configuration's --steps fills them")
+    parser.add_argument("--steps-per-s", default="",
+                        help="with --wall-budget: the quiet 2-core steps/s, one for all or name=rate,...")
+    parser.add_argument("--cost-steps", type=int, default=200,
+                        help="with --wall-budget and no --steps-per-s: steps of the one-thread cost run")
+    parser.add_argument("--thread-scaling", type=float, default=1.5,
+                        help="with --cost-steps: the quiet speed-up of 2 threads over 1")
+    parser.add_argument("--fixed-seconds", type=float, default=0.3,
+                        help="with --wall-budget: what the command costs besides its steps")
+    parser.add_argument("--plan-only", action="store_true", help="with --wall-budget: print the steps, run nothing")
     args = parser.parse_args()
+    if args.cost_steps < 2:
+        sys.exit(f"--cost-steps must be at least 2, got {args.cost_steps}")
+    if args.plan_only and not args.wall_budget:
+        sys.exit("--plan-only needs --wall-budget")
     if args.threads <= 0:
         args.threads = max(1, (os.cpu_count() or 1) // args.concurrent)
 
@@ -162,8 +255,17 @@ def main():
     else:
         files["train"] = args.data
         write_text(files["score"], validation_split)
+    if args.wall_budget:
+        configs = fit_steps_to_wall_budget(args, configs, files, workdir)
+        if args.plan_only:
+            return
 
     new_file = not os.path.exists(args.out) or os.path.getsize(args.out) == 0
+    if not new_file:
+        with open(args.out, encoding="utf-8") as f:
+            header = f.readline().strip()
+        if header != ",".join(FIELDS):
+            sys.exit(f"{args.out} has the columns {header}, not {','.join(FIELDS)}: append to a new file")
     lock = threading.Lock()
     deadline = time.monotonic() + args.budget_minutes * 60
     with open(args.out, "a", newline="", encoding="utf-8") as out_file:
@@ -179,8 +281,8 @@ def main():
             with lock:
                 writer.writerow(row)
                 out_file.flush()
-                print(", ".join(f"{k} {row[k]}" for k in ("config", "seed", "steps", "wall_s", "tokens_per_s",
-                                                          "loss")), flush=True)
+                print(", ".join(f"{k} {row[k]}" for k in ("config", "seed", "steps", "wall_s", "cpu_s",
+                                                          "tokens_per_s", "loss")), flush=True)
 
         with ThreadPoolExecutor(max_workers=args.concurrent) as pool:
             for future in [pool.submit(job, name, options, seed) for name, options in configs for seed in seeds]:
