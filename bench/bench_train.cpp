@@ -22,7 +22,10 @@
 // each preset twice, without and with the GPT's blocks checkpointed (core/checkpoint.hpp),
 // and adds a line with the two ratios: peak RSS without / with, and time per step with /
 // without (wall and CPU). cpu_ms_per_step is the process's CPU time (user + system) per
-// timed step, which a loaded machine moves less than the wall time.
+// timed step, which a loaded machine moves less than the wall time. pool_mib is what the
+// steps' BufferPool keeps after the last step, when every activation and gradient buffer
+// is back in it: the step's share of the peak RSS (the rest is the parameters, their
+// gradients, the optimiser's moments and the libraries).
 #include <tapegrad/tapegrad.hpp>
 
 #include "bench_args.hpp"
@@ -107,12 +110,12 @@ void run(const models::Preset& preset, int threads, int steps, int warmup, bool 
   std::printf(
       "{\"preset\": \"%s\", \"threads\": %d, \"detect_anomaly\": %s, \"checkpoint_activations\": %s, "
       "\"steps\": %d, \"median_ms_per_step\": %.2f, \"min_ms_per_step\": %.2f, \"cpu_ms_per_step\": %.2f, "
-      "\"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"parameters\": %zu, \"gflops\": %.1f, "
+      "\"tokens_per_s\": %.0f, \"peak_rss_mib\": %.1f, \"pool_mib\": %.1f, \"parameters\": %zu, \"gflops\": %.1f, "
       "\"fma_peak_gflops\": %.1f, \"fraction_of_peak\": %.2f, \"sgemm_1024_gflops\": %.1f, "
       "\"cpu\": \"%s\", \"kernel_isa\": \"%s\", \"gemm\": \"%s\"}\n",
       preset.name, threads, detect_anomaly ? "true" : "false", checkpointed ? "true" : "false", steps, median,
       *std::min_element(ms.begin(), ms.end()), cpu_ms, double(preset.batch * preset.block_size) / (median / 1000),
-      double(usage.ru_maxrss) / 1024, model.parameter_count(), gflops, peak, gflops / peak, sgemm,
+      double(usage.ru_maxrss) / 1024, double(pool->cached_bytes()) / (1024 * 1024), model.parameter_count(), gflops, peak, gflops / peak, sgemm,
       cpu::model_name().c_str(), vec::isa_name(vec::active_kernels().isa), blas::gemm_backend().c_str());
   std::fflush(stdout);
 }

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -182,4 +184,49 @@ TEST_CASE("checkpoint: under a no-grad scope it is the block itself, and records
   const Tensor<double> y = checkpoint(tape, block, x);
   CHECK(tape.size() == 0);
   CHECK(y.value() == ops::matmul(tape, x, w).value());
+}
+
+namespace {
+
+// y = x, recorded with a closure that owns a token (what a real op's saved values would be)
+// and, in backward, runs `on_backward` before passing the gradient on. Its name is made on
+// first use, and the test erases it from the op registry.
+Tensor<double> token_pass(Tape& tape, const Tensor<double>& x, std::weak_ptr<int>& token,
+                          std::function<void()> on_backward = {}) {
+  static const OpName kTokenPass{"test_checkpoint_token_pass"};
+  const auto saved = std::make_shared<int>(0);
+  token = saved;
+  Tensor<double> y(Array<double>(x.value()));
+  return tape.record(
+      kTokenPass, y,
+      [x, y = GradRef<double>(y), saved, on_backward]() {
+    if (on_backward) on_backward();
+    x.accumulate_grad("test_checkpoint_token_pass", y.grad());
+      },
+      x);
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: what an op saved is freed once its backward has run, inside a replay and on the recording tape") {
+  std::weak_ptr<int> first_in_block, second_in_block, after_block;
+  bool replayed = false, second_freed = false, after_freed = false;
+  const auto block = [&](Tape& t, const Tensor<double>& in) {
+    const auto h = token_pass(t, in, first_in_block, [&] {
+      replayed = true;
+      second_freed = second_in_block.expired();  // the later op of the same replay
+      after_freed = after_block.expired();       // an op after the block on the outer tape
+    });
+    return token_pass(t, h, second_in_block);
+  };
+  Tape tape;
+  const auto x = Tensor<double>::from({3}, {1.0, -2.0, 0.5}, true);
+  const auto y = token_pass(tape, checkpoint(tape, block, x), after_block);
+  CHECK_FALSE(after_block.expired());  // recorded, not yet replayed
+  tape.backward(y, Array<double>(xt::ones<double>({3})));
+  CHECK(replayed);
+  CHECK(second_freed);
+  CHECK(after_freed);
+  CHECK(x.grad() == Array<double>(xt::ones<double>({3})));
+  OpName::registry().erase("test_checkpoint_token_pass");  // not a real op: keep the op table's coverage honest
 }

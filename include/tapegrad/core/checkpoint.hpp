@@ -12,6 +12,12 @@
 // into the inputs'. So a model of L blocks keeps L block inputs instead of L blocks of
 // activations, and pays one more forward of each block (docs/checkpointing.md).
 //
+// Memory: the replay's backward, and the backward of `tape` once it has recorded a
+// checkpoint, free what each node saved as soon as its rule has run
+// (Tape::free_saved_as_backward_passes), so a replay's gradients reuse the block's own
+// activation buffers, and what the nodes after the block saved (the head, the loss) is
+// gone before the first replay.
+//
 // Same results: the replay runs the same ops on the same values with the same Context,
 // and every rule adds into the parameters' gradients in the order the tape without
 // checkpoint would, so the gradients are bit-identical to running fn directly on
@@ -63,6 +69,7 @@ template <class T, std::size_t N, class Fn>
 std::pair<std::array<Tensor<T>, N>, Tensor<T>> run_block(Tape& inner, const BlockSetting& setting, const Fn& fn,
                                                         const std::array<Tensor<T>, N>& inputs) {
   inner.defer_gradient_final_hooks();
+  inner.free_saved_as_backward_passes();
   inner.set_detect_anomaly(setting.detect_anomaly);
   inner.exchange_module_path(setting.module_path);
   std::array<Tensor<T>, N> copies;
@@ -85,6 +92,7 @@ Tensor<T> checkpoint(Tape& tape, Fn fn, const Tensor<T>& x, const Rest&... rest)
     if (!block_inputs[i].defined())
       throw op_error(kCheckpoint, "input " + std::to_string(i + 1) + " is an undefined tensor");
   if (!tape.recording()) return fn(tape, x, rest...);
+  tape.free_saved_as_backward_passes();
   detail::BlockSetting setting{tape.context(), tape.pool(), tape.detect_anomaly(), tape.module_path()};
   std::vector<std::shared_ptr<TensorMeta>> inputs;
   for (const auto& in : block_inputs) inputs.push_back(in.meta_ptr());

@@ -116,6 +116,9 @@ class Tape {
   // This tape replays a block for checkpoint(): backward calls no gradient-final hooks,
   // and leaves_read() lists the leaves needing a gradient that its ops read.
   void defer_gradient_final_hooks() { defer_hooks_ = true; }
+  // backward (KeepTape::no) frees what each node saved as soon as its rule has run, not
+  // at the end of the sweep: a lower peak, but the buffers come back in another order.
+  void free_saved_as_backward_passes() { free_as_backward_passes_ = true; }
   std::vector<std::shared_ptr<TensorMeta>> leaves_read() const {
     std::vector<std::shared_ptr<TensorMeta>> leaves;
     for (const auto& [node, leaf] : hooked_leaves_) leaves.push_back(leaf);
@@ -185,6 +188,7 @@ class Tape {
         if (detect_anomaly_) check_gradients(node, i);
         node.out->release_grad();  // every consumer of out came later on the tape: its gradient is complete and used
       }
+      if (free_as_backward_passes_ && keep == KeepTape::no) node.backward = nullptr;  // what it saved goes now
       for (; !defer_hooks_ && first_use != hooked_leaves_.rend() && first_use->first == i; ++first_use)
         first_use->second->gradient_final();
     }
@@ -384,6 +388,7 @@ class Tape {
   bool detect_anomaly_ = false;
   bool keep_graph_ = false;
   bool defer_hooks_ = false;
+  bool free_as_backward_passes_ = false;
   std::string module_path_;
   std::vector<Node> nodes_;
   // (earliest node reading it, leaf): leaves with hooks, or every leaf needing a gradient when hooks are deferred
