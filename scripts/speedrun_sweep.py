@@ -30,9 +30,16 @@ replaced by the steps that fill the budget on 2 quiet cores,
   steps = floor((budget - fixed seconds) x steps per second),
 
 where the steps per second are given (--steps-per-s, as measured quietly, e.g. by
-`train_lm train` itself: steps / the training seconds of its `done:` line) or estimated
-(--cost-steps N: a one-thread run of N steps per configuration, whose CPU seconds per step
-divided by --thread-scaling, the quiet 2-thread speed-up, give the 2-thread time of a step).
+`train_lm train` itself: 1000 / the ms/step of its `done:` line) or estimated from a
+one-thread run of --cost-steps steps per configuration, less a run of 1 step. Its CPU
+seconds per step are converted in one of two ways:
+  --reference NAME=STEPS_PER_S   configuration NAME runs NAME's quiet 2-core steps/s (e.g.
+      the `small` preset's, from bench_train on a quiet machine); every configuration's
+      rate is that times NAME's CPU time per step over its own, both measured now. Load
+      slows both alike, so this holds on a busy machine; it assumes every configuration
+      gains from the second thread as NAME does.
+  otherwise                      1 / (CPU seconds per step) x --thread-scaling, the quiet
+      2-thread speed-up: right on a quiet machine only (a busy one inflates CPU time too).
 --fixed-seconds is what the command costs besides its steps (start-up, reading the text,
 the two evaluations, the final save). --plan-only prints the steps and runs nothing.
 
@@ -151,10 +158,9 @@ def steps_per_second_given(text, names):
     return rates
 
 
-def estimated_steps_per_second(args, name, options, files, workdir):
-    """A configuration's steps per second on 2 quiet cores, estimated from one thread's CPU time:
-    a run of --cost-steps steps less a run of 1 step (so start-up, the first step's set-up, the
-    evaluations and the save cancel), per step, divided by --thread-scaling."""
+def cpu_seconds_per_step(args, name, options, files, workdir):
+    """One thread's CPU seconds per step of a configuration: a run of --cost-steps steps less a
+    run of 1 step (so start-up, the first step's set-up, the evaluations and the save cancel)."""
     cpu = {}
     for steps in (1, args.cost_steps):
         out = os.path.join(workdir, f"{name}.cost{steps}")
@@ -162,9 +168,23 @@ def estimated_steps_per_second(args, name, options, files, workdir):
         _, cpu[steps] = run([args.train_lm, "train", "--data", files["train"], *run_options, "--threads", "1",
                              "--no-sample", "--out", out], out + ".log")
     cpu_per_step = max(cpu[args.cost_steps] - cpu[1], 1e-9) / (args.cost_steps - 1)
-    print(f"{name}: {1000 * cpu_per_step:.2f} ms of CPU per step on 1 thread, "
-          f"{args.thread_scaling / cpu_per_step:.1f} steps/s estimated on 2 quiet cores", flush=True)
-    return args.thread_scaling / cpu_per_step
+    print(f"{name}: {1000 * cpu_per_step:.2f} ms of CPU per step on 1 thread", flush=True)
+    return cpu_per_step
+
+
+def estimated_steps_per_second(args, configs, files, workdir):
+    """Each configuration's steps per second on 2 quiet cores (see the module docstring)."""
+    cost = {name: cpu_seconds_per_step(args, name, options, files, workdir) for name, options in configs}
+    if args.reference:
+        reference, rate = args.reference.split("=")
+        if reference not in cost:
+            sys.exit(f"--reference: no configuration named {reference} among those run")
+        rates = {name: float(rate) * cost[reference] / cost[name] for name in cost}
+    else:
+        rates = {name: args.thread_scaling / cost[name] for name in cost}
+    for name, rate in rates.items():
+        print(f"{name}: {rate:.1f} steps/s estimated on 2 quiet cores", flush=True)
+    return rates
 
 
 def fit_steps_to_wall_budget(args, configs, files, workdir):
@@ -173,7 +193,7 @@ def fit_steps_to_wall_budget(args, configs, files, workdir):
     if args.steps_per_s:
         rates = steps_per_second_given(args.steps_per_s, names)
     else:
-        rates = {name: estimated_steps_per_second(args, name, options, files, workdir) for name, options in configs}
+        rates = estimated_steps_per_second(args, configs, files, workdir)
     fitted = []
     for name, options in configs:
         steps = int((args.wall_budget - args.fixed_seconds) * rates[name])
@@ -221,8 +241,10 @@ def main():
                         help="with --wall-budget: the quiet 2-core steps/s, one for all or name=rate,...")
     parser.add_argument("--cost-steps", type=int, default=200,
                         help="with --wall-budget and no --steps-per-s: steps of the one-thread cost run")
+    parser.add_argument("--reference", default="",
+                        help="NAME=STEPS_PER_S: with --cost-steps, configuration NAME's quiet 2-core steps/s")
     parser.add_argument("--thread-scaling", type=float, default=1.5,
-                        help="with --cost-steps: the quiet speed-up of 2 threads over 1")
+                        help="with --cost-steps and no --reference: the quiet speed-up of 2 threads over 1")
     parser.add_argument("--fixed-seconds", type=float, default=0.3,
                         help="with --wall-budget: what the command costs besides its steps")
     parser.add_argument("--plan-only", action="store_true", help="with --wall-budget: print the steps, run nothing")

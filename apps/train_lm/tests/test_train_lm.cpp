@@ -3,6 +3,7 @@
 // safety of checkpoints, and the errors for bad input.
 #include "evaluate.hpp"
 #include "grad.hpp"
+#include "presets.hpp"
 #include "report.hpp"
 #include "run_checkpoint.hpp"
 #include "sample.hpp"
@@ -880,4 +881,18 @@ TEST_CASE("train_lm: --resume reads log.csv only as a regular file in bounds, an
   fs::remove(dir / "run/log.csv");
   write_file(dir / "run/log.csv", log);
   CHECK(run_quietly(options).last_step == 40);
+}
+
+TEST_CASE("train_lm presets: each is found by its name, and the timed speedrun evaluates only at its start and end") {
+  for (const auto& preset : kTrainPresets) {
+    CAPTURE(preset.name);
+    CHECK(&find_train_preset(preset.name) == &preset);  // names are unique
+    CHECK(preset.steps >= 1);
+    CHECK(preset.eval_every >= 1);
+  }
+  // Evaluations cost wall time inside the 12-second budget: only the one before the first
+  // step and the one after the last (train.cpp evaluates at step 0 and at --steps).
+  const TrainPreset& speedrun = find_train_preset("speedrun");
+  CHECK(speedrun.eval_every >= speedrun.steps);
+  CHECK_THROWS_AS(find_train_preset("speedrun-12s"), tapegrad::ConfigError);
 }
