@@ -115,8 +115,9 @@ void run(const models::Preset& preset, int threads, int steps, int warmup, bool 
       "\"cpu\": \"%s\", \"kernel_isa\": \"%s\", \"gemm\": \"%s\"}\n",
       preset.name, threads, detect_anomaly ? "true" : "false", checkpointed ? "true" : "false", steps, median,
       *std::min_element(ms.begin(), ms.end()), cpu_ms, double(preset.batch * preset.block_size) / (median / 1000),
-      double(usage.ru_maxrss) / 1024, double(pool->cached_bytes()) / (1024 * 1024), model.parameter_count(), gflops, peak, gflops / peak, sgemm,
-      cpu::model_name().c_str(), vec::isa_name(vec::active_kernels().isa), blas::gemm_backend().c_str());
+      double(usage.ru_maxrss) / 1024, double(pool->cached_bytes()) / (1024 * 1024), model.parameter_count(), gflops,
+      peak, gflops / peak, sgemm, cpu::model_name().c_str(), vec::isa_name(vec::active_kernels().isa),
+      blas::gemm_backend().c_str());
   std::fflush(stdout);
 }
 

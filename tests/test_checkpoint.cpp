@@ -208,7 +208,7 @@ Tensor<double> token_pass(Tape& tape, const Tensor<double>& x, std::weak_ptr<int
 
 }  // namespace
 
-TEST_CASE("checkpoint: what an op saved is freed once its backward has run, inside a replay and on the recording tape") {
+TEST_CASE("checkpoint: what an op saved is freed once its rule has run, inside a replay and on the recording tape") {
   std::weak_ptr<int> first_in_block, second_in_block, after_block;
   bool replayed = false, second_freed = false, after_freed = false;
   const auto block = [&](Tape& t, const Tensor<double>& in) {

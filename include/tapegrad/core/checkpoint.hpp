@@ -15,8 +15,8 @@
 // Memory: the replay's backward, and the backward of `tape` once it has recorded a
 // checkpoint, free what each node saved as soon as its rule has run
 // (Tape::free_saved_as_backward_passes), so a replay's gradients reuse the block's own
-// activation buffers, and what the nodes after the block saved (the head, the loss) is
-// gone before the first replay.
+// activation buffers, and what only the closures after the block held (the loss's
+// probabilities) is gone before the first replay.
 //
 // Same results: the replay runs the same ops on the same values with the same Context,
 // and every rule adds into the parameters' gradients in the order the tape without
