@@ -21,7 +21,7 @@ ctest --test-dir build --output-on-failure -j "$(nproc)"
 
 # ---- sanitizer run ----------------------------------------------------------------
 # The same suite built with clang (it builds this tree about a third faster than g++
-# here), -fsanitize=address,undefined -fno-sanitize-recover=all, -O1 -g
+# here), -fsanitize=address,undefined -fno-sanitize-recover=all, -O1 -gline-tables-only
 # (TAPEGRAD_SANITIZE): any finding aborts its test and fails the run. Left out:
 # install_and_consume, which builds and runs a consumer without sanitizers, bench/
 # (no test runs a benchmark), and the MPI tests (TAPEGRAD_WITH_MPI=OFF: Open MPI's own allocations are not ours
