@@ -356,10 +356,12 @@ TEST_CASE("vecmath: the small-matrix GEMM matches a double-precision GEMM for ev
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> uniform(-1.f, 1.f);
   int cases = 0;
-  for (const auto& [M, N, K] : {std::array<std::size_t, 3>{1, 1, 1}, {32, 32, 8}, {32, 8, 32}, {5, 17, 3}, {7, 33, 9}, {16, 64, 16}})
+  for (const auto& [M, N, K] :
+       {std::array<std::size_t, 3>{1, 1, 1}, {32, 32, 8}, {32, 8, 32}, {5, 17, 3}, {7, 33, 9}, {16, 64, 16}})
     for (const bool ta : {false, true})
       for (const bool tb : {false, true})
         for (const auto& [alpha, beta] : {std::pair{1.f, 0.f}, {0.25f, 1.f}, {-2.f, 0.5f}}) {
+          INFO(M << "x" << N << "x" << K << " ta " << ta << " tb " << tb << " alpha " << alpha << " beta " << beta);
           REQUIRE(vec::is_small_gemm(M, N, K));
           // A, B and C stored with leading dimensions wider than the matrices (a GEMM on a sub-block).
           const std::size_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 5;
@@ -379,8 +381,8 @@ TEST_CASE("vecmath: the small-matrix GEMM matches a double-precision GEMM for ev
               worst = std::max(worst, std::abs(double(got[i * ldc + j]) - want));
             }
           for (std::size_t i = 0; i < M; ++i)  // the padding columns of C are left alone
-            for (std::size_t j = N; j < ldc; ++j) CHECK(std::memcmp(&got[i * ldc + j], &c[i * ldc + j], sizeof(float)) == 0);
-          INFO(M << "x" << N << "x" << K << " ta " << ta << " tb " << tb << " alpha " << alpha << " beta " << beta);
+            for (std::size_t j = N; j < ldc; ++j)
+              CHECK(std::memcmp(&got[i * ldc + j], &c[i * ldc + j], sizeof(float)) == 0);
           CHECK(worst < 1e-5 * double(K));
           ++cases;
         }

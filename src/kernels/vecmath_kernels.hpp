@@ -122,7 +122,9 @@ struct For {
     return 2.0 * double(w) * kAcc * double(rounds) / s / 1e9;
   }
 
-  static constexpr Kernels table(Isa isa) { return {isa, &exp_shifted, &max_of, &tanh_via_exp, &small_gemm, &fma_gflops}; }
+  static constexpr Kernels table(Isa isa) {
+    return {isa, &exp_shifted, &max_of, &tanh_via_exp, &small_gemm, &fma_gflops};
+  }
 };
 
 }  // namespace tapegrad::vec::kernels
