@@ -6,12 +6,15 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace tapegrad;
@@ -347,6 +350,43 @@ TEST_CASE("vecmath: GELU's tanh through the vector exp is within 2e-7 of std::ta
   for (std::size_t i = 0; i < u.size(); ++i) worst = std::max(worst, std::abs(double(t[i]) - std::tanh(double(u[i]))));
   MESSAGE("tanh via exp: max abs error " << worst);
   CHECK(worst < 2e-7);
+}
+
+TEST_CASE("vecmath: the small-matrix GEMM matches a double-precision GEMM for every transpose, alpha and beta") {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> uniform(-1.f, 1.f);
+  int cases = 0;
+  for (const auto& [M, N, K] :
+       {std::array<std::size_t, 3>{1, 1, 1}, {32, 32, 8}, {32, 8, 32}, {5, 17, 3}, {7, 33, 9}, {16, 64, 16}})
+    for (const bool ta : {false, true})
+      for (const bool tb : {false, true})
+        for (const auto& [alpha, beta] : {std::pair{1.f, 0.f}, {0.25f, 1.f}, {-2.f, 0.5f}}) {
+          INFO(M << "x" << N << "x" << K << " ta " << ta << " tb " << tb << " alpha " << alpha << " beta " << beta);
+          REQUIRE(vec::is_small_gemm(M, N, K));
+          // A, B and C stored with leading dimensions wider than the matrices (a GEMM on a sub-block).
+          const std::size_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 5;
+          std::vector<float> a((ta ? K : M) * lda), b((tb ? N : K) * ldb), c(M * ldc);
+          for (auto* v : {&a, &b, &c})
+            for (float& x : *v) x = uniform(rng);
+          if (beta == 0.f) std::fill(c.begin(), c.end(), std::numeric_limits<float>::quiet_NaN());  // never read
+          std::vector<float> got = c;
+          vec::active_kernels().small_gemm(ta, tb, M, N, K, alpha, a.data(), lda, b.data(), ldb, beta, got.data(), ldc);
+          double worst = 0;
+          for (std::size_t i = 0; i < M; ++i)
+            for (std::size_t j = 0; j < N; ++j) {
+              double sum = 0;
+              for (std::size_t k = 0; k < K; ++k)
+                sum += double(ta ? a[k * lda + i] : a[i * lda + k]) * double(tb ? b[j * ldb + k] : b[k * ldb + j]);
+              const double want = double(alpha) * sum + (beta == 0.f ? 0.0 : double(beta) * double(c[i * ldc + j]));
+              worst = std::max(worst, std::abs(double(got[i * ldc + j]) - want));
+            }
+          for (std::size_t i = 0; i < M; ++i)  // the padding columns of C are left alone
+            for (std::size_t j = N; j < ldc; ++j)
+              CHECK(std::memcmp(&got[i * ldc + j], &c[i * ldc + j], sizeof(float)) == 0);
+          CHECK(worst < 1e-5 * double(K));
+          ++cases;
+        }
+  CHECK(cases == 72);
 }
 
 TEST_CASE("sigmoid / silu: large |x| keeps its exact gradient and finite values, in double and float") {

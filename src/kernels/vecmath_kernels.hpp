@@ -62,6 +62,46 @@ struct For {
     for (; i < n; ++i) y[i] = 1.0f - 2.0f / (1.0f + std::exp(2.0f * u[i]));
   }
 
+  // C (M,N) = alpha op(A) op(B) + beta C, small shapes (vec::is_small_gemm). op(B) is packed
+  // into a (K, np) panel, np = N rounded up to the vector width with zero columns; then
+  // blocks of kRows rows of C times w columns are summed over k in order, one vector
+  // accumulator per row (independent multiply-add chains), and stored as
+  // beta * C + alpha * sum (C not read when beta = 0). A result depends on the shape and
+  // the values alone, not on where C sits.
+  static void small_gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, float alpha, const float* A,
+                         std::size_t lda, const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc) {
+    constexpr std::size_t kRows = 4;
+    alignas(64) float panel[kSmallGemmPanel];
+    alignas(64) float out[w];
+    const std::size_t np = (N + w - 1) / w * w;
+    for (std::size_t k = 0; k < K; ++k)
+      for (std::size_t j = 0; j < np; ++j) panel[k * np + j] = j >= N ? 0.f : tb ? B[j * ldb + k] : B[k * ldb + j];
+    const std::size_t sa_i = ta ? 1 : lda, sa_k = ta ? lda : 1;  // A(i, k) = A[i sa_i + k sa_k]
+    const batch va(alpha), vb(beta);
+    for (std::size_t i0 = 0; i0 < M; i0 += kRows) {
+      const float* a[kRows];  // the block's rows of A; past M, the last row again (computed, not stored)
+      for (std::size_t r = 0; r < kRows; ++r) a[r] = A + std::min(i0 + r, M - 1) * sa_i;
+      for (std::size_t j = 0; j < np; j += w) {
+        batch acc[kRows];
+        for (std::size_t r = 0; r < kRows; ++r) acc[r] = batch(0.f);
+        for (std::size_t k = 0; k < K; ++k) {
+          const batch p = batch::load_aligned(panel + k * np + j);
+          for (std::size_t r = 0; r < kRows; ++r) acc[r] = xsimd::fma(batch(a[r][k * sa_k]), p, acc[r]);
+        }
+        const std::size_t cols = std::min(w, N - j);
+        for (std::size_t r = 0; r < kRows && i0 + r < M; ++r) {
+          float* c = C + (i0 + r) * ldc + j;
+          if (cols == w) {
+            (beta == 0.f ? va * acc[r] : vb * batch::load_unaligned(c) + va * acc[r]).store_unaligned(c);
+          } else {
+            (va * acc[r]).store_aligned(out);
+            for (std::size_t u = 0; u < cols; ++u) c[u] = beta == 0.f ? out[u] : beta * c[u] + out[u];
+          }
+        }
+      }
+    }
+  }
+
   // Multiply-adds on 12 independent accumulators (enough to hide the FMA latency on two
   // pipes), `rounds` times; GFLOP/s by the calling thread's CPU time.
   static double fma_gflops(std::size_t rounds) {
@@ -82,7 +122,9 @@ struct For {
     return 2.0 * double(w) * kAcc * double(rounds) / s / 1e9;
   }
 
-  static constexpr Kernels table(Isa isa) { return {isa, &exp_shifted, &max_of, &tanh_via_exp, &fma_gflops}; }
+  static constexpr Kernels table(Isa isa) {
+    return {isa, &exp_shifted, &max_of, &tanh_via_exp, &small_gemm, &fma_gflops};
+  }
 };
 
 }  // namespace tapegrad::vec::kernels

@@ -14,6 +14,10 @@
 //    SSE3 ones on a model it does not know. One primitive per shape, transposes, alpha and
 //    beta, cached per thread.
 //  - double (the gradient checks), and float with TAPEGRAD_GEMM=openblas: OpenBLAS.
+//  - float GEMMs of at most vec::kSmallGemmWork multiply-adds (the attention of a small model:
+//    32 x 32 x 8) under either backend: vec::small_gemm, tapegrad's own kernel at the CPU's
+//    vector width. A library call costs about 0.8 us (oneDNN) or 0.3 us (OpenBLAS) there, more
+//    than the arithmetic (docs/gemm_backend.md).
 // gemm_backend() names what runs; generic_kernel_warning() says when it is a generic kernel.
 //
 // Every call runs single-threaded: the threads are tapegrad's own (core/parallel.hpp),
@@ -179,7 +183,9 @@ inline void onednn(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K
 
 inline void raw(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, float alpha, const float* A,
                 std::size_t lda, const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc) {
-  if (float_backend() == FloatBackend::onednn)
+  if (vec::is_small_gemm(M, N, K))
+    vec::active_kernels().small_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else if (float_backend() == FloatBackend::onednn)
     onednn(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   else
     openblas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -1,5 +1,5 @@
-// tapegrad/core/vecmath.hpp — exp, max and tanh over contiguous float arrays, at the widest
-// vector width the CPU has, chosen at run time.
+// tapegrad/core/vecmath.hpp — exp, max and tanh over contiguous float arrays, and a GEMM for
+// small float matrices, at the widest vector width the CPU has, chosen at run time.
 //
 // The hot transcendental loops (softmax rows, the attention's P, cross-entropy, GELU's
 // tanh) call these. For float they run xsimd kernels compiled once per instruction set in
@@ -33,8 +33,22 @@ struct Kernels {
   float (*exp_shifted)(const float* x, std::size_t n, float shift, float* y);
   float (*max_of)(const float* x, std::size_t n);
   void (*tanh_via_exp)(const float* u, std::size_t n, float* y);
+  // C (M,N) = alpha op(A) op(B) + beta C for the small shapes of kSmallGemmWork (C not read
+  // when beta = 0): blas.hpp's float GEMMs of that size, where a library call costs more
+  // than the arithmetic.
+  void (*small_gemm)(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, float alpha, const float* A,
+                     std::size_t lda, const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc);
   double (*fma_gflops)(std::size_t rounds);  // one thread's multiply-add rate at this width
 };
+
+// The float GEMMs small_gemm takes: at most kSmallGemmWork multiply-adds, and op(B) (K, N),
+// its columns padded to a multiple of 16, of at most kSmallGemmPanel values (it is packed on
+// the stack).
+inline constexpr std::size_t kSmallGemmWork = std::size_t(1) << 14;
+inline constexpr std::size_t kSmallGemmPanel = std::size_t(1) << 13;
+inline bool is_small_gemm(std::size_t M, std::size_t N, std::size_t K) {
+  return M * N * K <= kSmallGemmWork && K * ((N + 15) / 16 * 16) <= kSmallGemmPanel;
+}
 
 // The kernels in use: the widest the CPU has, or TAPEGRAD_ISA's (chosen on the first call).
 const Kernels& active_kernels();
