@@ -19,6 +19,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <utility>
@@ -69,6 +70,83 @@ std::optional<NonFinite> find_nonfinite(const T* p, std::size_t n, bool minus_in
     if (!std::isfinite(p[i]) && !(minus_inf_allowed && p[i] == -std::numeric_limits<T>::infinity())) return NonFinite{i, double(p[i])};
   return std::nullopt;
 }
+
+// The small blocks every tensor handle is made of (its value's and its gradient side's
+// shared_ptr control blocks), recycled per thread. A decoding step makes and drops a few
+// hundred tensors, and their blocks outrun malloc's per-thread cache; these lists keep
+// up to kCap blocks per 16-byte size class. A block may be freed on any thread (it goes
+// to that thread's list); every block is a plain operator new block, and a thread's
+// lists are freed when it exits, after which its frees go straight to operator delete.
+namespace detail {
+
+class SmallBlocks {
+ public:
+  static constexpr std::size_t kMaxBytes = 256, kClasses = kMaxBytes / 16, kCap = 1024;
+  static void* allocate(std::size_t bytes) {
+    if (bytes > kMaxBytes) return ::operator new(bytes);
+    Lists& l = lists();
+    if (!l.open) open(l);
+    const std::size_t c = (bytes - 1) / 16;
+    if (Free* f = l.head[c]) {
+      l.head[c] = f->next;
+      --l.count[c];
+      return f;
+    }
+    return ::operator new((c + 1) * 16);
+  }
+  static void deallocate(void* p, std::size_t bytes) noexcept {
+    Lists& l = lists();
+    const std::size_t c = (bytes - 1) / 16;
+    if (bytes > kMaxBytes || !l.open || l.count[c] == kCap) return ::operator delete(p);
+    l.head[c] = new (p) Free{l.head[c]};
+    ++l.count[c];
+  }
+
+ private:
+  struct Free {
+    Free* next;
+  };
+  struct Lists {  // trivially destructible: usable while the thread's other objects are destroyed
+    Free* head[kClasses];
+    std::size_t count[kClasses];
+    bool open;
+  };
+  struct Closer {  // frees the thread's lists when it exits
+    bool armed = false;
+    ~Closer() {
+      Lists& l = lists();
+      l.open = false;
+      for (std::size_t c = 0; c < kClasses; ++c)
+        for (Free* f = l.head[c]; f;) ::operator delete(std::exchange(f, f->next));
+    }
+  };
+  static Lists& lists() {
+    static thread_local Lists l{};
+    return l;
+  }
+  static void open(Lists& l) {
+    static thread_local Closer closer;
+    closer.armed = true;
+    l.open = true;
+  }
+};
+
+// The allocator of the handles' control blocks (std::allocate_shared).
+template <class T>
+struct SmallBlockAllocator {
+  using value_type = T;
+  SmallBlockAllocator() = default;
+  template <class U>
+  SmallBlockAllocator(const SmallBlockAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(SmallBlocks::allocate(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t n) noexcept { SmallBlocks::deallocate(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const SmallBlockAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
+}  // namespace detail
 
 // What the tape needs to know about a tensor, whatever its scalar type.
 struct TensorMeta {
@@ -190,8 +268,9 @@ class Tensor : public GradRef<T> {
   using value_type = T;
 
   Tensor() = default;  // an undefined handle
-  explicit Tensor(Array<T> value, bool requires_grad = false) : value_(std::make_shared<Array<T>>(std::move(value))) {
-    this->d_ = std::make_shared<TensorData<T>>();
+  explicit Tensor(Array<T> value, bool requires_grad = false)
+      : value_(std::allocate_shared<Array<T>>(detail::SmallBlockAllocator<Array<T>>(), std::move(value))) {
+    this->d_ = std::allocate_shared<TensorData<T>>(detail::SmallBlockAllocator<TensorData<T>>());
     this->d_->shape = shape_of(*value_);
     this->d_->requires_grad = requires_grad;
   }
@@ -215,7 +294,7 @@ class Tensor : public GradRef<T> {
   // the shape's; value() and data() are a StateError.
   static Tensor shape_only(const Shape& shape) {
     Tensor t;
-    t.d_ = std::make_shared<TensorData<T>>();
+    t.d_ = std::allocate_shared<TensorData<T>>(detail::SmallBlockAllocator<TensorData<T>>());
     t.d_->shape = shape;
     return t;
   }
