@@ -166,27 +166,29 @@ struct TensorMeta {
 
 template <class T>
 struct TensorData final : TensorMeta {
-  Array<T> grad;
-  bool grad_allocated = false;
+  // Empty until a backward rule adds into it: a default xarray would hold (and allocate) one element.
+  std::optional<Array<T>> grad;
   std::vector<std::pair<std::size_t, std::function<void(Array<T>& grad)>>> gradient_final_hooks;  // {id, hook}
   std::size_t next_hook_id = 0;
-  bool has_grad() const override { return grad_allocated; }
+  bool has_grad() const override { return grad.has_value(); }
   void release_grad() override {
-    if (retain_grad) return;
-    grad = Array<T>();
-    grad_allocated = false;
+    if (!retain_grad) grad.reset();
+  }
+  // The gradient, allocated as zeros if nothing was added yet.
+  Array<T>& zeroed_grad() {
+    if (!grad) {
+      grad.emplace(Array<T>::from_shape(shape));
+      std::fill_n(grad->data(), grad->size(), T(0));  // a memset: xt::zeros assigns element by element
+    }
+    return *grad;
   }
   bool has_gradient_final_hooks() const override { return !gradient_final_hooks.empty(); }
   void gradient_final() override {
-    if (!grad_allocated) {  // no contribution reached it: its gradient is zero
-      grad = Array<T>::from_shape(shape);
-      std::fill_n(grad.data(), grad.size(), T(0));
-      grad_allocated = true;
-    }
-    for (auto& [id, hook] : gradient_final_hooks) hook(grad);
+    Array<T>& g = zeroed_grad();  // no contribution reached it: its gradient is zero
+    for (auto& [id, hook] : gradient_final_hooks) hook(g);
   }
   std::optional<NonFinite> find_nonfinite_grad() const override {
-    return grad_allocated ? find_nonfinite(grad.data(), grad.size()) : std::nullopt;
+    return grad ? find_nonfinite(grad->data(), grad->size()) : std::nullopt;
   }
 };
 
@@ -203,30 +205,25 @@ class GradRef {
   std::size_t size() const { return numel(d_->shape); }
   bool requires_grad() const { return d_->requires_grad; }
   bool is_leaf() const { return d_->stamp.tape == 0; }
-  bool has_grad() const { return d_->grad_allocated; }
+  bool has_grad() const { return d_->has_grad(); }
   const Array<T>& grad() const {
-    if (!d_->grad_allocated)
+    if (!d_->grad)
       throw StateError("Tensor::grad: tensor of shape " + shape_str(d_->shape) +
                              " has no gradient (no backward reached it, or it is a non-leaf without retain_grad)");
-    return d_->grad;
+    return *d_->grad;
   }
   // Zero the gradient in place (keeps the buffer), as at the start of a training step.
   void zero_grad() const {
-    if (d_->grad_allocated) std::fill(d_->grad.begin(), d_->grad.end(), T(0));
+    if (d_->grad) std::fill(d_->grad->begin(), d_->grad->end(), T(0));
   }
 
   // For backward rules: the zero-initialised gradient buffer, shaped like the value,
   // that the rule adds (+=) into. `op` names the caller in errors.
   Array<T>& grad_accumulator(const char* op) const {
-    if (!d_->grad_allocated) {
-      d_->grad = Array<T>::from_shape(d_->shape);
-      std::fill_n(d_->grad.data(), d_->grad.size(), T(0));  // a memset: xt::zeros assigns element by element
-      d_->grad_allocated = true;
-    } else if (shape_of(d_->grad) != d_->shape) {
-      throw StateError(std::string(op) + ": gradient buffer " + shape_str(shape_of(d_->grad)) +
-                             " does not match value " + shape_str(d_->shape));
-    }
-    return d_->grad;
+    if (d_->grad && !std::equal(d_->grad->shape().begin(), d_->grad->shape().end(), d_->shape.begin(), d_->shape.end()))
+      throw StateError(std::string(op) + ": gradient buffer " + shape_str(shape_of(*d_->grad)) +
+                       " does not match value " + shape_str(d_->shape));
+    return d_->zeroed_grad();
   }
   // Add `g` into the gradient; throws, naming `op`, when the shapes differ.
   void accumulate_grad(const char* op, const Array<T>& g) const {
@@ -268,12 +265,13 @@ class Tensor : public GradRef<T> {
   using value_type = T;
 
   Tensor() = default;  // an undefined handle
-  explicit Tensor(Array<T> value, bool requires_grad = false)
+  explicit Tensor(Array<T>&& value, bool requires_grad = false)
       : value_(std::allocate_shared<Array<T>>(detail::SmallBlockAllocator<Array<T>>(), std::move(value))) {
     this->d_ = std::allocate_shared<TensorData<T>>(detail::SmallBlockAllocator<TensorData<T>>());
     this->d_->shape = shape_of(*value_);
     this->d_->requires_grad = requires_grad;
   }
+  explicit Tensor(const Array<T>& value, bool requires_grad = false) : Tensor(Array<T>(value), requires_grad) {}
   static Tensor zeros(const Shape& shape, bool requires_grad = false) {
     Array<T> a = Array<T>::from_shape(shape);
     std::fill(a.begin(), a.end(), T(0));
