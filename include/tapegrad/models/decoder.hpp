@@ -87,7 +87,8 @@ template <class T, class Blocks>
 Tensor<T> run_blocks(Tape& tape, const Blocks& h, Tensor<T> x, nn::KVCache<T>* cache, bool checkpoint_blocks) {
   for (std::size_t i = 0; i < h.size(); ++i)  // (B, T, d)
     x = checkpoint_blocks && !cache
-            ? checkpoint(tape, [block = &h[i]](Tape& t, const Tensor<T>& in) { return block->forward(t, in, nullptr); }, x)
+            ? checkpoint(
+                  tape, [block = &h[i]](Tape& t, const Tensor<T>& in) { return block->forward(t, in, nullptr); }, x)
             : h[i].forward(tape, x, cache ? &cache->layer(i) : nullptr);
   return x;
 }

@@ -42,7 +42,8 @@ class ParameterInit {
   template <class T>
   Tensor<T> normal(const Shape& shape, double stddev) const {
     if (shapes_only_) return Tensor<T>::shape_only(shape);
-    if (!rng_) throw ConfigError("ParameterInit: a normal initialisation of shape " + shape_str(shape) + " needs an Rng");
+    if (!rng_)
+      throw ConfigError("ParameterInit: a normal initialisation of shape " + shape_str(shape) + " needs an Rng");
     std::normal_distribution<double> normal(0.0, stddev);
     Array<T> a = Array<T>::from_shape(shape);
     for (auto& v : a) v = T(normal(*rng_));

@@ -39,7 +39,7 @@ class LlamaBlock : public PreNormBlock<T, nn::RMSNorm<T>, SwiGLU<T>> {
   // `n_layer` scales the residual projections' init (w_o, w_down): N(0, 0.02 / sqrt(2 n_layer)).
   LlamaBlock(std::size_t d, std::size_t heads, std::size_t d_hidden, std::size_t n_layer, const nn::ParameterInit& init)
       : PreNormBlock<T, nn::RMSNorm<T>, SwiGLU<T>>({"norm_1", "norm_2"}, d, heads, n_layer, 10000.0, init, d,
-                                                     d_hidden) {}
+                                                   d_hidden) {}
 };
 
 }  // namespace tapegrad::models
