@@ -102,23 +102,37 @@ TEST_CASE("nn: a shape-only construction allocates and draws nothing") {
   const GPTConfig huge{.vocab_size = 100'000, .block_size = 100'000, .n_layer = 2, .n_head = 8, .d_model = 100'000};
   const ParameterShapes shapes = expected_parameter_shapes(huge);  // 8e10 floats per wte, were it allocated
   CHECK(shapes.front() == std::pair<std::string, Shape>{"wte", {100'000, 100'000}});
+  const GPT<float> model(huge, ParameterInit::shapes_only());
+  const std::size_t d = 100'000;  // wte, wpe; per block 4 d^2 (attention) + 8 d^2 + 5 d (MLP) + 4 d (two LayerNorms); ln_f
+  CHECK(model.parameter_count() == 2 * d * d + 2 * (12 * d * d + 9 * d) + 2 * d);
+  CHECK_FALSE(model.wte.has_value());
+
+  const ParameterInit shapes_only = ParameterInit::shapes_only();
+  const LayerNorm<float> ln(5, 1e-5f, shapes_only);
+  const CausalSelfAttention<float> attn(6, 2, shapes_only);
+  CHECK(ln.weight.shape() == Shape{5});
+  CHECK(ln.weight.size() == 5);
+  CHECK_FALSE(ln.weight.has_value());  // nothing allocated: reading the values is an error, not an empty array
+  CHECK_FALSE(attn.w_q.has_value());
+  CHECK_THROWS_WITH_AS(attn.w_q.data(), "Tensor: the tensor of shape [6, 6] is shape-only: it has no values",
+                       StateError);
+}
+
+TEST_CASE("nn: modules built from an Rng hold values; a shape-only build elsewhere does not change that") {
+  Rng rng(1);
+  const Rng before = rng;
   {
-    ShapesOnly scope;
-    Rng rng(1);
-    const Rng before = rng;
-    const LayerNorm<float> ln(5);
-    const CausalSelfAttention<float> attn(6, 2, rng);
-    CHECK(ln.weight.shape() == Shape{5});
-    CHECK(ln.weight.size() == 5);
-    CHECK_FALSE(ln.weight.has_value());  // nothing allocated: reading the values is an error, not an empty array
-    CHECK_FALSE(attn.w_q.has_value());
-    CHECK_THROWS_WITH_AS(attn.w_q.data(), "Tensor: the tensor of shape [6, 6] is shape-only: it has no values",
-                         StateError);
-    CHECK(rng == before);
+    const GPT<float> listed({.vocab_size = 7, .block_size = 4, .n_layer = 1, .n_head = 2, .d_model = 8},
+                            ParameterInit::shapes_only());
+    CHECK(rng == before);  // the shape-only build drew nothing from any Rng
+    const CausalSelfAttention<float> attn(6, 2, rng);  // built while a shape-only model lives, on the same thread
+    CHECK(attn.w_q.has_value());
+    CHECK(attn.w_q.value().size() == 36);
   }
-  CHECK_FALSE(ShapesOnly::active());
-  CHECK(LayerNorm<float>(5).weight.value().size() == 5);
+  CHECK(rng != before);
   CHECK(LayerNorm<float>(5).weight.has_value());
+  CHECK(LayerNorm<float>(5).weight.value()(4) == 1.0f);
+  CHECK_THROWS_AS(Linear<float>(2, 3, false, ParameterInit{}), ConfigError);  // a normal init without an Rng
 }
 
 TEST_CASE("nn: GPT-2 initialisation statistics") {

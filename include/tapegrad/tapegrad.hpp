@@ -44,14 +44,14 @@
 #include "io/safetensors.hpp"
 #include "io/utf8.hpp"
 
-#include "models/gpt/attention.hpp"
+#include "models/attention.hpp"
+#include "models/decoder.hpp"
 #include "models/gpt/block.hpp"
 #include "models/gpt/checkpoint_metadata.hpp"
 #include "models/gpt/model.hpp"
 #include "models/gpt/presets.hpp"
 #include "models/gpt/sampling.hpp"
 
-#include "models/llama/attention.hpp"
 #include "models/llama/block.hpp"
 #include "models/llama/checkpoint_metadata.hpp"
 #include "models/llama/model.hpp"

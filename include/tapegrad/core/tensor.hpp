@@ -19,6 +19,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <utility>
@@ -70,6 +71,83 @@ std::optional<NonFinite> find_nonfinite(const T* p, std::size_t n, bool minus_in
   return std::nullopt;
 }
 
+// The small blocks every tensor handle is made of (its value's and its gradient side's
+// shared_ptr control blocks), recycled per thread. A decoding step makes and drops a few
+// hundred tensors, and their blocks outrun malloc's per-thread cache; these lists keep
+// up to kCap blocks per 16-byte size class. A block may be freed on any thread (it goes
+// to that thread's list); every block is a plain operator new block, and a thread's
+// lists are freed when it exits, after which its frees go straight to operator delete.
+namespace detail {
+
+class SmallBlocks {
+ public:
+  static constexpr std::size_t kMaxBytes = 256, kClasses = kMaxBytes / 16, kCap = 1024;
+  static void* allocate(std::size_t bytes) {
+    if (bytes > kMaxBytes) return ::operator new(bytes);
+    Lists& l = lists();
+    if (!l.open) open(l);
+    const std::size_t c = (bytes - 1) / 16;
+    if (Free* f = l.head[c]) {
+      l.head[c] = f->next;
+      --l.count[c];
+      return f;
+    }
+    return ::operator new((c + 1) * 16);
+  }
+  static void deallocate(void* p, std::size_t bytes) noexcept {
+    Lists& l = lists();
+    const std::size_t c = (bytes - 1) / 16;
+    if (bytes > kMaxBytes || !l.open || l.count[c] == kCap) return ::operator delete(p);
+    l.head[c] = new (p) Free{l.head[c]};
+    ++l.count[c];
+  }
+
+ private:
+  struct Free {
+    Free* next;
+  };
+  struct Lists {  // trivially destructible: usable while the thread's other objects are destroyed
+    Free* head[kClasses];
+    std::size_t count[kClasses];
+    bool open;
+  };
+  struct Closer {  // frees the thread's lists when it exits
+    bool armed = false;
+    ~Closer() {
+      Lists& l = lists();
+      l.open = false;
+      for (std::size_t c = 0; c < kClasses; ++c)
+        for (Free* f = l.head[c]; f;) ::operator delete(std::exchange(f, f->next));
+    }
+  };
+  static Lists& lists() {
+    static thread_local Lists l{};
+    return l;
+  }
+  static void open(Lists& l) {
+    static thread_local Closer closer;
+    closer.armed = true;
+    l.open = true;
+  }
+};
+
+// The allocator of the handles' control blocks (std::allocate_shared).
+template <class T>
+struct SmallBlockAllocator {
+  using value_type = T;
+  SmallBlockAllocator() = default;
+  template <class U>
+  SmallBlockAllocator(const SmallBlockAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(SmallBlocks::allocate(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t n) noexcept { SmallBlocks::deallocate(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const SmallBlockAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
+}  // namespace detail
+
 // What the tape needs to know about a tensor, whatever its scalar type.
 struct TensorMeta {
   Shape shape;  // of the value, fixed when the tensor is made
@@ -88,27 +166,29 @@ struct TensorMeta {
 
 template <class T>
 struct TensorData final : TensorMeta {
-  Array<T> grad;
-  bool grad_allocated = false;
+  // Empty until a backward rule adds into it: a default xarray would hold (and allocate) one element.
+  std::optional<Array<T>> grad;
   std::vector<std::pair<std::size_t, std::function<void(Array<T>& grad)>>> gradient_final_hooks;  // {id, hook}
   std::size_t next_hook_id = 0;
-  bool has_grad() const override { return grad_allocated; }
+  bool has_grad() const override { return grad.has_value(); }
   void release_grad() override {
-    if (retain_grad) return;
-    grad = Array<T>();
-    grad_allocated = false;
+    if (!retain_grad) grad.reset();
+  }
+  // The gradient, allocated as zeros if nothing was added yet.
+  Array<T>& zeroed_grad() {
+    if (!grad) {
+      grad.emplace(Array<T>::from_shape(shape));
+      std::fill_n(grad->data(), grad->size(), T(0));  // a memset: xt::zeros assigns element by element
+    }
+    return *grad;
   }
   bool has_gradient_final_hooks() const override { return !gradient_final_hooks.empty(); }
   void gradient_final() override {
-    if (!grad_allocated) {  // no contribution reached it: its gradient is zero
-      grad = Array<T>::from_shape(shape);
-      std::fill_n(grad.data(), grad.size(), T(0));
-      grad_allocated = true;
-    }
-    for (auto& [id, hook] : gradient_final_hooks) hook(grad);
+    Array<T>& g = zeroed_grad();  // no contribution reached it: its gradient is zero
+    for (auto& [id, hook] : gradient_final_hooks) hook(g);
   }
   std::optional<NonFinite> find_nonfinite_grad() const override {
-    return grad_allocated ? find_nonfinite(grad.data(), grad.size()) : std::nullopt;
+    return grad ? find_nonfinite(grad->data(), grad->size()) : std::nullopt;
   }
 };
 
@@ -125,30 +205,25 @@ class GradRef {
   std::size_t size() const { return numel(d_->shape); }
   bool requires_grad() const { return d_->requires_grad; }
   bool is_leaf() const { return d_->stamp.tape == 0; }
-  bool has_grad() const { return d_->grad_allocated; }
+  bool has_grad() const { return d_->has_grad(); }
   const Array<T>& grad() const {
-    if (!d_->grad_allocated)
+    if (!d_->grad)
       throw StateError("Tensor::grad: tensor of shape " + shape_str(d_->shape) +
                              " has no gradient (no backward reached it, or it is a non-leaf without retain_grad)");
-    return d_->grad;
+    return *d_->grad;
   }
   // Zero the gradient in place (keeps the buffer), as at the start of a training step.
   void zero_grad() const {
-    if (d_->grad_allocated) std::fill(d_->grad.begin(), d_->grad.end(), T(0));
+    if (d_->grad) std::fill(d_->grad->begin(), d_->grad->end(), T(0));
   }
 
   // For backward rules: the zero-initialised gradient buffer, shaped like the value,
   // that the rule adds (+=) into. `op` names the caller in errors.
   Array<T>& grad_accumulator(const char* op) const {
-    if (!d_->grad_allocated) {
-      d_->grad = Array<T>::from_shape(d_->shape);
-      std::fill_n(d_->grad.data(), d_->grad.size(), T(0));  // a memset: xt::zeros assigns element by element
-      d_->grad_allocated = true;
-    } else if (shape_of(d_->grad) != d_->shape) {
-      throw StateError(std::string(op) + ": gradient buffer " + shape_str(shape_of(d_->grad)) +
-                             " does not match value " + shape_str(d_->shape));
-    }
-    return d_->grad;
+    if (d_->grad && !std::equal(d_->grad->shape().begin(), d_->grad->shape().end(), d_->shape.begin(), d_->shape.end()))
+      throw StateError(std::string(op) + ": gradient buffer " + shape_str(shape_of(*d_->grad)) +
+                       " does not match value " + shape_str(d_->shape));
+    return d_->zeroed_grad();
   }
   // Add `g` into the gradient; throws, naming `op`, when the shapes differ.
   void accumulate_grad(const char* op, const Array<T>& g) const {
@@ -190,11 +265,13 @@ class Tensor : public GradRef<T> {
   using value_type = T;
 
   Tensor() = default;  // an undefined handle
-  explicit Tensor(Array<T> value, bool requires_grad = false) : value_(std::make_shared<Array<T>>(std::move(value))) {
-    this->d_ = std::make_shared<TensorData<T>>();
+  explicit Tensor(Array<T>&& value, bool requires_grad = false)
+      : value_(std::allocate_shared<Array<T>>(detail::SmallBlockAllocator<Array<T>>(), std::move(value))) {
+    this->d_ = std::allocate_shared<TensorData<T>>(detail::SmallBlockAllocator<TensorData<T>>());
     this->d_->shape = shape_of(*value_);
     this->d_->requires_grad = requires_grad;
   }
+  explicit Tensor(const Array<T>& value, bool requires_grad = false) : Tensor(Array<T>(value), requires_grad) {}
   static Tensor zeros(const Shape& shape, bool requires_grad = false) {
     Array<T> a = Array<T>::from_shape(shape);
     std::fill(a.begin(), a.end(), T(0));
@@ -215,7 +292,7 @@ class Tensor : public GradRef<T> {
   // the shape's; value() and data() are a StateError.
   static Tensor shape_only(const Shape& shape) {
     Tensor t;
-    t.d_ = std::make_shared<TensorData<T>>();
+    t.d_ = std::allocate_shared<TensorData<T>>(detail::SmallBlockAllocator<TensorData<T>>());
     t.d_->shape = shape;
     return t;
   }

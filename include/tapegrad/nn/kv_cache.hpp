@@ -60,10 +60,13 @@ class LayerKVCache {
   // Stores k and v, and returns o (B, heads, n, head_dim) = softmax(q K^T / sqrt(head_dim))
   // V over the positions 0..p of each query's own position p.
   Tensor<T> attend(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v) {
-    const Shape qs = q.shape(), ks = k.shape();
+    const Shape &qs = q.shape(), &ks = k.shape();
     const std::size_t B = shape_.batch, Hkv = shape_.kv_heads, dh = shape_.head_dim, cap = shape_.capacity;
-    if (qs.size() != 4 || ks != Shape{B, Hkv, qs[2], dh} || v.shape() != ks || qs[0] != B || qs[3] != dh ||
-        qs[1] == 0 || qs[1] % Hkv != 0 || qs[2] == 0)
+    const auto is_kv_shape = [&](const Shape& s) {
+      return s.size() == 4 && s[0] == B && s[1] == Hkv && s[2] == qs[2] && s[3] == dh;
+    };
+    if (qs.size() != 4 || !is_kv_shape(ks) || v.shape() != ks || qs[0] != B || qs[3] != dh || qs[1] == 0 ||
+        qs[1] % Hkv != 0 || qs[2] == 0)
       throw ShapeError("KV cache: needs q (" + std::to_string(B) + ", H, n, " + std::to_string(dh) +
                        ") with H a multiple of " + std::to_string(Hkv) + " and k, v (" + std::to_string(B) + ", " +
                        std::to_string(Hkv) + ", n, " + std::to_string(dh) + "), got q " + shape_str(qs) + ", k " +
@@ -82,12 +85,13 @@ class LayerKVCache {
 
     Tensor<T> o(Array<T>::from_shape(qs));
     const T c = T(1 / std::sqrt(double(dh)));
-    const std::size_t group = H / Hkv;
+    const std::size_t group = H / Hkv, strip = n * seen + n;  // per (batch, head): its probabilities strip, its rows' lse
+    if (scratch_.size() < B * H * strip) scratch_.resize(B * H * strip);  // kept: a decoding step allocates none
     parallel_blocks(n > 1 ? tape.context() : Context{}, B * H, 1, [&](std::size_t i, std::size_t) {
       const std::size_t b = i / H, kv = b * Hkv + (i % H) / group;
-      std::vector<T> p(n * seen), lse(n);  // scratch: the probabilities strip, the rows' log-sum-exps
+      T* p = scratch_.data() + i * strip;
       ops::causal_attention_rows(q.data() + i * n * dh, keys_.data() + kv * cap * dh, values_.data() + kv * cap * dh,
-                                 p0, seen, dh, c, p.data(), o.data() + i * n * dh, lse.data());
+                                 p0, seen, dh, c, p, o.data() + i * n * dh, p + n * seen);
     });
     return o;
   }
@@ -95,6 +99,7 @@ class LayerKVCache {
  private:
   KVCacheShape shape_;
   std::vector<T> keys_, values_;  // (B, kv_heads, capacity, head_dim)
+  std::vector<T> scratch_;        // attend()'s working memory, grown to the largest pass
   std::size_t length_ = 0;
 };
 

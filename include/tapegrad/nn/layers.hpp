@@ -21,48 +21,54 @@ using Rng = std::mt19937_64;
 // GPT-2's initialisation: matrices and embeddings from N(0, 0.02^2) (docs/contracts.md, section 1).
 inline constexpr double kInitStddev = 0.02;
 
-// While a ShapesOnly scope lives, the modules constructed on its thread get parameters
-// that have a shape and no values: nothing is allocated or drawn (parameter_shapes).
-class ShapesOnly {
+// How a module makes its parameters, passed down its constructor to its submodules.
+// From an Rng (the usual case; an Rng& converts to one): values drawn and filled in.
+// ParameterInit::shapes_only(): tensors with a shape and no values (Tensor::shape_only),
+// nothing allocated or drawn, for listing a model's parameters (parameter_shapes) or
+// counting them before building it. Without an Rng, constant() fills values and normal()
+// is a ConfigError (a LayerNorm needs no Rng).
+class ParameterInit {
  public:
-  ShapesOnly() : previous_(active()) { active() = true; }
-  ~ShapesOnly() { active() = previous_; }
-  ShapesOnly(const ShapesOnly&) = delete;
-  ShapesOnly& operator=(const ShapesOnly&) = delete;
-  static bool& active() {
-    thread_local bool on = false;
-    return on;
+  ParameterInit() = default;
+  ParameterInit(Rng& rng) : rng_(&rng) {}  // NOLINT(google-explicit-constructor): modules take an Rng as before
+  static ParameterInit shapes_only() {
+    ParameterInit init;
+    init.shapes_only_ = true;
+    return init;
+  }
+  bool is_shapes_only() const { return shapes_only_; }
+
+  // A parameter value drawn from N(0, stddev^2).
+  template <class T>
+  Tensor<T> normal(const Shape& shape, double stddev) const {
+    if (shapes_only_) return Tensor<T>::shape_only(shape);
+    if (!rng_)
+      throw ConfigError("ParameterInit: a normal initialisation of shape " + shape_str(shape) + " needs an Rng");
+    std::normal_distribution<double> normal(0.0, stddev);
+    Array<T> a = Array<T>::from_shape(shape);
+    for (auto& v : a) v = T(normal(*rng_));
+    return Tensor<T>(std::move(a));
+  }
+  // A parameter value filled with `value`.
+  template <class T>
+  Tensor<T> constant(const Shape& shape, T value) const {
+    if (shapes_only_) return Tensor<T>::shape_only(shape);
+    Array<T> a = Array<T>::from_shape(shape);
+    std::fill(a.begin(), a.end(), value);
+    return Tensor<T>(std::move(a));
   }
 
  private:
-  bool previous_;
+  Rng* rng_ = nullptr;
+  bool shapes_only_ = false;
 };
 
-// A parameter value drawn from N(0, stddev^2).
-template <class T>
-Tensor<T> normal_init(const Shape& shape, double stddev, Rng& rng) {
-  if (ShapesOnly::active()) return Tensor<T>::shape_only(shape);
-  std::normal_distribution<double> normal(0.0, stddev);
-  Array<T> a = Array<T>::from_shape(shape);
-  for (auto& v : a) v = T(normal(rng));
-  return Tensor<T>(std::move(a));
-}
-
-template <class T>
-Tensor<T> constant_init(const Shape& shape, T value) {
-  if (ShapesOnly::active()) return Tensor<T>::shape_only(shape);
-  Array<T> a = Array<T>::from_shape(shape);
-  std::fill(a.begin(), a.end(), value);
-  return Tensor<T>(std::move(a));
-}
-
-// The (name, shape) list of M(args...).named_parameters(), from a shape-only
-// construction: the modules' own registration is the one place a layout is written.
+// The (name, shape) list of module.named_parameters(); of a module built with
+// ParameterInit::shapes_only() it costs no parameter memory: the modules' own
+// registration is the one place a layout is written.
 using ParameterShapes = std::vector<std::pair<std::string, Shape>>;
-template <class M, class... Args>
-ParameterShapes parameter_shapes(Args&&... args) {
-  ShapesOnly scope;
-  const M module(std::forward<Args>(args)...);
+template <class T>
+ParameterShapes parameter_shapes(const Module<T>& module) {
   ParameterShapes shapes;
   for (const auto& [name, p] : module.named_parameters()) shapes.emplace_back(name, p.shape());
   return shapes;
@@ -79,9 +85,9 @@ Tensor<T> linear(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, const 
 template <class T>
 class Linear : public Module<T> {
  public:
-  Linear(std::size_t d_in, std::size_t d_out, bool with_bias, Rng& rng, double stddev = kInitStddev) {
-    weight = this->register_parameter("weight", normal_init<T>({d_in, d_out}, stddev, rng));
-    if (with_bias) bias = this->register_parameter("bias", constant_init<T>({d_out}, T(0)));
+  Linear(std::size_t d_in, std::size_t d_out, bool with_bias, const ParameterInit& init, double stddev = kInitStddev) {
+    weight = this->register_parameter("weight", init.normal<T>({d_in, d_out}, stddev));
+    if (with_bias) bias = this->register_parameter("bias", init.constant<T>({d_out}, T(0)));
   }
   Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
     const ModuleScope scope(tape, *this);
@@ -95,9 +101,9 @@ class Linear : public Module<T> {
 template <class T>
 class LayerNorm : public Module<T> {
  public:
-  explicit LayerNorm(std::size_t d, T epsilon = T(1e-5)) : eps(epsilon) {
-    weight = this->register_parameter("weight", constant_init<T>({d}, T(1)));
-    bias = this->register_parameter("bias", constant_init<T>({d}, T(0)));
+  explicit LayerNorm(std::size_t d, T epsilon = T(1e-5), const ParameterInit& init = {}) : eps(epsilon) {
+    weight = this->register_parameter("weight", init.constant<T>({d}, T(1)));
+    bias = this->register_parameter("bias", init.constant<T>({d}, T(0)));
   }
   Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
     const ModuleScope scope(tape, *this);
@@ -112,8 +118,8 @@ class LayerNorm : public Module<T> {
 template <class T>
 class RMSNorm : public Module<T> {
  public:
-  explicit RMSNorm(std::size_t d, T epsilon = T(1e-5)) : eps(epsilon) {
-    weight = this->register_parameter("weight", constant_init<T>({d}, T(1)));
+  explicit RMSNorm(std::size_t d, T epsilon = T(1e-5), const ParameterInit& init = {}) : eps(epsilon) {
+    weight = this->register_parameter("weight", init.constant<T>({d}, T(1)));
   }
   Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
     const ModuleScope scope(tape, *this);
@@ -128,8 +134,8 @@ class RMSNorm : public Module<T> {
 template <class T>
 class Embedding : public Module<T> {
  public:
-  Embedding(std::size_t num, std::size_t d, Rng& rng, double stddev = kInitStddev) {
-    weight = this->register_parameter("weight", normal_init<T>({num, d}, stddev, rng));
+  Embedding(std::size_t num, std::size_t d, const ParameterInit& init, double stddev = kInitStddev) {
+    weight = this->register_parameter("weight", init.normal<T>({num, d}, stddev));
   }
   Tensor<T> forward(Tape& tape, const Ids& ids) const {
     const ModuleScope scope(tape, *this);

@@ -1,10 +1,10 @@
 // tapegrad/models/gpt/block.hpp — the position-wise feed-forward net and the pre-LN block.
 #pragma once
 
+#include "../../nn/layers.hpp"
 #include "../../ops/elementwise.hpp"
 #include "../../ops/gelu.hpp"
-#include "attention.hpp"
-#include "../../nn/layers.hpp"
+#include "../decoder.hpp"
 
 namespace tapegrad::models {
 
@@ -12,11 +12,12 @@ namespace tapegrad::models {
 template <class T>
 class FeedForward : public nn::Module<T> {
  public:
-  FeedForward(std::size_t d, nn::Rng& rng, double stddev = nn::kInitStddev, double proj_stddev = nn::kInitStddev) {
-    w_1 = this->register_parameter("w_1", nn::normal_init<T>({d, 4 * d}, stddev, rng));
-    b_1 = this->register_parameter("b_1", nn::constant_init<T>({4 * d}, T(0)));
-    w_2 = this->register_parameter("w_2", nn::normal_init<T>({4 * d, d}, proj_stddev, rng));
-    b_2 = this->register_parameter("b_2", nn::constant_init<T>({d}, T(0)));
+  FeedForward(std::size_t d, const nn::ParameterInit& init, double stddev = nn::kInitStddev,
+              double proj_stddev = nn::kInitStddev) {
+    w_1 = this->register_parameter("w_1", init.normal<T>({d, 4 * d}, stddev));
+    b_1 = this->register_parameter("b_1", init.constant<T>({4 * d}, T(0)));
+    w_2 = this->register_parameter("w_2", init.normal<T>({4 * d, d}, proj_stddev));
+    b_2 = this->register_parameter("b_2", init.constant<T>({d}, T(0)));
   }
   // x (B, T, d) -> (B, T, d)
   Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
@@ -28,32 +29,17 @@ class FeedForward : public nn::Module<T> {
   Tensor<T> w_1, b_1, w_2, b_2;
 };
 
-// Pre-LN: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)).
+// Pre-LN (decoder.hpp): x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)), LayerNorms, attention
+// without rotation (the positions are the model's wpe), the GELU MLP.
 template <class T>
-class TransformerBlock : public nn::Module<T> {
+class TransformerBlock : public PreNormBlock<T, nn::LayerNorm<T>, FeedForward<T>> {
  public:
   // `n_layer` scales the residual projections' init: N(0, 0.02 / sqrt(2 n_layer)).
-  TransformerBlock(std::size_t d, std::size_t heads, std::size_t n_layer, nn::Rng& rng)
-      : ln_1(d), attn(d, heads, rng, nn::kInitStddev, residual_stddev(n_layer)), ln_2(d),
-        mlp(d, rng, nn::kInitStddev, residual_stddev(n_layer)) {
-    this->register_module("ln_1", ln_1);
-    this->register_module("attn", attn);
-    this->register_module("ln_2", ln_2);
-    this->register_module("mlp", mlp);
-  }
-  static double residual_stddev(std::size_t n_layer) { return nn::kInitStddev / std::sqrt(2.0 * double(n_layer)); }
+  TransformerBlock(std::size_t d, std::size_t heads, std::size_t n_layer, const nn::ParameterInit& init)
+      : PreNormBlock<T, nn::LayerNorm<T>, FeedForward<T>>({"ln_1", "ln_2"}, d, heads, n_layer, std::nullopt, init, d) {}
 
-  // x (B, T, d) -> (B, T, d); `cache`: this block's keys and values (decoding), see attention.hpp.
-  Tensor<T> forward(Tape& tape, const Tensor<T>& x, nn::LayerKVCache<T>* cache = nullptr) const {
-    const nn::ModuleScope scope(tape, *this);
-    Tensor<T> h = ops::add(tape, x, attn.forward(tape, ln_1.forward(tape, x), cache));
-    return ops::add(tape, h, mlp.forward(tape, ln_2.forward(tape, h)));
-  }
-
-  nn::LayerNorm<T> ln_1;
-  CausalSelfAttention<T> attn;
-  nn::LayerNorm<T> ln_2;
-  FeedForward<T> mlp;
+  nn::LayerNorm<T>& ln_1 = this->norm_1;  // the norms by their parameter names
+  nn::LayerNorm<T>& ln_2 = this->norm_2;
 };
 
 }  // namespace tapegrad::models

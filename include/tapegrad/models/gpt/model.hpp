@@ -7,8 +7,9 @@
 //   loss   = mean -log softmax(logits)[target]
 #pragma once
 
-#include "../../core/checkpoint.hpp"
 #include "../../ops/cross_entropy.hpp"
+#include "../../ops/embedding.hpp"
+#include "../decoder.hpp"
 #include "block.hpp"
 
 #include <string>
@@ -36,12 +37,14 @@ struct GPTConfig {
 template <class T>
 class GPT : public nn::Module<T> {
  public:
-  GPT(const GPTConfig& c, std::uint64_t seed) : config(c), ln_f((c.validate(), c.d_model)) {
-    nn::Rng rng(seed);
-    wte = this->register_parameter("wte", nn::normal_init<T>({config.vocab_size, config.d_model}, nn::kInitStddev, rng));
-    wpe = this->register_parameter("wpe", nn::normal_init<T>({config.block_size, config.d_model}, nn::kInitStddev, rng));
+  // Parameters drawn from an Rng seeded with `seed` (GPT-2's initialisation).
+  GPT(const GPTConfig& c, std::uint64_t seed) : GPT(c, nn::Rng(seed)) {}
+  // Parameters made by `init`: ParameterInit::shapes_only() lists them without allocating.
+  GPT(const GPTConfig& c, const nn::ParameterInit& init) : config(c), ln_f((c.validate(), c.d_model), T(1e-5), init) {
+    wte = this->register_parameter("wte", init.normal<T>({config.vocab_size, config.d_model}, nn::kInitStddev));
+    wpe = this->register_parameter("wpe", init.normal<T>({config.block_size, config.d_model}, nn::kInitStddev));
     this->register_module("h", h);
-    for (std::size_t i = 0; i < config.n_layer; ++i) h.emplace_back(config.d_model, config.n_head, config.n_layer, rng);
+    for (std::size_t i = 0; i < config.n_layer; ++i) h.emplace_back(config.d_model, config.n_head, config.n_layer, init);
     this->register_module("ln_f", ln_f);
   }
 
@@ -50,37 +53,19 @@ class GPT : public nn::Module<T> {
   // sit at the positions after the p0 = cache->length() it holds (p0 + T <= block_size),
   // attend to those as well, and their keys and values are added to it.
   Tensor<T> forward(Tape& tape, const Ids& idx, nn::KVCache<T>* cache = nullptr) const {
-    if (idx.dimension() != 2 || idx.shape()[1] == 0)
-      throw ShapeError("GPT: token ids must have shape [B, T] with T >= 1, got " + shape_str(shape_of(idx)));
-    if (cache && cache->layer_count() != h.size())
-      throw ShapeError("GPT: the KV cache has " + std::to_string(cache->layer_count()) + " layers, the model " +
-                       std::to_string(h.size()));
-    const std::size_t T_len = idx.shape()[1], p0 = cache ? cache->length() : 0;
-    if (p0 + T_len > config.block_size)
-      throw ShapeError("GPT: sequence length " + std::to_string(T_len) +
-                       (cache ? " after " + std::to_string(p0) + " cached positions" : std::string()) +
-                       " exceeds block_size " + std::to_string(config.block_size));
+    const std::size_t p0 = decoder_start("GPT", idx, h.size(), config.block_size, cache), T_len = idx.shape()[1];
     Ids positions = Ids::from_shape({T_len});
     for (std::size_t t = 0; t < T_len; ++t) positions(t) = std::int64_t(p0 + t);
 
     const nn::ModuleScope scope(tape, *this);
     Tensor<T> x = ops::add(tape, ops::embedding(tape, wte, idx), ops::embedding(tape, wpe, positions));  // (B, T, d)
-    for (std::size_t i = 0; i < h.size(); ++i)  // (B, T, d)
-      x = checkpoint_blocks && !cache
-              ? checkpoint(tape, [block = &h[i]](Tape& t, const Tensor<T>& in) { return block->forward(t, in, nullptr); }, x)
-              : h[i].forward(tape, x, cache ? &cache->layer(i) : nullptr);
+    x = run_blocks(tape, h, x, cache, checkpoint_blocks);                                                // (B, T, d)
     x = ln_f.forward(tape, x);                                                                           // (B, T, d)
     return ops::matmul(tape, x, wte, {.transpose_b = true});                                             // (B, T, V)
   }
 
   // A KV cache for this model: `batch` sequences, block_size positions each.
-  nn::KVCache<T> make_kv_cache(std::size_t batch = 1) const {
-    return nn::KVCache<T>({.layers = config.n_layer,
-                           .batch = batch,
-                           .kv_heads = config.n_head,
-                           .capacity = config.block_size,
-                           .head_dim = config.d_model / config.n_head});
-  }
+  nn::KVCache<T> make_kv_cache(std::size_t batch = 1) const { return decoder_kv_cache<T>(config, batch); }
 
   // Mean next-token cross-entropy; targets (B, T).
   Tensor<T> loss(Tape& tape, const Ids& idx, const Ids& targets) const {
@@ -95,12 +80,15 @@ class GPT : public nn::Module<T> {
   Tensor<T> wte, wpe;
   nn::ModuleList<TransformerBlock<T>> h;
   nn::LayerNorm<T> ln_f;
+
+ private:
+  GPT(const GPTConfig& c, nn::Rng&& rng) : GPT(c, nn::ParameterInit(rng)) {}
 };
 
 // The parameters of GPT(config), by name (docs/contracts.md) and shape in named_parameters() order,
 // from a shape-only construction: no weight is allocated or drawn.
 inline nn::ParameterShapes expected_parameter_shapes(const GPTConfig& config) {
-  return nn::parameter_shapes<GPT<float>>(config, 0);
+  return nn::parameter_shapes(GPT<float>(config, nn::ParameterInit::shapes_only()));
 }
 
 }  // namespace tapegrad::models

@@ -12,9 +12,9 @@
 // apart by exactly the three changes (RMSNorm, rotary positions, SwiGLU).
 #pragma once
 
-#include "../../core/checkpoint.hpp"
 #include "../../ops/cross_entropy.hpp"
 #include "../../ops/embedding.hpp"
+#include "../decoder.hpp"
 #include "block.hpp"
 
 #include <string>
@@ -50,13 +50,16 @@ struct LlamaConfig {
 template <class T>
 class Llama : public nn::Module<T> {
  public:
-  Llama(const LlamaConfig& c, std::uint64_t seed) : config(c), norm_f((c.validate(), c.d_model)) {
-    nn::Rng rng(seed);
+  // Parameters drawn from an Rng seeded with `seed`.
+  Llama(const LlamaConfig& c, std::uint64_t seed) : Llama(c, nn::Rng(seed)) {}
+  // Parameters made by `init`: ParameterInit::shapes_only() lists them without allocating.
+  Llama(const LlamaConfig& c, const nn::ParameterInit& init)
+      : config(c), norm_f((c.validate(), c.d_model), T(1e-5), init) {
     wte =
-        this->register_parameter("wte", nn::normal_init<T>({config.vocab_size, config.d_model}, nn::kInitStddev, rng));
+        this->register_parameter("wte", init.normal<T>({config.vocab_size, config.d_model}, nn::kInitStddev));
     this->register_module("h", h);
     for (std::size_t i = 0; i < config.n_layer; ++i)
-      h.emplace_back(config.d_model, config.n_head, config.d_hidden, config.n_layer, rng);
+      h.emplace_back(config.d_model, config.n_head, config.d_hidden, config.n_layer, init);
     this->register_module("norm_f", norm_f);
   }
 
@@ -65,32 +68,16 @@ class Llama : public nn::Module<T> {
   // sit at the positions after the p0 = cache->length() it holds (p0 + T <= block_size),
   // rope turns their q and k by those positions, and their keys and values join the cache.
   Tensor<T> forward(Tape& tape, const Ids& idx, nn::KVCache<T>* cache = nullptr) const {
-    if (idx.dimension() != 2 || idx.shape()[1] == 0)
-      throw ShapeError("Llama: token ids must have shape [B, T] with T >= 1, got " + shape_str(shape_of(idx)));
-    if (cache && cache->layer_count() != h.size())
-      throw ShapeError("Llama: the KV cache has " + std::to_string(cache->layer_count()) + " layers, the model " +
-                       std::to_string(h.size()));
-    const std::size_t T_len = idx.shape()[1], p0 = cache ? cache->length() : 0;
-    if (p0 + T_len > config.block_size)
-      throw ShapeError("Llama: sequence length " + std::to_string(T_len) +
-                       (cache ? " after " + std::to_string(p0) + " cached positions" : std::string()) +
-                       " exceeds block_size " + std::to_string(config.block_size));
-
+    decoder_start("Llama", idx, h.size(), config.block_size, cache);  // the blocks' rope reads p0 from the cache
     const nn::ModuleScope scope(tape, *this);
-    Tensor<T> x = ops::embedding(tape, wte, idx);  // (B, T, d)
-    for (std::size_t i = 0; i < h.size(); ++i)  // (B, T, d)
-      x = checkpoint_blocks && !cache
-              ? checkpoint(tape, [block = &h[i]](Tape& t, const Tensor<T>& in) { return block->forward(t, in, nullptr); }, x)
-              : h[i].forward(tape, x, cache ? &cache->layer(i) : nullptr);
+    Tensor<T> x = ops::embedding(tape, wte, idx);             // (B, T, d)
+    x = run_blocks(tape, h, x, cache, checkpoint_blocks);     // (B, T, d)
     x = norm_f.forward(tape, x);                              // (B, T, d)
     return ops::matmul(tape, x, wte, {.transpose_b = true});  // (B, T, V)
   }
 
   // A KV cache for this model: `batch` sequences, block_size positions each.
-  nn::KVCache<T> make_kv_cache(std::size_t batch = 1) const {
-    return nn::KVCache<T>({.layers = config.n_layer, .batch = batch, .kv_heads = config.n_head,
-                           .capacity = config.block_size, .head_dim = config.d_model / config.n_head});
-  }
+  nn::KVCache<T> make_kv_cache(std::size_t batch = 1) const { return decoder_kv_cache<T>(config, batch); }
 
   // Mean next-token cross-entropy; targets (B, T).
   Tensor<T> loss(Tape& tape, const Ids& idx, const Ids& targets) const {
@@ -102,12 +89,15 @@ class Llama : public nn::Module<T> {
   Tensor<T> wte;
   nn::ModuleList<LlamaBlock<T>> h;
   nn::RMSNorm<T> norm_f;
+
+ private:
+  Llama(const LlamaConfig& c, nn::Rng&& rng) : Llama(c, nn::ParameterInit(rng)) {}
 };
 
 // The parameters of Llama(config), by name and shape in named_parameters() order, from a
 // shape-only construction: no weight is allocated or drawn.
 inline nn::ParameterShapes expected_parameter_shapes(const LlamaConfig& config) {
-  return nn::parameter_shapes<Llama<float>>(config, 0);
+  return nn::parameter_shapes(Llama<float>(config, nn::ParameterInit::shapes_only()));
 }
 
 }  // namespace tapegrad::models
