@@ -40,10 +40,16 @@
 // Sharded (Options::shard, for ZeRO stage 1: dist::ShardedAdamW in sharded_adamw.hpp).
 // Each bucket is cut into N consecutive pieces (sizes differ by at most one element);
 // rank r owns piece r of every bucket, and its shard is those pieces one after the other.
-// A bucket's reduction is then an MPI_Ireduce_scatter (sum) instead of the all-reduce,
-// started by the same hooks, so it overlaps backward the same way: each rank receives
-// the sum of its own piece only, and the step ends with shard_gradient() the mean over the
-// ranks of this rank's shard; the parameters' own gradients keep this rank's local sums.
+// A bucket's reduction is then a reduce-scatter (sum) instead of the all-reduce, started
+// by the same hooks, so it overlaps backward the same way: each rank receives the sum of
+// its own piece only, and the step ends with shard_gradient() the mean over the ranks of
+// this rank's shard; the parameters' own gradients keep this rank's local sums. The
+// reduce-scatter is a ring of point-to-point messages (N - 1 rounds; in round k rank r
+// sends piece (r - k - 1) mod N, as summed so far, to rank r + 1 and adds what rank r - 1
+// sends into piece (r - k - 2) mod N), advanced by every hook and by the final wait, each
+// bucket on its own tag of a communicator of its own: Open MPI 4.1's MPI_Ireduce_scatter
+// reduces the whole bucket onto one rank and scatters it, 1.5 times the bytes of a ring
+// for N = 2, where the ring sends what the all-reduce's reduce-scatter half does.
 // After the optimiser has updated the shard's weights, all_gather_parameters() gives every
 // rank every weight (MPI_Iallgatherv per bucket). In a ring, a reduce-scatter and an
 // all-gather each send (N-1)/N of the data from every rank, together what one all-reduce
@@ -99,6 +105,8 @@ class DataParallel {
     broadcast_parameters();
     make_buckets();
     if (options_.shard) make_shards();
+    if (options_.shard && comm_.size() > 1)
+      Communicator::check(MPI_Comm_dup(comm_.handle(), &ring_comm_), "MPI_Comm_dup");
     if (comm_.size() > 1 && options_.overlap)
       for (std::size_t i = 0; i < params_.size(); ++i)
         params_[i].hook = params_[i].tensor.add_gradient_final_hook([this, i](Array<T>& grad) { gradient_final(i, grad); });
@@ -108,8 +116,12 @@ class DataParallel {
   ~DataParallel() {
     for (auto& p : params_)
       if (p.hook) p.tensor.remove_gradient_final_hook(*p.hook);
-    for (auto& b : buckets_)
+    for (auto& b : buckets_) {
       if (b.request != MPI_REQUEST_NULL) MPI_Wait(&b.request, MPI_STATUS_IGNORE);
+      MPI_Waitall(2, b.ring, MPI_STATUSES_IGNORE);
+    }
+    int finalized = 0;
+    if (ring_comm_ != MPI_COMM_NULL && (MPI_Finalized(&finalized), !finalized)) MPI_Comm_free(&ring_comm_);
   }
 
   // Every gradient becomes its mean over the ranks (see the top of the file); free when
@@ -129,10 +141,11 @@ class DataParallel {
     }
     const auto start = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < params_.size(); ++i) copy_in(i, params_[i].tensor.grad_accumulator("DataParallel"));
-    for (auto& b : buckets_) {
+    for (std::size_t b = 0; b < buckets_.size(); ++b) {
       start_reduction(b);
-      wait(b);
+      if (!options_.shard) comm_.wait(buckets_[b].request, "the gradient all-reduce");
     }
+    if (options_.shard) wait_all();
     write_back_mean(start);
   }
 
@@ -299,7 +312,51 @@ class DataParallel {
     // at shard_gradient_[shard_offset, ...).
     std::vector<int> counts, displacements;
     std::size_t shard_offset = 0;
+    // Sharded: the ring reduce-scatter under way (round < N - 1), its two messages and the
+    // piece coming in.
+    bool reducing = false;
+    std::size_t round = 0;
+    MPI_Request ring[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+    std::vector<T> incoming;
   };
+
+  // Rank r's neighbours in the ring and the pieces of round `round` (see the top of the file).
+  std::size_t piece_sent(std::size_t round) const {
+    const std::size_t n = std::size_t(comm_.size());
+    return (std::size_t(comm_.rank()) + 2 * n - round - 1) % n;
+  }
+  void post_ring_round(std::size_t index) {
+    Bucket& b = buckets_[index];
+    const int n = comm_.size(), rank = comm_.rank(), tag = int(index);
+    const std::size_t send = piece_sent(b.round), receive = piece_sent(b.round + 1);
+    Communicator::check(MPI_Irecv(b.incoming.data(), b.counts[receive], mpi_type<T>(), (rank + n - 1) % n, tag,
+                                  ring_comm_, &b.ring[0]),
+                        "MPI_Irecv");
+    Communicator::check(MPI_Isend(b.buffer.data() + b.displacements[send], b.counts[send], mpi_type<T>(),
+                                  (rank + 1) % n, tag, ring_comm_, &b.ring[1]),
+                        "MPI_Isend");
+  }
+  // Advances bucket `index`'s ring by the rounds whose messages arrived; true once its
+  // reduce-scatter is complete (this rank's piece summed into the shard).
+  bool advance_ring(std::size_t index) {
+    Bucket& b = buckets_[index];
+    while (b.reducing) {
+      int arrived = 0;
+      Communicator::check(MPI_Testall(2, b.ring, &arrived, MPI_STATUSES_IGNORE), "MPI_Testall");
+      if (!arrived) return false;
+      const std::size_t piece = piece_sent(b.round + 1);
+      T* sum = b.buffer.data() + b.displacements[piece];
+      for (std::size_t k = 0, count = std::size_t(b.counts[piece]); k < count; ++k) sum[k] += b.incoming[k];
+      if (++b.round + 1 < std::size_t(comm_.size())) {
+        post_ring_round(index);
+        continue;
+      }
+      b.reducing = false;
+      const std::size_t mine = std::size_t(comm_.rank());
+      std::copy_n(b.buffer.data() + b.displacements[mine], b.counts[mine], shard_gradient_.data() + b.shard_offset);
+    }
+    return true;
+  }
 
   void make_shards() {
     const std::size_t n = std::size_t(comm_.size()), rank = std::size_t(comm_.rank());
@@ -312,6 +369,7 @@ class DataParallel {
         bucket.counts.push_back(Communicator::count(size * (r + 1) / n - size * r / n));
       }
       bucket.shard_offset = shard;
+      bucket.incoming.resize(std::size_t(*std::max_element(bucket.counts.begin(), bucket.counts.end())));
       const std::size_t lo = std::size_t(bucket.displacements[rank]), hi = lo + std::size_t(bucket.counts[rank]);
       std::vector<std::pair<std::size_t, std::size_t>> in_bucket;  // (offset, parameter)
       for (std::size_t i = 0; i < params_.size(); ++i)
@@ -335,8 +393,20 @@ class DataParallel {
                        " values for a shard of " + std::to_string(shard_gradient_.size()));
   }
 
-  void wait(Bucket& b) {
-    if (b.request != MPI_REQUEST_NULL) comm_.wait(b.request, options_.shard ? kWhatSharded : kWhat);
+  // Waits for every bucket's reduction.
+  void wait_all() {
+    if (options_.shard) {
+      comm_.wait_for(
+          [&] {
+            bool all = true;
+            for (std::size_t b = 0; b < buckets_.size(); ++b) all = advance_ring(b) && all;
+            return all;
+          },
+          "the gradient reduce-scatter");
+      return;
+    }
+    for (auto& b : buckets_)
+      if (b.request != MPI_REQUEST_NULL) comm_.wait(b.request, "the gradient all-reduce");
   }
 
   void make_buckets() {
@@ -374,26 +444,22 @@ class DataParallel {
   // Waits for every bucket's all-reduce and writes back the mean.
   void complete_step() {
     const auto start = std::chrono::steady_clock::now();
-    for (auto& b : buckets_) wait(b);
+    wait_all();
     write_back_mean(start);
   }
 
-  // Name the wait in a Stall (communicator.hpp).
-  static constexpr const char* kWhat = "the gradient all-reduce";
-  static constexpr const char* kWhatSharded = "the gradient reduce-scatter";
-
-  // The bucket's all-reduce, or sharded its reduce-scatter into this rank's piece.
-  void start_reduction(Bucket& b) {
+  // Bucket `index`'s all-reduce, or sharded its reduce-scatter into this rank's piece.
+  void start_reduction(std::size_t index) {
+    Bucket& b = buckets_[index];
     ++all_reduces_started_;
     if (options_.shard) {
-      T* piece = shard_gradient_.data() + b.shard_offset;
       if (comm_.size() == 1) {
-        std::copy(b.buffer.begin(), b.buffer.end(), piece);
+        std::copy(b.buffer.begin(), b.buffer.end(), shard_gradient_.data() + b.shard_offset);
         return;
       }
-      Communicator::check(MPI_Ireduce_scatter(b.buffer.data(), piece, b.counts.data(), mpi_type<T>(), MPI_SUM,
-                                              comm_.handle(), &b.request),
-                          "MPI_Ireduce_scatter");
+      b.reducing = true;
+      b.round = 0;
+      post_ring_round(index);
       return;
     }
     Communicator::check(MPI_Iallreduce(MPI_IN_PLACE, b.buffer.data(), Communicator::count(b.buffer.size()),
@@ -422,14 +488,15 @@ class DataParallel {
     --buckets_[p.bucket].pending;
     // Start every bucket that is complete, in index order.
     for (; next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0; ++next_launch_) {
-      start_reduction(buckets_[next_launch_]);
+      start_reduction(next_launch_);
       launches_.push_back({next_launch_, during_backward, final_count_});
     }
     // Open MPI progresses non-blocking collectives inside MPI calls: give the ones in
     // flight a turn each time backward hands over a gradient.
     for (std::size_t k = 0; k < next_launch_; ++k) {
       int done = 0;
-      if (buckets_[k].request != MPI_REQUEST_NULL) MPI_Test(&buckets_[k].request, &done, MPI_STATUS_IGNORE);
+      if (options_.shard) advance_ring(k);
+      else if (buckets_[k].request != MPI_REQUEST_NULL) MPI_Test(&buckets_[k].request, &done, MPI_STATUS_IGNORE);
     }
     if (final_count_ == params_.size()) {  // the last gradient: the step's reduction ends here
       complete_step();
@@ -445,6 +512,7 @@ class DataParallel {
   bool completed_in_backward_ = false;  // the last hook completed the step: synchronize() has nothing to do
   bool accumulating_ = false;
   std::size_t all_reduces_started_ = 0;
+  MPI_Comm ring_comm_ = MPI_COMM_NULL;  // sharded: the reduce-scatter's messages
   std::vector<ShardSegment> segments_;  // sharded: this rank's shard
   std::vector<T> shard_gradient_;
   bool shard_ready_ = false;  // shard_gradient_ holds the step's mean
