@@ -118,7 +118,8 @@ class DataParallel {
       if (p.hook) p.tensor.remove_gradient_final_hook(*p.hook);
     for (auto& b : buckets_) {
       if (b.request != MPI_REQUEST_NULL) MPI_Wait(&b.request, MPI_STATUS_IGNORE);
-      MPI_Waitall(2, b.ring, MPI_STATUSES_IGNORE);
+      for (auto& r : b.ring)
+        if (r != MPI_REQUEST_NULL) MPI_Wait(&r, MPI_STATUS_IGNORE);
     }
     int finalized = 0;
     if (ring_comm_ != MPI_COMM_NULL && (MPI_Finalized(&finalized), !finalized)) MPI_Comm_free(&ring_comm_);
