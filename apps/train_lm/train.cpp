@@ -200,9 +200,13 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   plan.settings.data_fingerprint = fingerprint(text.bytes);
   plan.settings.data_source = text.source;
   require_memory({.config = plan.settings.model,
-                  .batch = plan.settings.batch,
+                  .batch = plan.rows.count / plan.micro_steps,  // one backward's rows on this process
                   .window = plan.settings.model.block_size,
-                  .training = true},
+                  .training = true,
+                  .swiglu_hidden = plan.settings.family == Family::llama
+                                       ? tapegrad::models::swiglu_hidden_size(plan.settings.model.d_model)
+                                       : 0,
+                  .optimizer_shards = plan.shard_optimizer ? std::size_t(replicas.size()) : 1},
                  "--preset " + o.preset + " with the options given");
 
   if (plan.resume_from) {

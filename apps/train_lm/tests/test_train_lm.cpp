@@ -881,3 +881,40 @@ TEST_CASE("train_lm: --resume reads log.csv only as a regular file in bounds, an
   write_file(dir / "run/log.csv", log);
   CHECK(run_quietly(options).last_step == 40);
 }
+
+TEST_CASE("train_lm: the memory estimate counts each family's parameters as the model has them") {
+  const GPTConfig config{.vocab_size = 65, .block_size = 16, .n_layer = 2, .n_head = 2, .d_model = 48};
+  const std::size_t hidden = tapegrad::models::swiglu_hidden_size(config.d_model);
+  const LanguageModel<float> gpt(Family::gpt, config, 1), llama(Family::llama, config, 1, hidden);
+  CHECK(MemoryNeed{.config = config}.parameter_count() == double(gpt.parameter_count()));
+  CHECK(MemoryNeed{.config = config, .swiglu_hidden = hidden}.parameter_count() == double(llama.parameter_count()));
+  // Training state: weights and gradients, and 1/S of AdamW's two moments.
+  const MemoryNeed replicated{.config = config, .training = true}, sharded{.config = config, .training = true,
+                                                                         .optimizer_shards = 4};
+  CHECK(replicated.estimate_bytes() - sharded.estimate_bytes() == 4 * 1.5 * double(gpt.parameter_count()));
+}
+
+TEST_CASE("train_lm: train's memory check is for one backward's rows: the batch over --grad-accum") {
+  // As the address-space test above: a limit 1 GiB above what the process maps now,
+  // and a model that does not fit under it even in micro-batches, so the message says
+  // which windows it estimated.
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_AS, &saved) == 0);
+  std::ifstream statm("/proc/self/statm");
+  double pages = 0;
+  statm >> pages;
+  const rlim_t lowered_to = rlim_t(pages) * rlim_t(::sysconf(_SC_PAGE_SIZE)) + (rlim_t{1} << 30);
+  if (saved.rlim_cur != RLIM_INFINITY && saved.rlim_cur < lowered_to) return;  // already lower: nothing to lower
+  TempDir dir;
+  TrainOptions o;
+  o.preset = "tiny";
+  o.out = dir / "run";
+  o.layers = 8, o.dim = 512, o.heads = 8, o.block = 256, o.batch = 256, o.grad_accum = 4;
+  const rlimit lowered{lowered_to, saved.rlim_max};
+  REQUIRE(::setrlimit(RLIMIT_AS, &lowered) == 0);
+  const std::string error = error_of([&] { run_quietly(o); });
+  ::setrlimit(RLIMIT_AS, &saved);
+  INFO(error);
+  CHECK(error.find("with windows of batch 64 x 256 need an estimated ") != std::string::npos);
+  CHECK(!fs::exists(dir / "run"));
+}
