@@ -66,7 +66,7 @@ class Replicas {
   // rank passes the same settings.
   virtual void require_same_settings(const std::vector<Setting>& /*settings*/) {}
   virtual std::unique_ptr<tapegrad::nn::Optimizer<float>> sharded_adamw(const LanguageModel<float>& model,
-                                                                      const tapegrad::nn::AdamWOptions& options) {
+                                                                        const tapegrad::nn::AdamWOptions& options) {
     return std::make_unique<tapegrad::nn::AdamW<float>>(model.named_parameters(), options);
   }
   virtual void share_start(const LanguageModel<float>& /*model*/, tapegrad::nn::Optimizer<float>& /*optimizer*/,

@@ -107,7 +107,7 @@ class MpiReplicas final : public Replicas {
   }
 
   std::unique_ptr<tapegrad::nn::Optimizer<float>> sharded_adamw(const LanguageModel<float>& model,
-                                                              const tapegrad::nn::AdamWOptions& options) override {
+                                                                const tapegrad::nn::AdamWOptions& options) override {
     if (comm_.size() == 1) return Replicas::sharded_adamw(model, options);
     parallel_.emplace(comm_, model.named_parameters(), tapegrad::dist::DataParallel<float>::Options{.shard = true});
     return std::make_unique<tapegrad::dist::ShardedAdamW<float>>(*parallel_, comm_, options);

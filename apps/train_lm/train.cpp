@@ -159,8 +159,9 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   plan.shard_optimizer = o.shard_optimizer;
   plan.resume = o.resume;
   if (o.shard_optimizer && plan.settings.optimizer == OptimizerKind::muon)
-    throw UsageError("--shard-optimizer shards AdamW's moments and does not support --optimizer muon (Muon "
-                     "orthogonalises whole matrices, which a shard does not hold)");
+    throw UsageError(
+        "--shard-optimizer shards AdamW's moments and does not support --optimizer muon (Muon "
+        "orthogonalises whole matrices, which a shard does not hold)");
   const std::int64_t steps = plan.settings.steps;
   if (o.eval_every) require_positive("--eval-every", *o.eval_every);
   require_positive("--save-every", o.save_every);
@@ -420,8 +421,9 @@ class Session {
     const std::size_t mine = optimizer_->state_bytes();
     const double all = replicas_.sum(double(mine));
     char line[200];
-    std::snprintf(line, sizeof line, "train_lm: optimiser state %zu bytes on rank 0, %.0f on the %d processes together%s",
-                  mine, all, replicas_.size(), plan_.shard_optimizer ? " (sharded)" : " (replicated)");
+    std::snprintf(line, sizeof line,
+                  "train_lm: optimiser state %zu bytes on rank 0, %.0f on the %d processes together%s", mine, all,
+                  replicas_.size(), plan_.shard_optimizer ? " (sharded)" : " (replicated)");
     progress_.message(line);
   }
 

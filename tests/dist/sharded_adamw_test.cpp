@@ -16,6 +16,7 @@
 #include <tapegrad/tapegrad.hpp>
 
 #include "rank_checks.hpp"
+#include "small_gpt.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -27,33 +28,11 @@ using namespace tapegrad;
 
 namespace {
 
+using namespace small_gpt;
 using rank_checks::check;
 
-constexpr std::size_t kVocab = 16, kBlock = 8, kSteps = 3, kRowsEach = 2;
-const models::GPTConfig kConfig{.vocab_size = kVocab, .block_size = kBlock, .n_layer = 2, .n_head = 2, .d_model = 32};
+constexpr std::size_t kSteps = 3, kRowsEach = 2;
 const dist::DataParallel<float>::Options kSharded{.bucket_bytes = 8 << 10, .shard = true};
-
-Ids rows(const Ids& all, std::size_t first, std::size_t count) {
-  Ids part = Ids::from_shape({count, kBlock});
-  std::copy_n(all.data() + first * kBlock, count * kBlock, part.data());
-  return part;
-}
-
-// The largest |a - b| over every tensor, each divided by max(1, the tensor's largest |a|).
-double largest_difference(const NamedTensors<float>& a, const NamedTensors<float>& b) {
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto& x = a[i].second.value();
-    const auto& y = b[i].second.value();
-    double scale = 1, diff = 0;
-    for (std::size_t k = 0; k < x.size(); ++k) {
-      scale = std::max(scale, std::abs(double(x.data()[k])));
-      diff = std::max(diff, std::abs(double(x.data()[k]) - double(y.data()[k])));
-    }
-    worst = std::max(worst, diff / scale);
-  }
-  return worst;
-}
 
 bool bit_identical(const NamedTensors<float>& a, const NamedTensors<float>& b) {
   if (a.size() != b.size()) return false;
@@ -62,23 +41,6 @@ bool bit_identical(const NamedTensors<float>& a, const NamedTensors<float>& b) {
         std::memcmp(a[i].second.data(), b[i].second.data(), a[i].second.size() * sizeof(float)) != 0)
       return false;
   return true;
-}
-
-struct Batches {
-  std::vector<Ids> inputs, targets;  // one global batch per step
-};
-
-Batches random_batches(std::size_t batch) {
-  std::mt19937_64 rng(17);  // the same on every rank
-  std::uniform_int_distribution<std::int64_t> token(0, kVocab - 1);
-  Batches b;
-  for (std::size_t s = 0; s < kSteps; ++s) {
-    b.inputs.push_back(Ids::from_shape({batch, kBlock}));
-    b.targets.push_back(Ids::from_shape({batch, kBlock}));
-    for (auto& t : b.inputs.back()) t = token(rng);
-    for (auto& t : b.targets.back()) t = token(rng);
-  }
-  return b;
 }
 
 // Steps [from, to) of `model` with `optimizer`, this rank on its rows of each global
@@ -114,7 +76,7 @@ int main() {
     return 1;
   }
   const int n = comm.size();
-  const Batches data = random_batches(kRowsEach * std::size_t(n));
+  const Batches data = random_batches(kSteps, kRowsEach * std::size_t(n), 17);
 
   models::GPT<float> replicated_model(kConfig, 3);
   dist::DataParallel<float> replicated_parallel(comm, replicated_model.named_parameters(), {.bucket_bytes = 8 << 10});

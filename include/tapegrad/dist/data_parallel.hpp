@@ -207,10 +207,10 @@ class DataParallel {
         std::copy_n(shard.data() + b.shard_offset, mine, b.buffer.data());
         continue;
       }
-      Communicator::check(MPI_Igatherv(shard.data() + b.shard_offset, mine, mpi_type<T>(), b.buffer.data(),
-                                       b.counts.data(), b.displacements.data(), mpi_type<T>(), 0, comm_.handle(),
-                                       &b.request),
-                          "MPI_Igatherv");
+      Communicator::check(
+          MPI_Igatherv(shard.data() + b.shard_offset, mine, mpi_type<T>(), b.buffer.data(), b.counts.data(),
+                       b.displacements.data(), mpi_type<T>(), 0, comm_.handle(), &b.request),
+          "MPI_Igatherv");
       comm_.wait(b.request, "the gathering of the optimiser state");
     }
     std::vector<Array<T>> full;
@@ -240,10 +240,10 @@ class DataParallel {
         std::copy_n(b.buffer.data(), mine, shard.data() + b.shard_offset);
         continue;
       }
-      Communicator::check(MPI_Iscatterv(b.buffer.data(), b.counts.data(), b.displacements.data(), mpi_type<T>(),
-                                        shard.data() + b.shard_offset, mine, mpi_type<T>(), 0, comm_.handle(),
-                                        &b.request),
-                          "MPI_Iscatterv");
+      Communicator::check(
+          MPI_Iscatterv(b.buffer.data(), b.counts.data(), b.displacements.data(), mpi_type<T>(),
+                        shard.data() + b.shard_offset, mine, mpi_type<T>(), 0, comm_.handle(), &b.request),
+          "MPI_Iscatterv");
       comm_.wait(b.request, "the scattering of the optimiser state");
     }
   }
@@ -330,9 +330,9 @@ class DataParallel {
     Bucket& b = buckets_[index];
     const int n = comm_.size(), rank = comm_.rank(), tag = int(index);
     const std::size_t send = piece_sent(b.round), receive = piece_sent(b.round + 1);
-    Communicator::check(MPI_Irecv(b.incoming.data(), b.counts[receive], mpi_type<T>(), (rank + n - 1) % n, tag,
-                                  ring_comm_, &b.ring[0]),
-                        "MPI_Irecv");
+    Communicator::check(
+        MPI_Irecv(b.incoming.data(), b.counts[receive], mpi_type<T>(), (rank + n - 1) % n, tag, ring_comm_, &b.ring[0]),
+        "MPI_Irecv");
     Communicator::check(MPI_Isend(b.buffer.data() + b.displacements[send], b.counts[send], mpi_type<T>(),
                                   (rank + 1) % n, tag, ring_comm_, &b.ring[1]),
                         "MPI_Isend");
@@ -399,9 +399,9 @@ class DataParallel {
     if (options_.shard) {
       comm_.wait_for(
           [&] {
-            bool all = true;
-            for (std::size_t b = 0; b < buckets_.size(); ++b) all = advance_ring(b) && all;
-            return all;
+        bool all = true;
+        for (std::size_t b = 0; b < buckets_.size(); ++b) all = advance_ring(b) && all;
+        return all;
           },
           "the gradient reduce-scatter");
       return;
@@ -496,8 +496,10 @@ class DataParallel {
     // flight a turn each time backward hands over a gradient.
     for (std::size_t k = 0; k < next_launch_; ++k) {
       int done = 0;
-      if (options_.shard) advance_ring(k);
-      else if (buckets_[k].request != MPI_REQUEST_NULL) MPI_Test(&buckets_[k].request, &done, MPI_STATUS_IGNORE);
+      if (options_.shard)
+        advance_ring(k);
+      else if (buckets_[k].request != MPI_REQUEST_NULL)
+        MPI_Test(&buckets_[k].request, &done, MPI_STATUS_IGNORE);
     }
     if (final_count_ == params_.size()) {  // the last gradient: the step's reduction ends here
       complete_step();

@@ -142,7 +142,8 @@ class Optimizer {
  protected:
   // load_state's checks (see there) of `state`: for each slot and parameter held, the
   // tensor given for it. Throws FormatError before anything changes.
-  std::vector<std::vector<const Tensor<T>*>> checked_state(const NamedTensors<T>& state, std::int64_t step_count) const {
+  std::vector<std::vector<const Tensor<T>*>> checked_state(const NamedTensors<T>& state,
+                                                           std::int64_t step_count) const {
     const std::string where = kind_ + "::load_state: ";
     if (step_count < 0 || step_count > max_step_count)
       throw FormatError(where + "step count must be in [0, 2^53], got " + std::to_string(step_count));
@@ -241,7 +242,6 @@ class Optimizer {
   std::size_t slot_count() const { return slots_.size(); }
 
  private:
-
   std::string kind_;
   std::vector<std::string> slots_;
   std::vector<bool> non_negative_;  // per slot
