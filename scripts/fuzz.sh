@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets of fuzz/ with clang, AddressSanitizer and
 # UndefinedBehaviorSanitizer (-fno-sanitize-recover=all) in ./build-fuzz, then, for
 # each target: runs every input of its committed corpus fuzz/corpus/<target> once
-# (regression), and fuzzes afresh from that corpus for SECONDS (default 45).
+# (regression); then fuzzes every target afresh from its corpus for SECONDS (default 45),
+# as many targets at once as the machine has cores.
 # Fails on any finding (a crash, a sanitizer report, an exception other than the
 # reader's own error, a leak, a 10 s input, 2 GiB of memory); the input is kept in
 # build-fuzz/findings/. The committed corpus is never modified.
@@ -22,17 +23,37 @@ cmake --build build-fuzz -j "$(nproc)"
 mkdir -p build-fuzz/findings
 options=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 -artifact_prefix=build-fuzz/findings/)
 
-for target in safetensors_bytes model_file text_data; do
-  bin=build-fuzz/fuzz_$target
+targets=(safetensors_bytes model_file text_data)
+for target in "${targets[@]}"; do
   seeds=fuzz/corpus/$target
   echo "fuzz.sh: $target: the $(ls "$seeds" | wc -l) inputs of $seeds"
-  "$bin" "${options[@]}" "$seeds"/* 2>build-fuzz/$target-regression.log \
+  build-fuzz/fuzz_$target "${options[@]}" "$seeds"/* 2>build-fuzz/$target-regression.log \
     || { tail -40 build-fuzz/$target-regression.log >&2; echo "fuzz.sh: $target: a committed input fails" >&2; exit 1; }
-  [ "$seconds" -eq 0 ] && continue
-  # New inputs go to a scratch corpus; the committed seeds are read only.
-  rm -rf "build-fuzz/corpus-$target" && mkdir -p "build-fuzz/corpus-$target"
-  "$bin" "${options[@]}" -max_total_time="$seconds" -print_final_stats=1 "build-fuzz/corpus-$target" "$seeds" \
-    2>build-fuzz/$target.log \
-    || { tail -40 build-fuzz/$target.log >&2; echo "fuzz.sh: $target: finding, input in build-fuzz/findings/" >&2; exit 1; }
-  echo "fuzz.sh: $target: $(grep -o 'stat::number_of_executed_units: [0-9]*' build-fuzz/$target.log | grep -o '[0-9]*$') inputs in ${seconds} s, no finding"
 done
+[ "$seconds" -eq 0 ] && exit 0
+
+# One fresh fuzzing run of a target: its own corpus copy, its log, its verdict.
+fuzz_afresh() {
+  local target=$1
+  rm -rf "build-fuzz/corpus-$target" && mkdir -p "build-fuzz/corpus-$target"
+  if ! build-fuzz/fuzz_$target "${options[@]}" -max_total_time="$seconds" -print_final_stats=1 \
+      "build-fuzz/corpus-$target" "fuzz/corpus/$target" 2>build-fuzz/$target.log; then
+    tail -40 build-fuzz/$target.log >&2
+    echo "fuzz.sh: $target: finding, input in build-fuzz/findings/" >&2
+    return 1
+  fi
+  echo "fuzz.sh: $target: $(grep -o 'stat::number_of_executed_units: [0-9]*' build-fuzz/$target.log | grep -o '[0-9]*$') inputs in ${seconds} s, no finding"
+}
+
+failed=0
+running=()
+for target in "${targets[@]}"; do
+  fuzz_afresh "$target" &
+  running+=($!)
+  if [ ${#running[@]} -ge "$(nproc)" ]; then
+    wait "${running[0]}" || failed=1
+    running=("${running[@]:1}")
+  fi
+done
+for pid in "${running[@]}"; do wait "$pid" || failed=1; done
+exit $failed

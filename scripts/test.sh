@@ -22,14 +22,15 @@ ctest --test-dir build --output-on-failure -j "$(nproc)"
 # ---- sanitizer run ----------------------------------------------------------------
 # The same suite built with clang (it builds this tree about a third faster than g++
 # here), -fsanitize=address,undefined -fno-sanitize-recover=all, -O1 -g
-# (TAPEGRAD_SANITIZE): any finding aborts its test and fails the run. Left out: install_and_consume, which builds and runs a consumer without sanitizers,
-# and the MPI tests (TAPEGRAD_WITH_MPI=OFF: Open MPI's own allocations are not ours
+# (TAPEGRAD_SANITIZE): any finding aborts its test and fails the run. Left out:
+# install_and_consume, which builds and runs a consumer without sanitizers, bench/
+# (no test runs a benchmark), and the MPI tests (TAPEGRAD_WITH_MPI=OFF: Open MPI's own allocations are not ours
 # to check); the normal suite runs both.
 if ! command -v clang++ >/dev/null; then
   echo "test.sh: clang++ is missing (the sanitizer build uses it): run scripts/setup.sh first" >&2
   exit 1
 fi
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DTAPEGRAD_SANITIZE=ON -DTAPEGRAD_WITH_MPI=OFF
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DTAPEGRAD_SANITIZE=ON -DTAPEGRAD_WITH_MPI=OFF -DTAPEGRAD_BUILD_BENCH=OFF
 cmake --build build-asan -j "$(nproc)"
 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure -j "$(nproc)" -E '^install_and_consume$'
 # ---- end of the sanitizer run -----------------------------------------------------

@@ -722,4 +722,9 @@ std::vector<OpInfo<T>> op_table() {
   };
 }
 
+// Built once, in op_table_{float,double}.cpp, for the suite and the report alike (the table is the
+// largest instantiation in the tests).
+extern template std::vector<OpInfo<float>> op_table<float>();
+extern template std::vector<OpInfo<double>> op_table<double>();
+
 }  // namespace tapegrad::testing
