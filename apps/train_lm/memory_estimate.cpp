@@ -51,7 +51,7 @@ double MemoryNeed::parameter_count() const {
   const double V = double(config.vocab_size), C = double(config.block_size), L = double(config.n_layer),
                d = double(config.d_model), h = double(swiglu_hidden);
   if (swiglu_hidden > 0) return V * d + L * (4 * d * d + 3 * d * h + 2 * d) + d;
-  return V * d + C * d + L * (12 * d * d + 13 * d) + 2 * d;
+  return V * d + C * d + L * (12 * d * d + 9 * d) + 2 * d;
 }
 
 double MemoryNeed::estimate_bytes() const {

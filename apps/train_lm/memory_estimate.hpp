@@ -4,7 +4,7 @@
 //
 // The estimate, in scalars of the model's dtype, for windows of [B, T] (one backward's:
 // in training, one process's rows of the batch divided by --grad-accum):
-//   parameters            GPT:   P = V d + block d + L (12 d^2 + 13 d) + 2 d
+//   parameters            GPT:   P = V d + block d + L (12 d^2 + 9 d) + 2 d   (no attention biases)
 //                         Llama: P = V d + L (4 d^2 + 3 d h + 2 d) + d   (SwiGLU width h, no biases)
 //   training state        weights and gradients 2 P, AdamW's m and v 2 P / S (S the
 //                         processes they are sharded over, --shard-optimizer; else 1)
