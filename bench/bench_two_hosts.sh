@@ -41,6 +41,7 @@ here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 source "$here/../tests/dist/two_hosts_network.sh"
 make_network || { echo "bench_two_hosts.sh: cannot create the namespaces and veth pair" >&2; exit 1; }
 export TWO_HOSTS_TIMEOUT=600 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# shellcheck disable=SC2154  # $work: two_hosts_network.sh sets it
 results=$work/results.jsonl
 : >"$results"
 

@@ -291,11 +291,11 @@ EOF_COUNT
   [ "$status" -eq 0 ] || fail "the counting runs failed (exit $status)"
   for n in 2 3; do
     per_step() { awk -v n="$n" -v m="$1" '$1 == n && $2 == m { b[$3] = $4 } END { printf "%d", (b[30] - b[10]) / 20 }' "$work/bytes"; }
-    replicated=$(per_step replicated)
-    sharded=$(per_step sharded)
-    echo "-np $n: bytes sent per step, all ranks: all-reduce $replicated, sharded $sharded"
-    awk -v r="$replicated" -v s="$sharded" 'BEGIN { d = s - r; exit !(r > 100000 && (d < 0 ? -d : d) <= 0.05 * r) }' \
-      || fail "-np $n: the sharded step sends $sharded bytes, the all-reduce's $replicated"
+    all_reduce_bytes=$(per_step replicated)
+    sharded_bytes=$(per_step sharded)
+    echo "-np $n: bytes sent per step, all ranks: all-reduce $all_reduce_bytes, sharded $sharded_bytes"
+    awk -v r="$all_reduce_bytes" -v s="$sharded_bytes" 'BEGIN { d = s - r; exit !(r > 100000 && (d < 0 ? -d : d) <= 0.05 * r) }' \
+      || fail "-np $n: the sharded step sends $sharded_bytes bytes, the all-reduce's $all_reduce_bytes"
   done
   ;;
 *)
