@@ -74,7 +74,8 @@ TextLoss run_eval(const EvalOptions& options) {
   require_memory({.config = checkpoint.config,
                   .batch = std::min(options.batch, std::max<std::size_t>(1, predictions / block)),
                   .window = std::min(block, predictions),
-                  .scalar_bytes = io::dtype_size(checkpoint.dtype)},
+                  .scalar_bytes = io::dtype_size(checkpoint.dtype),
+                  .swiglu_hidden = checkpoint.family == Family::llama ? checkpoint.d_hidden : 0},
                  options.checkpoint.string());
 
   const TextLoss result =

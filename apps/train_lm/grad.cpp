@@ -71,7 +71,8 @@ double run_grad(const GradOptions& options) {
                   .batch = batch.inputs.shape()[0],
                   .window = batch.inputs.shape()[1],
                   .training = true,
-                  .scalar_bytes = io::dtype_size(checkpoint.dtype)},
+                  .scalar_bytes = io::dtype_size(checkpoint.dtype),
+                  .swiglu_hidden = checkpoint.family == Family::llama ? checkpoint.d_hidden : 0},
                  options.checkpoint.string() + " with " + options.batch.string());
   return with_model(checkpoint, [&](const auto& model) {
     return write_loss_and_gradients(model, batch, options.out, context,

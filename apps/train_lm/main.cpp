@@ -166,6 +166,10 @@ void add_train(CLI::App& app, TrainOptions& o) {
       ->type_name("N")
       ->check(positive_count())
       ->capture_default_str();
+  cmd->add_flag("--shard-optimizer", o.shard_optimizer,
+                "under mpirun: each process keeps AdamW's moments for 1/N of the parameters (gradients "
+                "reduce-scattered, weights all-gathered: the same results and bytes per step, 1/N of the optimiser "
+                "memory); AdamW only");
   cmd->add_option("--collective-timeout", o.collective_timeout_s,
                   "under mpirun: a rank that has not reached a collective (the gradient all-reduce, a loss sum) this "
                   "many seconds after another ends the job, naming it (0: wait forever)")

@@ -3,6 +3,7 @@
 
 #include <tapegrad/io/file.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <sstream>
 #include <stdexcept>
@@ -45,13 +46,22 @@ double statm_bytes(std::size_t index) {
 
 }  // namespace
 
-double MemoryNeed::estimate_bytes() const {
-  // In double: a forged config (n_layer 999999999, block_size 60000) must not overflow.
+// In double: a forged config (n_layer 999999999, block_size 60000) must not overflow.
+double MemoryNeed::parameter_count() const {
   const double V = double(config.vocab_size), C = double(config.block_size), L = double(config.n_layer),
-               d = double(config.d_model), B = double(batch), T = double(window);
-  const double parameters = V * d + C * d + L * (12 * d * d + 13 * d) + 2 * d;
-  const double kept = B * T * (24 * L * d + 3 * V), scratch = T * T;
-  return double(scalar_bytes) * (training ? 4 * parameters + 2 * (kept + scratch) : parameters + kept + scratch);
+               d = double(config.d_model), h = double(swiglu_hidden);
+  if (swiglu_hidden > 0) return V * d + L * (4 * d * d + 3 * d * h + 2 * d) + d;
+  return V * d + C * d + L * (12 * d * d + 9 * d) + 2 * d;
+}
+
+double MemoryNeed::estimate_bytes() const {
+  const double V = double(config.vocab_size), L = double(config.n_layer), d = double(config.d_model),
+               h = double(swiglu_hidden), B = double(batch), T = double(window);
+  const double parameters = parameter_count();
+  const double per_layer = swiglu_hidden > 0 ? 12 * d + 4 * h : 24 * d;
+  const double kept = B * T * (per_layer * L + 3 * V), scratch = T * T;
+  const double state = (2 + 2 / double(std::max<std::size_t>(1, optimizer_shards))) * parameters;
+  return double(scalar_bytes) * (training ? state + 2 * (kept + scratch) : parameters + kept + scratch);
 }
 
 double physical_memory_bytes() { return double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGE_SIZE)); }

@@ -2,15 +2,18 @@
 // anything is allocated, so that a large --layers or a forged block_size in a model
 // file is refused with the numbers instead of ending in std::bad_alloc.
 //
-// The estimate, in scalars of the model's dtype, for windows of [B, T]:
-//   parameters            P = V d + block d + L (12 d^2 + 13 d) + 2 d
-//   training state        x4 when training (weights, gradients, AdamW's m and v)
-//   a forward's values    B T (24 L d + 3 V): what each layer keeps (projections,
-//                         MLP), then the logits; x2 when training (their gradients)
+// The estimate, in scalars of the model's dtype, for windows of [B, T] (one backward's:
+// in training, one process's rows of the batch divided by --grad-accum):
+//   parameters            GPT:   P = V d + block d + L (12 d^2 + 9 d) + 2 d   (no attention biases)
+//                         Llama: P = V d + L (4 d^2 + 3 d h + 2 d) + d   (SwiGLU width h, no biases)
+//   training state        weights and gradients 2 P, AdamW's m and v 2 P / S (S the
+//                         processes they are sharded over, --shard-optimizer; else 1)
+//   a forward's values    B T (K L + 3 V): what each layer keeps, K = 24 d for a GPT
+//                         (projections, GELU MLP), 12 d + 4 h for a Llama (RMSNorms,
+//                         rotated q and k, SwiGLU's gate, up, silu and product), then the
+//                         logits; x2 when training (their gradients)
 //   attention scratch     T^2, 2 T^2 when training (ops/causal_attention.hpp keeps no
 //                         T x T tensor, but computes through one, two in backward)
-// A Llama of the same sizes is estimated alike: it has no wpe, and its SwiGLU's 3 d
-// swiglu_hidden_size(d) ~ 8 d^2 weights match the GELU MLP's 8 d^2, within a few percent.
 // It is meant to be an upper bound within a small factor of the peak: measured on
 // 2 MB of text, 2 steps, one thread, it is 1.1x (small), 1.7x (medium) and 1.7x (long)
 // the peak RSS.
@@ -30,7 +33,10 @@ struct MemoryNeed {
   std::size_t batch = 1, window = 1;  // B and T of one forward
   bool training = false;
   std::size_t scalar_bytes = 4;  // float 4, double 8
+  std::size_t swiglu_hidden = 0;     // a Llama: its SwiGLU's width h (0: a GPT)
+  std::size_t optimizer_shards = 1;  // training: the processes AdamW's moments are sharded over
 
+  double parameter_count() const;
   double estimate_bytes() const;
 };
 

@@ -11,6 +11,9 @@
 //   require_same_settings  collective, before step 1: every setting that shapes the run
 //                       (named, as text) is rank 0's on every rank, or the job fails
 //                       with one line naming the setting and the two values
+//   sharded_adamw       --shard-optimizer: AdamW keeping this rank's 1/N of the moments
+//                       (dist/sharded_adamw.hpp; one process: nn::AdamW), its gradient
+//                       reduction set up; its state() and load_state() are collective
 //   share_start         rank 0's weights, AdamW moments, step, sampler and elapsed time
 //                       to every rank, and the gradient all-reduce set up (dist/)
 //   set_accumulating    around every backward of a step but the last (--grad-accum)
@@ -28,6 +31,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -61,6 +65,10 @@ class Replicas {
   // disagreeing rank ("rank 1 has --lr 0.001 where rank 0 has 0.5: ..."), unless every
   // rank passes the same settings.
   virtual void require_same_settings(const std::vector<Setting>& /*settings*/) {}
+  virtual std::unique_ptr<tapegrad::nn::Optimizer<float>> sharded_adamw(const LanguageModel<float>& model,
+                                                                        const tapegrad::nn::AdamWOptions& options) {
+    return std::make_unique<tapegrad::nn::AdamW<float>>(model.named_parameters(), options);
+  }
   virtual void share_start(const LanguageModel<float>& /*model*/, tapegrad::nn::Optimizer<float>& /*optimizer*/,
                            TrainState& /*state*/) {}
   virtual void require_gradients_averaged() {}

@@ -1,7 +1,7 @@
 // train_lm/replicas_mpi.cpp — Replicas over MPI (tapegrad/dist), built where CMake finds MPI.
 #include "replicas_mpi.hpp"
 
-#include <tapegrad/dist/data_parallel.hpp>
+#include <tapegrad/dist/sharded_adamw.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -106,6 +106,13 @@ class MpiReplicas final : public Replicas {
     return x;
   }
 
+  std::unique_ptr<tapegrad::nn::Optimizer<float>> sharded_adamw(const LanguageModel<float>& model,
+                                                                const tapegrad::nn::AdamWOptions& options) override {
+    if (comm_.size() == 1) return Replicas::sharded_adamw(model, options);
+    parallel_.emplace(comm_, model.named_parameters(), tapegrad::dist::DataParallel<float>::Options{.shard = true});
+    return std::make_unique<tapegrad::dist::ShardedAdamW<float>>(*parallel_, comm_, options);
+  }
+
   void share_start(const LanguageModel<float>& model, tapegrad::nn::Optimizer<float>& optimizer,
                    TrainState& state) override {
     if (comm_.size() == 1) return;
@@ -116,6 +123,10 @@ class MpiReplicas final : public Replicas {
     std::string sampler = sampler_text.str();
     broadcast_string(comm_, sampler);
     std::istringstream(sampler) >> state.sampler;
+    if (parallel_ && parallel_->sharded()) {  // the moments were scattered as they were loaded
+      parallel_->broadcast_parameters();
+      return;
+    }
     if (state.step > 0) {  // resumed on rank 0: its AdamW moments too
       auto moments = optimizer.state();
       for (auto& [name, m] : moments) comm_.broadcast(std::span<float>(m.data(), m.size()));

@@ -36,7 +36,8 @@ void run_sample(const SampleOptions& options, std::ostream& out) {
   const std::size_t prompt_length = prompt_ids(vocab, options.prompt).size();  // an unknown character fails here
   require_memory({.config = checkpoint.config,
                   .window = std::min(checkpoint.config.block_size, prompt_length + options.sampling.tokens),
-                  .scalar_bytes = io::dtype_size(checkpoint.dtype)},
+                  .scalar_bytes = io::dtype_size(checkpoint.dtype),
+                  .swiglu_hidden = checkpoint.family == Family::llama ? checkpoint.d_hidden : 0},
                  options.checkpoint.string());
   with_model(checkpoint, [&](const auto& model) { stream_sample(model, vocab, options.prompt, sampling, out); });
 }

@@ -63,6 +63,8 @@ struct Plan {
   std::string pair_note;                  // rank 0's: how model.safetensors differs from the state, if it does
   RowRange rows;                          // this rank's rows of each global batch
   std::size_t micro_steps = 1;            // --grad-accum: rows.count / micro_steps rows per backward
+  bool shard_optimizer = false;
+  bool resume = false;
 };
 
 std::size_t count_option(const std::string& name, const std::optional<std::int64_t>& given, std::size_t preset_value,
@@ -154,6 +156,12 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
                      std::to_string(plan.rows.count) + " rows each process computes per step (--batch " +
                      std::to_string(plan.settings.batch) + " over " + std::to_string(replicas.size()) + " process" +
                      (replicas.size() > 1 ? "es)" : ")"));
+  plan.shard_optimizer = o.shard_optimizer;
+  plan.resume = o.resume;
+  if (o.shard_optimizer && plan.settings.optimizer == OptimizerKind::muon)
+    throw UsageError(
+        "--shard-optimizer shards AdamW's moments and does not support --optimizer muon (Muon "
+        "orthogonalises whole matrices, which a shard does not hold)");
   const std::int64_t steps = plan.settings.steps;
   if (o.eval_every) require_positive("--eval-every", *o.eval_every);
   require_positive("--save-every", o.save_every);
@@ -193,9 +201,13 @@ Plan make_plan(const TrainOptions& o, const Replicas& replicas) {
   plan.settings.data_fingerprint = fingerprint(text.bytes);
   plan.settings.data_source = text.source;
   require_memory({.config = plan.settings.model,
-                  .batch = plan.settings.batch,
+                  .batch = plan.rows.count / plan.micro_steps,  // one backward's rows on this process
                   .window = plan.settings.model.block_size,
-                  .training = true},
+                  .training = true,
+                  .swiglu_hidden = plan.settings.family == Family::llama
+                                       ? tapegrad::models::swiglu_hidden_size(plan.settings.model.d_model)
+                                       : 0,
+                  .optimizer_shards = plan.shard_optimizer ? std::size_t(replicas.size()) : 1},
                  "--preset " + o.preset + " with the options given");
 
   if (plan.resume_from) {
@@ -244,7 +256,8 @@ std::vector<Replicas::Setting> run_shape(const TrainOptions& o, const Plan& plan
           {"--stop-after", plan.stop_after ? text(*plan.stop_after) : "none"},
           {"--resume", o.resume ? "yes" : "no"},
           {"--detect-anomaly", plan.detect_anomaly ? "yes" : "no"},
-          {"--grad-accum", text(plan.micro_steps)}};
+          {"--grad-accum", text(plan.micro_steps)},
+          {"--shard-optimizer", plan.shard_optimizer ? "yes" : "no"}};
 }
 
 // One training session: from a fresh model or a resumed state to --steps (or a stop).
@@ -257,7 +270,8 @@ class Session {
         plan_(std::move(plan)),
         out_(out),
         model_(plan_.settings.family, plan_.settings.model, stream_seed(plan_.settings.seed, Stream::init)),
-        optimizer_(make_optimizer(model_, plan_.recipe)),
+        optimizer_(plan_.shard_optimizer ? replicas_.sharded_adamw(model_, plan_.recipe.adamw)
+                                         : make_optimizer(model_, plan_.recipe)),
         progress_(progress, terminal, plan_.settings.steps, plan_.print_every),
         log_(restore_then_open_log()) {
     state_.settings = plan_.settings;
@@ -274,6 +288,7 @@ class Session {
       state_.sampler.seed(stream_seed(plan_.settings.seed, Stream::sampler));
     }
     replicas_.share_start(model_, *optimizer_, state_);
+    describe_optimizer_state();
   }
 
   TrainSummary run() {
@@ -325,7 +340,10 @@ class Session {
   // A resumed run's weights and moments are loaded (and so validated) before the
   // log is cut back to the saved step: a bad state file leaves log.csv untouched.
   TrainLog restore_then_open_log() {
-    if (!replicas_.is_root()) return TrainLog::unwritten();
+    if (!replicas_.is_root()) {
+      if (plan_.resume && plan_.shard_optimizer) optimizer_->load_state({}, 0);  // rank 0's moments, scattered
+      return TrainLog::unwritten();
+    }
     if (!plan_.resume_from) return TrainLog::create(plan_.dir.log());
     load_training_tensors(*plan_.resume_from, model_, *optimizer_);
     return TrainLog::resume(plan_.dir.log(), plan_.resume_from->state.step);
@@ -385,12 +403,28 @@ class Session {
   }
 
   void save(double elapsed_s) {
-    if (!replicas_.is_root()) return replicas_.checkpoint_saved(plan_.dir.dir, state_.step);
+    if (!replicas_.is_root()) {
+      if (plan_.shard_optimizer) optimizer_->state();  // the moments, gathered on rank 0
+      return replicas_.checkpoint_saved(plan_.dir.dir, state_.step);
+    }
     TrainState snapshot = state_;
     snapshot.elapsed_s = elapsed_s;
     save_checkpoint(plan_.dir, model_, *optimizer_, snapshot, plan_.corpus.vocab);
     write_loss_svg();
     replicas_.checkpoint_saved(plan_.dir.dir, state_.step);
+  }
+
+  // Under mpirun: the bytes of optimiser state rank 0 holds, and all ranks together
+  // (--shard-optimizer: about 1/N, and as much as one replica's moments).
+  void describe_optimizer_state() {
+    if (replicas_.size() == 1) return;
+    const std::size_t mine = optimizer_->state_bytes();
+    const double all = replicas_.sum(double(mine));
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "train_lm: optimiser state %zu bytes on rank 0, %.0f on the %d processes together%s", mine, all,
+                  replicas_.size(), plan_.shard_optimizer ? " (sharded)" : " (replicated)");
+    progress_.message(line);
   }
 
   void inject_test_failure() const {

@@ -64,6 +64,9 @@ struct TrainOptions {
   // Micro-batches per optimiser step: each process computes its rows of the global batch
   // in this many backward passes, accumulating the gradient (same update, less memory).
   std::int64_t grad_accum = 1;
+  // Under mpirun: each process keeps AdamW's moments for 1/N of the parameters (ZeRO stage 1:
+  // dist/sharded_adamw.hpp); the same results, the state file as without it.
+  bool shard_optimizer = false;
   // Under mpirun: a collective not complete this many seconds after a rank entered it
   // ends the job (replicas_mpi.hpp); 0 waits forever.
   double collective_timeout_s = 30;

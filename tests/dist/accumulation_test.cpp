@@ -14,6 +14,7 @@
 #include <tapegrad/tapegrad.hpp>
 
 #include "rank_checks.hpp"
+#include "small_gpt.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -24,51 +25,8 @@ using namespace tapegrad;
 
 namespace {
 
+using namespace small_gpt;
 using rank_checks::check;
-
-constexpr std::size_t kVocab = 16, kBlock = 8;
-const models::GPTConfig kConfig{.vocab_size = kVocab, .block_size = kBlock, .n_layer = 2, .n_head = 2, .d_model = 32};
-
-// Rows [first, first + count) of `all`.
-Ids rows(const Ids& all, std::size_t first, std::size_t count) {
-  Ids part = Ids::from_shape({count, kBlock});
-  std::copy_n(all.data() + first * kBlock, count * kBlock, part.data());
-  return part;
-}
-
-// The largest |a - b| over every tensor, each divided by max(1, the tensor's largest |a|).
-template <class T>
-double largest_difference(const NamedTensors<T>& a, const NamedTensors<T>& b) {
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto& x = a[i].second.value();
-    const auto& y = b[i].second.value();
-    double scale = 1, diff = 0;
-    for (std::size_t k = 0; k < x.size(); ++k) {
-      scale = std::max(scale, std::abs(double(x.data()[k])));
-      diff = std::max(diff, std::abs(double(x.data()[k]) - double(y.data()[k])));
-    }
-    worst = std::max(worst, diff / scale);
-  }
-  return worst;
-}
-
-struct Batches {
-  std::vector<Ids> inputs, targets;  // one global batch per step
-};
-
-Batches random_batches(std::size_t steps, std::size_t batch) {
-  std::mt19937_64 rng(11);  // the same on every rank
-  std::uniform_int_distribution<std::int64_t> token(0, kVocab - 1);
-  Batches b;
-  for (std::size_t s = 0; s < steps; ++s) {
-    b.inputs.push_back(Ids::from_shape({batch, kBlock}));
-    b.targets.push_back(Ids::from_shape({batch, kBlock}));
-    for (auto& t : b.inputs.back()) t = token(rng);
-    for (auto& t : b.targets.back()) t = token(rng);
-  }
-  return b;
-}
 
 // Two steps of `model` on rows [first, first + micro_steps * rows_each) of each batch, in
 // micro_steps micro-batches; before_backward(k) as nn::train_step's.
@@ -90,7 +48,7 @@ void train(models::GPT<T>& model, const Batches& data, std::size_t first, std::s
 
 template <class T>
 void one_process(double limit, const char* type) {
-  const Batches data = random_batches(2, 8);
+  const Batches data = random_batches(2, 8, 11);
   models::GPT<T> whole(kConfig, 3), accumulated(kConfig, 3);
   train(whole, data, 0, 1, 8, [](std::size_t) {});
   train(accumulated, data, 0, 4, 2, [](std::size_t) {});
@@ -114,7 +72,7 @@ int main() {
   one_process<float>(1e-6, "float");
 
   const std::size_t micro_steps = 3, rows_each = 2, per_rank = micro_steps * rows_each;
-  const Batches data = random_batches(2, per_rank * std::size_t(comm.size()));
+  const Batches data = random_batches(2, per_rank * std::size_t(comm.size()), 11);
   models::GPT<float> alone(kConfig, 3), parallel_model(kConfig, 3);
   train(alone, data, 0, 1, per_rank * std::size_t(comm.size()), [](std::size_t) {});
 

@@ -20,6 +20,21 @@
 #   settings       rank 1 is given another --preset, --steps, --eval-every, --lr, --batch or
 #                  --seed than rank 0: each time the job fails before step 1, within the
 #                  timeout, with one line naming the option and both values, and writes nothing
+#   shard          --shard-optimizer against replicated AdamW, -np 2 (batch 4) and -np 3 (batch 6,
+#                  shards of unequal length): losses and weights within 1e-6 (the state file's
+#                  moments 1e-5: the gradients' sums over the ranks are taken in another order); rank 0
+#                  holds 1/N of the replicated moments' bytes and the ranks together all of them;
+#                  --threads 2 the same bits as 1; with --grad-accum 2 within 1e-6 of the replicated run
+#   shard_resume   a sharded -np 2 checkpoint at step 25: resumed by -np 2 sharded, bit for bit the
+#                  uninterrupted run; rewritten by one process and by -np 3 sharded (resumed with
+#                  --steps 25), the same state bit for bit; resumed to 50 by -np 3 sharded and by -np 3
+#                  replicated, within 1e-6 of each other (moments 1e-5); a replicated -np 2 checkpoint resumed
+#                  by -np 3 sharded, within 1e-6 of the sharded one resumed alike; by one process, the same run
+#   shard_errors   rank 1 without --shard-optimizer where rank 0 has it: one line naming the option,
+#                  before step 1; --shard-optimizer with --optimizer muon: one clear error
+#   shard_bytes    the bytes sent per step (all ranks, TCP over the loopback of a network namespace
+#                  of its own: root only, else skipped), -np 2 and -np 3: sharded within 5% of the
+#                  all-reduce's; per step = the difference between a 30-step and a 10-step run
 # mpirun is given --oversubscribe (CI has 2 cores); running as root needs
 # OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM), which the ctest entry sets.
 set -uo pipefail
@@ -165,6 +180,123 @@ settings)
 --batch 4 6
 --seed 3 4
 EOF_CASES
+  ;;
+shard)
+  state_bytes() {  # state_bytes FILE: rank 0's and all ranks' optimiser state bytes, from rank 0's line
+    sed -n 's/^train_lm: optimiser state \([0-9]*\) bytes on rank 0, \([0-9]*\) on the .*/\1 \2/p' "$1"
+  }
+  for n in 2 3; do
+    batch=$((n == 2 ? 4 : 6))
+    mpi "$n" "$bin" "${tiny[@]}" --batch "$batch" --out "$work/replicated$n" 2>"$work/err$n" || fail "-np $n: $(cat "$work/err$n")"
+    mpi "$n" "$bin" "${tiny[@]}" --batch "$batch" --shard-optimizer --out "$work/sharded$n" 2>"$work/sharded_err$n" \
+      || fail "-np $n --shard-optimizer: $(cat "$work/sharded_err$n")"
+    report=$("$compare" "$work/replicated$n" "$work/sharded$n" --limit 1e-6 --state-limit 1e-5) \
+      || fail "-np $n --shard-optimizer against replicated: $report"
+    echo "-np $n, sharded against replicated: $report"
+    read -r replicated_rank0 replicated_all < <(state_bytes "$work/err$n")
+    read -r sharded_rank0 sharded_all < <(state_bytes "$work/sharded_err$n")
+    [ -n "${replicated_rank0:-}" ] && [ -n "${sharded_rank0:-}" ] || { fail "-np $n: no optimiser state line"; continue; }
+    [ "$replicated_all" -eq $((n * replicated_rank0)) ] || fail "-np $n replicated: $replicated_all bytes in all, not $n x $replicated_rank0"
+    [ "$sharded_all" -eq "$replicated_rank0" ] \
+      || fail "-np $n sharded: the ranks hold $sharded_all bytes together, one replica $replicated_rank0"
+    awk -v s="$sharded_rank0" -v r="$replicated_rank0" -v n="$n" 'BEGIN { d = s * n - r; exit !((d < 0 ? -d : d) <= 0.001 * r) }' \
+      || fail "-np $n sharded: rank 0 holds $sharded_rank0 bytes, not 1/$n of $replicated_rank0"
+    echo "-np $n: optimiser state on rank 0: replicated $replicated_rank0 bytes, sharded $sharded_rank0"
+  done
+  threads2=("${tiny[@]}")
+  threads2[12]=2  # train --data F --preset tiny --steps 50 --eval-every 10 --save-every 10 --threads N
+  mpi 3 "$bin" "${threads2[@]}" --batch 6 --shard-optimizer --out "$work/threads2" 2>"$work/err" || fail "--threads 2: $(cat "$work/err")"
+  report=$("$compare" "$work/sharded3" "$work/threads2" --limit 0 --state) || fail "-np 3 sharded, --threads 2 against 1: $report"
+  echo "-np 3 sharded, --threads 2 against 1: $report"
+  mpi 2 "$bin" "${tiny[@]}" --batch 8 --grad-accum 2 --out "$work/accumulated" 2>"$work/err" || fail "--grad-accum 2: $(cat "$work/err")"
+  mpi 2 "$bin" "${tiny[@]}" --batch 8 --grad-accum 2 --shard-optimizer --out "$work/accumulated_sharded" 2>"$work/err" \
+    || fail "--grad-accum 2 --shard-optimizer: $(cat "$work/err")"
+  report=$("$compare" "$work/accumulated" "$work/accumulated_sharded" --limit 1e-6 --state-limit 1e-5) \
+    || fail "-np 2 --grad-accum 2, sharded against replicated: $report"
+  echo "-np 2 --grad-accum 2, sharded against replicated: $report"
+  ;;
+shard_resume)
+  sharded=("${tiny[@]}" --batch 6 --shard-optimizer)
+  mpi 2 "$bin" "${sharded[@]}" --out "$work/straight" 2>"$work/err" || fail "-np 2 sharded: $(cat "$work/err")"
+  mpi 2 "$bin" "${sharded[@]}" --stop-after 25 --out "$work/at25" 2>"$work/err" || fail "-np 2 sharded to 25: $(cat "$work/err")"
+  mpi 2 "$bin" "${tiny[@]}" --batch 6 --stop-after 25 --out "$work/replicated_at25" 2>"$work/err" \
+    || fail "-np 2 replicated to 25: $(cat "$work/err")"
+  for copy in same rewritten1 rewritten3 sharded3 replicated3 one; do cp -r "$work/at25" "$work/$copy"; done
+  cp -r "$work/replicated_at25" "$work/from_replicated3"
+  same() {  # same WHAT DIR_A DIR_B [compare_runs options]
+    local what=$1 report
+    shift
+    report=$("$compare" "$@") || fail "$what: $report"
+    echo "$what: $report"
+  }
+  mpi 2 "$bin" "${sharded[@]}" --resume --out "$work/same" 2>"$work/err" || fail "-np 2 sharded --resume: $(cat "$work/err")"
+  same "-np 2 sharded, resumed at 25, against uninterrupted" "$work/straight" "$work/same" --limit 0 --state
+  to25=("${sharded[@]}")
+  to25[6]=25  # train --data F --preset tiny --steps N: a finished run, which --resume saves again at once
+  touch -d 2000-01-01 "$work/rewritten1/state.safetensors" "$work/rewritten3/state.safetensors"
+  "$bin" "${to25[@]}" --resume --out "$work/rewritten1" 2>"$work/err" || fail "one process --steps 25: $(cat "$work/err")"
+  mpi 3 "$bin" "${to25[@]}" --resume --out "$work/rewritten3" 2>"$work/err" || fail "-np 3 --steps 25: $(cat "$work/err")"
+  grep -q "resuming .* at step 25" "$work/err" || fail "-np 3 --steps 25 --resume did not resume at step 25: $(cat "$work/err")"
+  for rewritten in rewritten1 rewritten3; do
+    [ "$work/$rewritten/state.safetensors" -nt "$work/at25/state.safetensors" ] || fail "$rewritten: the state was not written again"
+  done
+  same "the -np 2 sharded state, rewritten by one process" "$work/at25" "$work/rewritten1" --limit 0 --state
+  same "the -np 2 sharded state, rewritten by -np 3 sharded" "$work/at25" "$work/rewritten3" --limit 0 --state
+  mpi 3 "$bin" "${sharded[@]}" --resume --out "$work/sharded3" 2>"$work/err" || fail "-np 3 sharded --resume: $(cat "$work/err")"
+  mpi 3 "$bin" "${tiny[@]}" --batch 6 --resume --out "$work/replicated3" 2>"$work/err" || fail "-np 3 replicated --resume: $(cat "$work/err")"
+  same "from the sharded checkpoint: -np 3 sharded against -np 3 replicated" "$work/replicated3" "$work/sharded3" --limit 1e-6 --state-limit 1e-5
+  mpi 3 "$bin" "${sharded[@]}" --resume --out "$work/from_replicated3" 2>"$work/err" || fail "-np 3 sharded from replicated: $(cat "$work/err")"
+  same "-np 3 sharded: from the replicated checkpoint against from the sharded one" "$work/sharded3" "$work/from_replicated3" --limit 1e-6 --state-limit 1e-5
+  "$bin" "${tiny[@]}" --batch 6 --resume --out "$work/one" 2>"$work/err" || fail "one process --resume: $(cat "$work/err")"
+  same "one process resumed from the sharded checkpoint, against -np 2 sharded throughout" "$work/straight" "$work/one"
+  ;;
+shard_errors)
+  args=(train --data "$work/text.txt" --preset tiny --steps 5 --batch 4 --threads 1 --no-sample --out "$work/dist")
+  mpi 1 "$bin" "${args[@]}" --shard-optimizer : -np 1 "$bin" "${args[@]}" </dev/null >"$work/out" 2>"$work/err"
+  status=$?
+  [ "$status" -ne 0 ] && [ "$status" -ne 124 ] || fail "ranks disagreeing on --shard-optimizer: exit $status"
+  [ "$(grep -c "^train_lm train: error: rank 1: --shard-optimizer no differs from rank 0's yes; every process" "$work/err")" -eq 1 ] \
+    || fail "ranks disagreeing on --shard-optimizer: not one line naming it: $(cat "$work/err")"
+  [ "$(grep -c "^train_lm" "$work/err")" -eq 1 ] || fail "ranks disagreeing on --shard-optimizer: more than one message: $(cat "$work/err")"
+  [ -e "$work/dist" ] && fail "ranks disagreeing on --shard-optimizer: --out was created"
+  echo "ranks disagreeing: exit $status: $(grep "^train_lm" "$work/err")"
+  mpi 2 "$bin" "${args[@]}" --shard-optimizer --optimizer muon </dev/null >"$work/out" 2>"$work/err" && fail "--shard-optimizer with Muon: exit 0"
+  [ "$(grep -c "^train_lm train: error: --shard-optimizer shards AdamW's moments and does not support --optimizer muon" "$work/err")" -eq 1 ] \
+    || fail "--shard-optimizer with Muon: not one clear error: $(cat "$work/err")"
+  echo "Muon: $(grep "^train_lm" "$work/err")"
+  ;;
+shard_bytes)
+  [ "$(id -u)" -eq 0 ] || { echo "SKIP: shard_bytes needs root (a network namespace of its own)" >&2; exit 77; }
+  command -v unshare >/dev/null && command -v ip >/dev/null || { echo "SKIP: shard_bytes needs unshare and ip" >&2; exit 77; }
+  # Runs in a fresh network namespace: its loopback carries this job's TCP alone.
+  cat >"$work/count.sh" <<'EOF_COUNT'
+set -u
+bin=$1 text=$2 out=$3
+ip link set lo up || exit 77
+sent() { awk -F'[: ]+' '/ lo:/ { print $11 }' /proc/net/dev; }
+for n in 2 3; do
+  for mode in replicated sharded; do
+    for steps in 10 30; do
+      rm -rf "$out"
+      before=$(sent)
+      timeout 120 mpirun --oversubscribe -np "$n" --mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include lo         --mca oob_tcp_if_include lo "$bin" train --data "$text" --preset tiny --steps "$steps" --batch 6         --eval-every 1000 --save-every 1000 --threads 1 --no-sample --out "$out"         $([ "$mode" = sharded ] && echo --shard-optimizer) >/dev/null 2>"$out.err" || { cat "$out.err" >&2; exit 1; }
+      echo "$n $mode $steps $(($(sent) - before))"
+    done
+  done
+done
+EOF_COUNT
+  unshare -n bash "$work/count.sh" "$bin" "$work/text.txt" "$work/run" >"$work/bytes"
+  status=$?
+  [ "$status" -eq 77 ] && { echo "SKIP: cannot bring up a namespace's loopback here" >&2; exit 77; }
+  [ "$status" -eq 0 ] || fail "the counting runs failed (exit $status)"
+  for n in 2 3; do
+    per_step() { awk -v n="$n" -v m="$1" '$1 == n && $2 == m { b[$3] = $4 } END { printf "%d", (b[30] - b[10]) / 20 }' "$work/bytes"; }
+    all_reduce_bytes=$(per_step replicated)
+    sharded_bytes=$(per_step sharded)
+    echo "-np $n: bytes sent per step, all ranks: all-reduce $all_reduce_bytes, sharded $sharded_bytes"
+    awk -v r="$all_reduce_bytes" -v s="$sharded_bytes" 'BEGIN { d = s - r; exit !(r > 100000 && (d < 0 ? -d : d) <= 0.05 * r) }' \
+      || fail "-np $n: the sharded step sends $sharded_bytes bytes, the all-reduce's $all_reduce_bytes"
+  done
   ;;
 *)
   echo "mpi_test.sh: unknown case '$case'" >&2

@@ -806,26 +806,46 @@ TEST_CASE("train_lm: the shortest text make_corpus accepts is the minimum its er
   }
 }
 
+// RLIMIT_AS lowered to what the process maps now plus 1 GiB (under a sanitizer that is
+// many terabytes of shadow memory, which the limit then sits just above) until restore()
+// or the end of the scope; lowered() is false when the limit was lower already.
+class LowerAddressSpace {
+ public:
+  LowerAddressSpace() {
+    REQUIRE(::getrlimit(RLIMIT_AS, &saved_) == 0);
+    std::ifstream statm("/proc/self/statm");
+    double pages = 0;
+    statm >> pages;
+    const rlim_t lowered_to = rlim_t(pages) * rlim_t(::sysconf(_SC_PAGE_SIZE)) + (rlim_t{1} << 30);
+    if (saved_.rlim_cur != RLIM_INFINITY && saved_.rlim_cur < lowered_to) return;
+    const rlimit lowered{lowered_to, saved_.rlim_max};
+    REQUIRE(::setrlimit(RLIMIT_AS, &lowered) == 0);
+    lowered_ = true;
+  }
+  LowerAddressSpace(const LowerAddressSpace&) = delete;
+  LowerAddressSpace& operator=(const LowerAddressSpace&) = delete;
+  ~LowerAddressSpace() { restore(); }
+  bool lowered() const { return lowered_; }
+  void restore() {
+    if (lowered_) ::setrlimit(RLIMIT_AS, &saved_);
+    lowered_ = false;
+  }
+
+ private:
+  rlimit saved_{};
+  bool lowered_ = false;
+};
+
 TEST_CASE("train_lm: the memory estimate is compared with the address-space limit too, and names it") {
-  // Lowered to what the process maps now plus 1 GiB (under a sanitizer that is many
-  // terabytes of shadow memory, which the limit then sits just above), restored after.
-  rlimit saved{};
-  REQUIRE(::getrlimit(RLIMIT_AS, &saved) == 0);
-  std::ifstream statm("/proc/self/statm");
-  double pages = 0;
-  statm >> pages;
-  const rlim_t mapped = rlim_t(pages) * rlim_t(::sysconf(_SC_PAGE_SIZE));
-  const rlim_t lowered_to = mapped + (rlim_t{1} << 30);
-  if (saved.rlim_cur != RLIM_INFINITY && saved.rlim_cur < lowered_to) return;  // already lower: nothing to lower
-  const rlimit lowered{lowered_to, saved.rlim_max};
-  REQUIRE(::setrlimit(RLIMIT_AS, &lowered) == 0);
+  LowerAddressSpace limit;
+  if (!limit.lowered()) return;  // already lower: nothing to lower
   const GPTConfig big{.vocab_size = 65, .block_size = 256, .n_layer = 8, .n_head = 8, .d_model = 512};
   const std::string error =
       error_of([&] { require_memory({.config = big, .batch = 64, .window = 256, .training = true}, "test"); });
   const std::string small = error_of([&] {
     require_memory({.config = {.vocab_size = 65, .block_size = 8, .n_layer = 1, .n_head = 1, .d_model = 8}}, "test");
   });
-  ::setrlimit(RLIMIT_AS, &saved);
+  limit.restore();
   INFO(error);
   CHECK(error.find("need an estimated ") != std::string::npos);
   CHECK(error.find("this process may still use under its address-space limit (RLIMIT_AS, ulimit -v) of ") !=
@@ -897,4 +917,33 @@ TEST_CASE("train_lm presets: each is found by its name, and the timed speedrun e
   const TrainPreset& speedrun = find_train_preset("speedrun");
   CHECK(speedrun.eval_every >= speedrun.steps);
   CHECK_THROWS_AS(find_train_preset("speedrun-12s"), tapegrad::ConfigError);
+}
+
+TEST_CASE("train_lm: the memory estimate counts each family's parameters as the model has them") {
+  const GPTConfig config{.vocab_size = 65, .block_size = 16, .n_layer = 2, .n_head = 2, .d_model = 48};
+  const std::size_t hidden = tapegrad::models::swiglu_hidden_size(config.d_model);
+  const LanguageModel<float> gpt(Family::gpt, config, 1), llama(Family::llama, config, 1, hidden);
+  CHECK(MemoryNeed{.config = config}.parameter_count() == double(gpt.parameter_count()));
+  CHECK(MemoryNeed{.config = config, .swiglu_hidden = hidden}.parameter_count() == double(llama.parameter_count()));
+  // Training state: weights and gradients, and 1/S of AdamW's two moments.
+  const MemoryNeed replicated{.config = config, .training = true},
+      sharded{.config = config, .training = true, .optimizer_shards = 4};
+  CHECK(replicated.estimate_bytes() - sharded.estimate_bytes() == 4 * 1.5 * double(gpt.parameter_count()));
+}
+
+TEST_CASE("train_lm: train's memory check is for one backward's rows: the batch over --grad-accum") {
+  // A model that does not fit under the lowered limit even in micro-batches, so the
+  // message says which windows it estimated.
+  TempDir dir;
+  TrainOptions o;
+  o.preset = "tiny";
+  o.out = dir / "run";
+  o.layers = 8, o.dim = 512, o.heads = 8, o.block = 256, o.batch = 256, o.grad_accum = 4;
+  LowerAddressSpace limit;
+  if (!limit.lowered()) return;  // already lower: nothing to lower
+  const std::string error = error_of([&] { run_quietly(o); });
+  limit.restore();
+  INFO(error);
+  CHECK(error.find("with windows of batch 64 x 256 need an estimated ") != std::string::npos);
+  CHECK(!fs::exists(dir / "run"));
 }

@@ -16,7 +16,8 @@
 //   abort                  ends the whole job with an exit code (MPI_Abort).
 //   set_deadline           a collective that has not completed `seconds` after this rank
 //                          entered it ends the job (see "Deadline" below).
-//   wait                   waits for a request of a non-blocking collective, against the deadline.
+//   wait                   waits for a request of a non-blocking collective, against the deadline;
+//   wait_for               the same for a condition (a collective made of point-to-point steps).
 //   host(rank)             the host name a rank runs on.
 //
 // Deadline. Every collective here is non-blocking underneath (MPI_Ibcast, MPI_Iallreduce,
@@ -184,17 +185,27 @@ class Communicator {
       check(MPI_Wait(&request, MPI_STATUS_IGNORE), "MPI_Wait");
       return;
     }
+    wait_for(
+        [&] {
+      int done = 0;
+      check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      return done != 0;
+        },
+        what);
+  }
+  // Calls `done` (which tests requests, and may start more) until it returns true, against
+  // the deadline as wait() does.
+  template <class Done>
+  void wait_for(Done&& done, const std::string& what) const {
     using Clock = std::chrono::steady_clock;
     const auto start = Clock::now();
     const auto deadline =
         start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline_s_));
     for (unsigned polls = 1;; ++polls) {
-      int done = 0;
-      check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
-      if (done) return;
+      if (done()) return;
       if (polls % 64 != 0) continue;  // the clock every 64 polls
       const auto now = Clock::now();
-      if (now > deadline) stalled(what);
+      if (deadline_s_ > 0 && now > deadline) stalled(what);
       // Past the first millisecond the others are late: poll less, so that a waiting
       // rank leaves the CPU to the ones still working (MPI_Wait yields too, when oversubscribed).
       if (now - start > std::chrono::milliseconds(1)) std::this_thread::sleep_for(std::chrono::microseconds(20));

@@ -16,7 +16,10 @@
 // (embedding tables and weight matrices), never to biases or LayerNorm gains.
 //
 // A training step puts them together: nn::train_step (train_step.hpp), with the
-// contract's recipe in nn::Recipe.
+// contract's recipe in nn::Recipe. It clips through the optimiser (clip_gradients), so
+// that an optimiser holding part of the gradients (dist/sharded_adamw.hpp) can clip them
+// with the global norm; state(), load_state() and clip_gradients() of such an optimiser
+// are collective (every process of the job calls them).
 #pragma once
 
 #include "../core/error.hpp"
@@ -50,6 +53,10 @@ NamedTensors<T> without_tied(const NamedTensors<T>& params) {
   }
   return distinct;
 }
+
+// Global gradient-norm clipping, below.
+template <class T>
+T clip_grad_norm(const NamedTensors<T>& params, T max_norm, const Context& ctx = {});
 
 // ---------------------------------------------------------------------------
 // Shared plumbing: the parameter list, per-parameter state buffers by name, the
@@ -89,7 +96,7 @@ class Optimizer {
 
   // A snapshot (copies) of every state buffer, named "<slot>.<parameter name>",
   // slot-major in parameter order. Save it together with step_count().
-  NamedTensors<T> state() const {
+  virtual NamedTensors<T> state() const {
     NamedTensors<T> out;
     for (std::size_t s = 0; s < slots_.size(); ++s)
       for (std::size_t i = 0; i < params_.size(); ++i)
@@ -105,7 +112,38 @@ class Optimizer {
   // value must be finite (and >= 0 in a slot that holds squares, as AdamW's "v"); the
   // step count in [0, 2^53]. Everything is checked before anything changes: a corrupt
   // state is a FormatError naming the buffer, the index and the value.
-  void load_state(const NamedTensors<T>& state, std::int64_t step_count) {
+  virtual void load_state(const NamedTensors<T>& state, std::int64_t step_count) {
+    const auto found = checked_state(state, step_count);
+    for (std::size_t s = 0; s < slots_.size(); ++s)
+      for (std::size_t i = 0; i < params_.size(); ++i) {
+        if (!holds(s, i)) continue;
+        const T* src = found[s][i]->data();
+        T* dst = buffers_[s][i].data();
+        for (std::size_t k = 0, n = buffers_[s][i].size(); k < n; ++k) dst[k] = src[k];
+      }
+    step_ = step_count;
+  }
+
+  // Clip the global norm of the gradients the update uses to `max_norm` as clip_grad_norm
+  // does, and return the norm before clipping.
+  virtual T clip_gradients(T max_norm, const Context& context = {}) {
+    return clip_grad_norm(params_, max_norm, context);
+  }
+
+  // Bytes of state this process holds (the buffers state() names; a sharded optimiser:
+  // its share of them).
+  virtual std::size_t state_bytes() const {
+    std::size_t bytes = 0;
+    for (const auto& slot : buffers_)
+      for (const auto& b : slot) bytes += b.size() * sizeof(T);
+    return bytes;
+  }
+
+ protected:
+  // load_state's checks (see there) of `state`: for each slot and parameter held, the
+  // tensor given for it. Throws FormatError before anything changes.
+  std::vector<std::vector<const Tensor<T>*>> checked_state(const NamedTensors<T>& state,
+                                                           std::int64_t step_count) const {
     const std::string where = kind_ + "::load_state: ";
     if (step_count < 0 || step_count > max_step_count)
       throw FormatError(where + "step count must be in [0, 2^53], got " + std::to_string(step_count));
@@ -131,25 +169,19 @@ class Optimizer {
     for (std::size_t s = 0; s < slots_.size(); ++s)
       for (std::size_t i = 0; i < params_.size(); ++i)
         if (holds(s, i) && !found[s][i]) throw FormatError(where + "missing state '" + state_name(s, i) + "'");
-    // All checked: commit.
-    for (std::size_t s = 0; s < slots_.size(); ++s)
-      for (std::size_t i = 0; i < params_.size(); ++i) {
-        if (!holds(s, i)) continue;
-        const T* src = found[s][i]->data();
-        T* dst = buffers_[s][i].data();
-        for (std::size_t k = 0, n = buffers_[s][i].size(); k < n; ++k) dst[k] = src[k];
-      }
-    step_ = step_count;
+    return found;
   }
 
- protected:
   // `kind` names the optimiser in errors; `slots` are the per-parameter buffers
   // it keeps (zero-initialised, shaped like the parameter); `non_negative_slots`
   // those of them whose values can never be negative (load_state checks it).
   // `slot_holds(slot, parameter)` says which parameters have a buffer in a slot (default: all).
+  // `allocate` false: the slots are named (state names, checked_state) but hold no buffer:
+  // the derived class keeps the values its own way (and overrides state, load_state, state_bytes).
   using SlotFilter = std::function<bool(const std::string& slot, const Tensor<T>& parameter)>;
   Optimizer(std::string kind, const NamedTensors<T>& params, double lr, std::vector<std::string> slots,
-            const std::vector<std::string>& non_negative_slots = {}, const SlotFilter& slot_holds = {})
+            const std::vector<std::string>& non_negative_slots = {}, const SlotFilter& slot_holds = {},
+            bool allocate = true)
       : kind_(std::move(kind)), slots_(std::move(slots)) {
     for (const auto& slot : slots_)
       non_negative_.push_back(std::find(non_negative_slots.begin(), non_negative_slots.end(), slot) !=
@@ -171,7 +203,7 @@ class Optimizer {
           held_[s][i] = false;
           continue;
         }
-        buffers_[s].emplace_back(xt::zeros<T>(params_[i].second.shape()));
+        buffers_[s].emplace_back(allocate ? Array<T>(xt::zeros<T>(params_[i].second.shape())) : Array<T>());
         index_.emplace(state_name(s, i), std::pair{s, i});
       }
   }
@@ -181,6 +213,7 @@ class Optimizer {
 
   // Start a step: advance the counter and return the new count t (1 on the first step).
   std::int64_t begin_step() { return ++step_; }
+  void set_step_count(std::int64_t step_count) { step_ = step_count; }
 
   // Parameter i's value, its gradient and their length, as flat arrays.
   struct FlatParameter {
@@ -205,10 +238,10 @@ class Optimizer {
   bool decayed(std::size_t i) const { return params_[i].second.dim() == 2; }
   std::size_t parameter_count() const { return params_.size(); }
   const std::string& kind() const { return kind_; }
+  std::string state_name(std::size_t s, std::size_t i) const { return slots_[s] + "." + params_[i].first; }
+  std::size_t slot_count() const { return slots_.size(); }
 
  private:
-  std::string state_name(std::size_t s, std::size_t i) const { return slots_[s] + "." + params_[i].first; }
-
   std::string kind_;
   std::vector<std::string> slots_;
   std::vector<bool> non_negative_;  // per slot
@@ -361,7 +394,7 @@ class SGD final : public Optimizer<T> {
 // is returned as is and the gradients are left alone, so the caller can skip the step.
 // Runs on ctx's threads; each tensor's sum is per-block partials added in block order.
 template <class T>
-T clip_grad_norm(const NamedTensors<T>& params, T max_norm, const Context& ctx = {}) {
+T clip_grad_norm(const NamedTensors<T>& params, T max_norm, const Context& ctx) {
   if (!(max_norm > 0)) throw ConfigError("clip_grad_norm: max_norm must be > 0");
   std::vector<Tensor<T>> grads;
   for (const auto& [name, p] : without_tied(params))

@@ -69,7 +69,7 @@ StepResult train_step(Optimizer<T>& opt, double lr, double clip_norm, LossFn&& l
   result.loss = double(value.item());
   if (!std::isfinite(result.loss)) return result;
   tape.backward(value);
-  result.grad_norm = double(clip_grad_norm(opt.parameters(), T(clip_norm), context));
+  result.grad_norm = double(opt.clip_gradients(T(clip_norm), context));
   if (!std::isfinite(result.grad_norm)) return result;
   opt.step(lr, context);
   result.updated = true;
@@ -103,7 +103,7 @@ StepResult train_step(Optimizer<T>& opt, double lr, double clip_norm, std::size_
     std::fill_n(seed.data(), seed.size(), T(1) / T(micro_steps));
     tape.backward(value, seed);
   }
-  result.grad_norm = double(clip_grad_norm(opt.parameters(), T(clip_norm), context));
+  result.grad_norm = double(opt.clip_gradients(T(clip_norm), context));
   if (!std::isfinite(result.grad_norm)) return result;
   opt.step(lr, context);
   result.updated = true;
