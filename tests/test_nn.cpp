@@ -118,7 +118,7 @@ TEST_CASE("nn: a shape-only construction allocates and draws nothing") {
                        StateError);
 }
 
-TEST_CASE("nn: modules built from an Rng hold values; a shape-only build elsewhere does not change that") {
+TEST_CASE("nn: modules built from an Rng hold values, and a shape-only build elsewhere does not change that") {
   Rng rng(1);
   const Rng before = rng;
   {
