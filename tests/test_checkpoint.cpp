@@ -77,7 +77,7 @@ TEST_CASE("checkpoint: a GPT whose blocks are checkpointed trains bit-identicall
   }
 }
 
-TEST_CASE("checkpoint: the tape keeps one node in place of the ops of each block") {
+TEST_CASE("checkpoint: the tape keeps one node in place of the ops of each block but the last") {
   GPT<float> model({.vocab_size = 13, .block_size = 8, .n_layer = 3, .n_head = 2, .d_model = 8}, 1);
   std::mt19937_64 rng(1);
   const Batch b = random_batch(2, 8, 13, rng);
@@ -89,9 +89,10 @@ TEST_CASE("checkpoint: the tape keeps one node in place of the ops of each block
   Tape tape;
   model.loss(tape, b.inputs, b.targets);
   const auto names = tape.op_names();
-  CHECK(std::count(names.begin(), names.end(), "checkpoint") == 3);
+  // Every block but the last (its backward follows its forward at once: nothing to save).
+  CHECK(std::count(names.begin(), names.end(), "checkpoint") == 2);
   CHECK(one_block.size() > 10);
-  CHECK(tape.size() == plain.size() - 3 * one_block.size() + 3);
+  CHECK(tape.size() == plain.size() - 2 * one_block.size() + 2);
 }
 
 TEST_CASE("checkpoint: a parameter inside a checkpointed block gets its gradient-final hook once the block is replayed, "

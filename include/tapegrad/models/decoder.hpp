@@ -85,8 +85,10 @@ std::size_t decoder_start(const char* model, const Ids& idx, std::size_t n_layer
 // keeps one (B, T, d) input per block, backward runs the block again; gradients bit-identical).
 template <class T, class Blocks>
 Tensor<T> run_blocks(Tape& tape, const Blocks& h, Tensor<T> x, nn::KVCache<T>* cache, bool checkpoint_blocks) {
+  // The last block is never checkpointed: its backward runs right after its forward, so a
+  // replay would rebuild the same activations at the same peak for nothing.
   for (std::size_t i = 0; i < h.size(); ++i)  // (B, T, d)
-    x = checkpoint_blocks && !cache
+    x = checkpoint_blocks && !cache && i + 1 < h.size()
             ? checkpoint(
                   tape, [block = &h[i]](Tape& t, const Tensor<T>& in) { return block->forward(t, in, nullptr); }, x)
             : h[i].forward(tape, x, cache ? &cache->layer(i) : nullptr);
