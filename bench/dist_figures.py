@@ -10,6 +10,7 @@ Prints the tables as Markdown; --update FILE replaces what lies between the line
 import argparse
 import datetime
 import json
+import os
 import platform
 import re
 
@@ -23,8 +24,22 @@ def mode(row):
     return text + (f", --grad-accum {accum}" if accum > 1 else "")
 
 
+def cpu_name():
+    """The CPU's model name, CPUID family and model, and core count, from /proc/cpuinfo."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or "an unknown CPU"
+    return (f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, "
+            f"{os.cpu_count()} cores)")
+
+
 def tables(rows, command):
-    out = [f"Measured with `{command}` on {platform.node()}, "
+    out = [f"Measured with `{command}` on {platform.node()}, {cpu_name()}, "
            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
     two = [r for r in rows if r.get("layout", "").startswith("two hosts")]
     if two:
