@@ -356,11 +356,15 @@ TEST_CASE("vecmath: the small-matrix GEMM matches a double-precision GEMM for ev
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> uniform(-1.f, 1.f);
   int cases = 0;
-  for (const auto& [M, N, K] :
+  for (const auto& shape :
        {std::array<std::size_t, 3>{1, 1, 1}, {32, 32, 8}, {32, 8, 32}, {5, 17, 3}, {7, 33, 9}, {16, 64, 16}})
     for (const bool ta : {false, true})
       for (const bool tb : {false, true})
-        for (const auto& [alpha, beta] : {std::pair{1.f, 0.f}, {0.25f, 1.f}, {-2.f, 0.5f}}) {
+        for (const auto& scales : {std::pair{1.f, 0.f}, {0.25f, 1.f}, {-2.f, 0.5f}}) {
+          // Plain variables, not structured bindings: INFO captures them in a lambda, which
+          // clang 14 (the sanitizer build's compiler) refuses for bindings.
+          const std::size_t M = shape[0], N = shape[1], K = shape[2];
+          const float alpha = scales.first, beta = scales.second;
           INFO(M << "x" << N << "x" << K << " ta " << ta << " tb " << tb << " alpha " << alpha << " beta " << beta);
           REQUIRE(vec::is_small_gemm(M, N, K));
           // A, B and C stored with leading dimensions wider than the matrices (a GEMM on a sub-block).
