@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets of fuzz/ with clang, AddressSanitizer and
 # UndefinedBehaviorSanitizer (-fno-sanitize-recover=all) in ./build-fuzz, then, for
 # each target: runs every input of its committed corpus fuzz/corpus/<target> once
-# (regression); then fuzzes every target afresh from its corpus for SECONDS (default 45),
+# (regression); then fuzzes every target afresh from its corpus for SECONDS (default 30),
 # as many targets at once as the machine has cores.
 # Fails on any finding (a crash, a sanitizer report, an exception other than the
 # reader's own error, a leak, a 10 s input, 2 GiB of memory); the input is kept in
@@ -11,7 +11,7 @@
 #   scripts/fuzz.sh [SECONDS]      (or FUZZ_SECONDS=SECONDS; 0: the regression only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-${FUZZ_SECONDS:-45}}
+seconds=${1:-${FUZZ_SECONDS:-30}}
 case $seconds in '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$seconds'" >&2; exit 2 ;; esac
 if ! command -v clang++ >/dev/null; then
   echo "fuzz.sh: clang++ is missing: run scripts/setup.sh first (packages clang, libclang-rt-14-dev)" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds tapegrad (Release, tests on) in ./build and runs the whole suite with ctest;
 # then the fuzz targets (scripts/fuzz.sh: each over its committed corpus, then
-# FUZZ_SECONDS, default 45, of fresh fuzzing); then builds the suite again with
+# FUZZ_SECONDS, default 30, of fresh fuzzing); then builds the suite again with
 # AddressSanitizer + UndefinedBehaviorSanitizer in ./build-asan and runs it there
 # (after the rest, never beside it).
 set -euo pipefail
