@@ -73,9 +73,9 @@ class GPT : public nn::Module<T> {
   }
 
   GPTConfig config;
-  // Run each block through checkpoint() (core/checkpoint.hpp): the tape keeps one (B, T, d)
-  // input per block instead of its activations, and backward runs each block's forward
-  // again; the gradients are bit-identical.
+  // Run each block but the last through checkpoint() (core/checkpoint.hpp): the tape keeps
+  // one (B, T, d) input per block instead of its activations, and backward runs each such
+  // block's forward again; the gradients are bit-identical.
   bool checkpoint_blocks = false;
   Tensor<T> wte, wpe;
   nn::ModuleList<TransformerBlock<T>> h;
