@@ -148,16 +148,19 @@ void add_train(CLI::App& app, TrainOptions& o) {
   cmd->add_flag("--resume", o.resume, "continue the run in DIR to --steps in total (same options as before)");
   cmd->add_flag("--no-sample", o.no_sample, "skip the sample printed at the end");
   // Test only, hidden from --help: RANK:STEP:exit (the process ends without a word,
-  // as a crashed one) or RANK:STEP:throw (an error), at the start of step STEP.
+  // as a crashed one), RANK:STEP:throw (an error) or RANK:STEP:stop (SIGSTOP, as a hung
+  // one), at the start of step STEP.
   cmd->add_option_function<std::string>("--test-fail", [&o](const std::string& text) {
        TrainOptions::InjectedFailure f;
        char how[8] = {};
        long long step = 0;
        if (std::sscanf(text.c_str(), "%d:%lld:%7s", &f.rank, &step, how) != 3 || f.rank < 0 || step < 1 ||
-           (std::string(how) != "exit" && std::string(how) != "throw"))
-         throw CLI::ValidationError("--test-fail", "expected RANK:STEP:exit or RANK:STEP:throw, got '" + text + "'");
+           (std::string(how) != "exit" && std::string(how) != "throw" && std::string(how) != "stop"))
+         throw CLI::ValidationError("--test-fail", "expected RANK:STEP:exit, RANK:STEP:throw or RANK:STEP:stop, got '" +
+                                                       text + "'");
        f.step = step;
-       f.exits = std::string(how) == "exit";
+       using How = TrainOptions::InjectedFailure::How;
+       f.how = std::string(how) == "exit" ? How::exit : std::string(how) == "throw" ? How::throw_error : How::stop;
        o.test_failure = f;
      })->group("");
   cmd->add_option("--grad-accum", o.grad_accum,

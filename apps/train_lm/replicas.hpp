@@ -23,6 +23,8 @@
 //   sum                 a number summed over the ranks (losses)
 //   checkpoint_saved    rank 0 wrote (the others: is writing) a checkpoint, for the
 //                       message of a job stopped from outside or by a collective's deadline
+//   finish_together     collective, after the last checkpoint: no rank exits (and so
+//                       finalises MPI, which would wait forever) while another is missing
 //   fail                an error after the start: the whole job ends, non-zero
 #pragma once
 
@@ -76,6 +78,7 @@ class Replicas {
   virtual void set_accumulating(bool /*accumulating*/) {}
   virtual double sum(double x) { return x; }
   virtual void checkpoint_saved(const std::filesystem::path& /*dir*/, std::int64_t /*step*/) {}
+  virtual void finish_together() {}
   // Ends the job for `message`: one process rethrows; several abort (MPI_Abort, exit 1)
   // after rank 0, or the failing rank, has printed "train_lm train: error: <message>".
   [[noreturn]] virtual void fail(const std::string& message) { throw std::runtime_error(message); }

@@ -164,6 +164,11 @@ class MpiReplicas final : public Replicas {
                        ": continue with --resume");
   }
 
+  void finish_together() override {
+    comm_.barrier("the end of training");
+    if (saving_step_) checkpoint_step_ = std::exchange(saving_step_, std::nullopt);
+  }
+
   [[noreturn]] void fail(const std::string& message) override {
     if (comm_.size() == 1) throw std::runtime_error(message);
     // An error every rank meets (a non-finite loss) is printed by rank 0, whose

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -332,6 +333,7 @@ class Session {
     summary.tokens_per_s = step_seconds > 0 ? double((state_.step - summary.first_step) * tokens_per_step()) / step_seconds : 0;
     if (last_saved < 0) save(state_.elapsed_s);  // resumed a finished run: refresh the report
     write_loss_svg();
+    replicas_.finish_together();
     finish(summary);
     return summary;
   }
@@ -429,7 +431,11 @@ class Session {
 
   void inject_test_failure() const {
     if (!test_failure_ || test_failure_->rank != replicas_.rank() || test_failure_->step != state_.step + 1) return;
-    if (test_failure_->exits) std::_Exit(3);
+    if (test_failure_->how == TrainOptions::InjectedFailure::exit) std::_Exit(3);
+    if (test_failure_->how == TrainOptions::InjectedFailure::stop) {
+      std::raise(SIGSTOP);  // as `kill -STOP`: the process stays, silent, until it is killed
+      return;
+    }
     throw std::runtime_error("injected failure (--test-fail) at step " + std::to_string(state_.step + 1));
   }
 

@@ -52,12 +52,14 @@ struct TrainOptions {
   std::filesystem::path out = "train_lm_out";
   bool resume = false;
   bool no_sample = false;  // skip the sample printed at the end
-  // Test only (hidden option --test-fail RANK:STEP:exit|throw): rank RANK ends its
-  // process without a word (exit), or throws, at the start of step STEP.
+  // Test only (hidden option --test-fail RANK:STEP:exit|throw|stop): at the start of
+  // step STEP rank RANK ends its process without a word (exit), throws, or stops itself
+  // (SIGSTOP: a hung process).
   struct InjectedFailure {
+    enum How { exit, throw_error, stop };
     int rank = 0;
     std::int64_t step = 0;
-    bool exits = true;
+    How how = exit;
   };
   std::optional<InjectedFailure> test_failure;
   bool detect_anomaly = false;  // check every op's output and gradient for NaN/Inf (tapegrad anomaly mode)

@@ -11,6 +11,7 @@
 //                           of one process, rank 0, and never touches MPI, so the
 //                           same binary runs as before without mpirun.
 //   broadcast / all_reduce_sum / all_reduce_max   blocking collectives on spans.
+//   barrier                every rank has arrived at `what` (against the deadline).
 //   gather_failures        every rank says whether it failed, and why; rank 0 learns
 //                          all of it (a job checks its inputs together before step 1).
 //   abort                  ends the whole job with an exit code (MPI_Abort).
@@ -115,6 +116,13 @@ class Communicator {
     MPI_Request request;
     check(MPI_Ibcast(data.data(), count(data.size()), mpi_type<T>(), root, MPI_COMM_WORLD, &request), "MPI_Ibcast");
     wait(request, "a broadcast from rank " + std::to_string(root));
+  }
+  // Returns when every rank has called barrier; `what` names the point in a Stall.
+  void barrier(const std::string& what) const {
+    if (size_ == 1) return;
+    MPI_Request request;
+    check(MPI_Ibarrier(MPI_COMM_WORLD, &request), "MPI_Ibarrier");
+    wait(request, what);
   }
   // `data` on every rank becomes the element-wise sum (or max) over the ranks.
   template <class T>
