@@ -156,6 +156,21 @@ Sample<T> linear_module(std::string name, std::size_t d_in, std::size_t d_out, b
           }};
 }
 
+// An ops::linear sample: x ~ N(0, 1) of `x_shape`, W ~ N(0, 1) (K, n), b ~ N(0, 1) (n); the
+// reference is the GEMM, the bias and (with GELU) the tanh GELU in double.
+template <class T>
+Sample<T> linear_op(std::string name, Shape x_shape, std::size_t n, ops::Activation activation) {
+  return {std::move(name), [=](Rng& g) {
+            auto x = randn<T>(x_shape, g), w = randn<T>({x_shape.back(), n}, g), b = randn<T>({n}, g);
+            return Case<T>{{{"x", x}, {"weight", w}, {"bias", b}},
+                           [=](Tape& t) { return ops::linear(t, x, w, b, activation); }, [=] {
+      const Ref z = ref_broadcast(ref_matmul(ref_of(x), ref_of(w), false, false), ref_of(b),
+                                  [](double u, double v) { return u + v; });
+      return activation == ops::Activation::gelu ? ref_unary(z, ref_gelu) : z;
+                           }};
+          }};
+}
+
 // ---- the table
 
 template <class T>
@@ -204,6 +219,17 @@ std::vector<OpInfo<T>> op_table() {
          "matmul: batch dimensions differ: a [2, 3, 4], b [3, 4, 5]"},
         {"rank 1", [](Tape& t) { matmul(t, zeros({3}), zeros({3, 2})); }, "matmul: inputs need rank >= 2"},
         {"empty dimension", [](Tape& t) { matmul(t, zeros({0, 3}), zeros({3, 2})); }, "matmul: empty dimension"}}},
+
+      {"linear",
+       {linear_op<T>("(2,3,5) x (5,4) + (4)", {2, 3, 5}, 4, Activation::none),
+        linear_op<T>("(2,3,5) x (5,6) + (6), GELU", {2, 3, 5}, 6, Activation::gelu),
+        linear_op<T>("one row (1,7) x (7,3) + (3), GELU", {1, 7}, 3, Activation::gelu)},
+       {{"bias of another width", [](Tape& t) { linear(t, zeros({2, 3}), zeros({3, 4}), zeros({5})); },
+         "linear: needs x (..., K), weight (K, N) and bias (N) with K, N > 0, got x [2, 3], weight [3, 4], bias [5]"},
+        {"inner dimensions differ", [](Tape& t) { linear(t, zeros({2, 3}), zeros({4, 5}), zeros({5})); },
+         "linear: needs x (..., K), weight (K, N) and bias (N) with K, N > 0, got x [2, 3], weight [4, 5]"},
+        {"weight of rank 3", [](Tape& t) { linear(t, zeros({2, 3}), zeros({1, 3, 4}), zeros({4})); },
+         "got x [2, 3], weight [1, 3, 4]"}}},
 
       {"scale",
        {unary<T>("(2,3,5) by 1/sqrt(5)", {2, 3, 5}, [](Tape& t, auto x) { return scale(t, x, T(1 / std::sqrt(5.0))); },

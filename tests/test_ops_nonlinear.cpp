@@ -448,3 +448,47 @@ TEST_CASE("rope: rotation keeps each pair's length, and position p with offset e
   const auto expected = slice(tape, y, 2, 5, 9);
   CHECK(max_abs_diff(tail.value(), expected.value()) == 0.0);
 }
+
+TEST_CASE("linear: the bias and GELU in one op equal matmul -> add -> gelu bit for bit, at 1 and 2 threads") {
+  // (rows, K, N): a GEMM too small to split, one cut into blocks of rows (the epilogue runs
+  // on each block), one cut into blocks of columns (the epilogue runs after); N a multiple of
+  // 16, so the composed GELU's blocks meet the vector exp at the same elements.
+  for (const auto& shape : {std::array<std::size_t, 3>{6, 5, 16}, {512, 64, 160}, {96, 256, 512}})
+    for (const Activation activation : {Activation::none, Activation::gelu})
+      for (const int threads : {1, 2}) {
+        const std::size_t rows = shape[0], K = shape[1], N = shape[2];  // plain variables for INFO (clang 14)
+        INFO(rows << "x" << K << "x" << N << " gelu " << (activation == Activation::gelu) << " threads " << threads);
+        std::mt19937 rng(7);
+        std::normal_distribution<float> normal(0.f, 1.f);
+        const auto random = [&](const Shape& dims) {
+          Array<float> a = Array<float>::from_shape(dims);
+          for (float& v : a) v = normal(rng);
+          return Tensor<float>(std::move(a), true);
+        };
+        auto x = random({2, rows / 2, K}), w = random({K, N}), b = random({N});
+        const Array<float> seed = random({2, rows / 2, N}).value();
+
+        Tape fused(Context{threads});
+        const Tensor<float> y = linear(fused, x, w, b, activation);
+        CHECK(fused.op_names() == std::vector<std::string>{"linear"});
+        fused.backward(y, seed);
+        const Array<float> dx = x.grad(), dw = w.grad(), db = b.grad();
+
+        x.zero_grad();
+        w.zero_grad();
+        b.zero_grad();
+        Tape composed(Context{threads});
+        Tensor<float> yc = add(composed, matmul(composed, x, w), b);
+        if (activation == Activation::gelu) yc = gelu(composed, yc);
+        composed.backward(yc, seed);
+
+        const auto same_bits = [](const Array<float>& p, const Array<float>& q) {
+          return p.shape() == q.shape() && std::memcmp(p.data(), q.data(), p.size() * sizeof(float)) == 0;
+        };
+        CHECK(same_bits(y.value(), yc.value()));
+        CHECK(same_bits(dx, x.grad()));
+        CHECK(same_bits(dw, w.grad()));
+        CHECK(same_bits(db, b.grad()));
+        CHECK(std::abs(db.data()[0]) > 0);  // not all zero
+      }
+}

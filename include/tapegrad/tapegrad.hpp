@@ -21,6 +21,7 @@
 #include "ops/gelu.hpp"
 #include "ops/heads.hpp"
 #include "ops/layernorm.hpp"
+#include "ops/linear.hpp"
 #include "ops/matmul.hpp"
 #include "ops/permute.hpp"
 #include "ops/reduce.hpp"

@@ -122,8 +122,47 @@ struct For {
     return 2.0 * double(w) * kAcc * double(rounds) / s / 1e9;
   }
 
+  // The same expressions for the vector body and the scalar tail, element by element.
+  static void adamw(float* p, const float* g, float* m, float* v, std::size_t n, const AdamWStep& s) {
+    std::size_t i = 0;
+    const batch b1(s.b1), b2(s.b2), c1(s.c1), c2(s.c2), step(s.step_size), bc2(s.bc2_sqrt), eps(s.eps), decay(s.decay);
+    for (const std::size_t end = n - n % w; i < end; i += w) {
+      const batch gi = batch::load_unaligned(g + i);
+      const batch mi = b1 * batch::load_unaligned(m + i) + c1 * gi;
+      const batch vi = b2 * batch::load_unaligned(v + i) + c2 * gi * gi;
+      mi.store_unaligned(m + i);
+      vi.store_unaligned(v + i);
+      (batch::load_unaligned(p + i) * decay - step * mi / (xsimd::sqrt(vi) / bc2 + eps)).store_unaligned(p + i);
+    }
+    for (; i < n; ++i) {
+      m[i] = s.b1 * m[i] + s.c1 * g[i];
+      v[i] = s.b2 * v[i] + s.c2 * g[i] * g[i];
+      p[i] = p[i] * s.decay - s.step_size * m[i] / (std::sqrt(v[i]) / s.bc2_sqrt + s.eps);
+    }
+  }
+
+  static double sum_squares(const float* x, std::size_t n) {
+    using dbatch = xsimd::batch<double, Arch>;
+    constexpr std::size_t dw = dbatch::size;
+    alignas(64) double lanes[w];
+    std::size_t i = 0;
+    dbatch acc[4] = {dbatch(0.0), dbatch(0.0), dbatch(0.0), dbatch(0.0)};  // independent chains
+    for (const std::size_t end = n - n % w; i < end; i += w) {
+      for (std::size_t j = 0; j < w; ++j) lanes[j] = double(x[i + j]);
+      for (std::size_t j = 0; j < w / dw; ++j) {
+        const dbatch d = dbatch::load_aligned(lanes + j * dw);
+        acc[j % 4] = xsimd::fma(d, d, acc[j % 4]);
+      }
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])).store_aligned(lanes);
+    double sum = 0;
+    for (std::size_t j = 0; j < dw; ++j) sum += lanes[j];
+    for (; i < n; ++i) sum += double(x[i]) * double(x[i]);
+    return sum;
+  }
+
   static constexpr Kernels table(Isa isa) {
-    return {isa, &exp_shifted, &max_of, &tanh_via_exp, &small_gemm, &fma_gflops};
+    return {isa, &exp_shifted, &max_of, &tanh_via_exp, &small_gemm, &fma_gflops, &adamw, &sum_squares};
   }
 };
 

@@ -42,6 +42,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <type_traits>
 #include <string>
 #include <unordered_map>
 
@@ -288,22 +289,44 @@ void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t 
   detail::gemm_call(trans_a, trans_b, M, N, K, alpha, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
 }
 
-// The same GEMM on up to ctx.threads() threads, cut into shape-fixed blocks of C.
-template <class T>
+// The epilogue of a GEMM that has none.
+struct NoEpilogue {
+  void operator()(std::size_t, std::size_t) const {}
+};
+
+// The same GEMM on up to ctx.threads() threads, cut into shape-fixed blocks of C; then
+// epilogue(r0, r1) on C's rows [r0, r1), each row once: right after each block's GEMM
+// while its rows are in cache when C is cut into blocks of rows, else over blocks of
+// rows once C is complete. For element-wise work on the output (a bias, an activation).
+template <class T, class Epilogue>
 void gemm(const Context& ctx, bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, T alpha,
-          const T* A, const T* B, T beta, T* C) {
+          const T* A, const T* B, T beta, T* C, Epilogue&& epilogue) {
   const std::size_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
+  constexpr bool has_epilogue = !std::is_same_v<std::decay_t<Epilogue>, NoEpilogue>;
+  const auto epilogue_after = [&] {  // over C complete, in blocks of about kElementBlock values
+    if constexpr (has_epilogue) parallel_blocks(ctx, M, std::max<std::size_t>(1, kElementBlock / N), epilogue);
+  };
   if (M * N * K < detail::kSplitWork || std::max(M, N) < 128 || M == 1) {
     detail::gemm_call(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+    epilogue_after();
   } else if (M >= N) {  // blocks of rows: A's rows (columns of the stored A^T) and C's rows
     parallel_blocks(ctx, M, detail::split_block(M), [&](std::size_t b, std::size_t e) {
       detail::raw(trans_a, trans_b, e - b, N, K, alpha, A + (trans_a ? b : b * lda), lda, B, ldb, beta, C + b * N, N);
+      epilogue(b, e);
     });
   } else {  // blocks of columns: B's columns (rows of the stored B^T) and C's columns
     parallel_blocks(ctx, N, detail::split_block(N), [&](std::size_t b, std::size_t e) {
       detail::raw(trans_a, trans_b, M, e - b, K, alpha, A, lda, B + (trans_b ? b * ldb : b), ldb, beta, C + b, N);
     });
+    epilogue_after();
   }
+}
+
+// The same GEMM on up to ctx.threads() threads, cut into shape-fixed blocks of C.
+template <class T>
+void gemm(const Context& ctx, bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, T alpha,
+          const T* A, const T* B, T beta, T* C) {
+  gemm(ctx, trans_a, trans_b, M, N, K, alpha, A, B, beta, C, NoEpilogue{});
 }
 
 }  // namespace tapegrad::blas

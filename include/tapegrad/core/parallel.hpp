@@ -34,6 +34,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace tapegrad {
@@ -184,6 +185,21 @@ void parallel_blocks(const Context& ctx, std::size_t n, std::size_t block, F&& f
   auto body = [&](std::size_t b) { f(b * block, std::min(n, (b + 1) * block)); };
   if (threads > 1 && detail::BlockPool::instance().run(threads - 1, blocks, body)) return;
   for (std::size_t b = 0; b < blocks; ++b) body(b);
+}
+
+// f(s, begin, end) for each block [begin, end) of each segment s of sizes[s] items (a
+// segment cut every `block` items from its start), the blocks of all segments in one
+// loop: one wait at its end instead of one per segment (an optimiser's parameters).
+// Blocks must write disjoint data.
+template <class F>
+void parallel_segments(const Context& ctx, const std::vector<std::size_t>& sizes, std::size_t block, F&& f) {
+  std::vector<std::pair<std::size_t, std::size_t>> blocks;
+  for (std::size_t s = 0; s < sizes.size(); ++s)
+    for (std::size_t b = 0; b < sizes[s]; b += block) blocks.emplace_back(s, b);
+  parallel_blocks(ctx, blocks.size(), 1, [&](std::size_t i, std::size_t) {
+    const auto [s, b] = blocks[i];
+    f(s, b, std::min(sizes[s], b + block));
+  });
 }
 
 // The sum over blocks of f(begin, end) -> R, the partials added in block order.

@@ -27,6 +27,12 @@ namespace tapegrad::vec {
 
 enum class Isa { sse2, avx2, avx512 };
 
+// One AdamW step's constants (nn::AdamWUpdate): m <- b1 m + c1 g, v <- b2 v + c2 g^2,
+// p <- p decay - step_size m / (sqrt(v) / bc2_sqrt + eps); decay is 1 without weight decay.
+struct AdamWStep {
+  float b1, b2, c1, c2, step_size, bc2_sqrt, eps, decay;
+};
+
 // One instruction set's float kernels (src/kernels/vecmath_kernels.hpp documents them).
 struct Kernels {
   Isa isa;
@@ -39,6 +45,10 @@ struct Kernels {
   void (*small_gemm)(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, float alpha, const float* A,
                      std::size_t lda, const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc);
   double (*fma_gflops)(std::size_t rounds);  // one thread's multiply-add rate at this width
+  // The AdamW update of n values of a parameter p, its gradient g and moments m, v, in place.
+  void (*adamw)(float* p, const float* g, float* m, float* v, std::size_t n, const AdamWStep& step);
+  // The sum of x[i]^2, i < n, in double (lanes summed, then the tail, in a fixed order).
+  double (*sum_squares)(const float* x, std::size_t n);
 };
 
 // The float GEMMs small_gemm takes: at most kSmallGemmWork multiply-adds, and op(B) (K, N),

@@ -3,7 +3,9 @@
 
 #include "../ops/elementwise.hpp"
 #include "../ops/embedding.hpp"
+#include "../ops/gelu.hpp"
 #include "../ops/layernorm.hpp"
+#include "../ops/linear.hpp"
 #include "../ops/matmul.hpp"
 #include "../ops/rmsnorm.hpp"
 #include "module.hpp"
@@ -74,12 +76,16 @@ ParameterShapes parameter_shapes(const Module<T>& module) {
   return shapes;
 }
 
-// y = x W (+ b):  x (..., d_in), W (d_in, d_out), b (d_out), y (..., d_out).
-// The batch folds into the GEMM's rows (ops::matmul with a shared weight).
+// y = x W (+ b), then `activation`:  x (..., d_in), W (d_in, d_out), b (d_out), y (..., d_out).
+// The batch folds into the GEMM's rows. With a bias, one op (ops::linear: the bias and the
+// activation applied to the GEMM's output while it is in cache); without, ops::matmul (and
+// ops::gelu).
 template <class T>
-Tensor<T> linear(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = {}) {
+Tensor<T> linear(Tape& tape, const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = {},
+                 ops::Activation activation = ops::Activation::none) {
+  if (bias.defined()) return ops::linear(tape, x, weight, bias, activation);
   Tensor<T> y = ops::matmul(tape, x, weight);
-  return bias.defined() ? ops::add(tape, y, bias) : y;
+  return activation == ops::Activation::gelu ? ops::gelu(tape, y) : y;
 }
 
 template <class T>

@@ -25,6 +25,7 @@
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
+#include "../core/vecmath.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -33,6 +34,7 @@
 #include <functional>
 #include <numbers>
 #include <optional>
+#include <type_traits>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -276,22 +278,45 @@ inline void check_adamw_options(const AdamWOptions& opt, const std::string& kind
 }
 
 // One AdamW update of a parameter p (n values) with gradient g and moments m, v, at
-// learning rate lr and step count t (after increment); `decayed` parameters get the weight decay.
+// learning rate lr and step count t (after increment); `decayed` parameters get the weight
+// decay. One pass over each parameter (for float, the vector kernel of core/vecmath.hpp),
+// every parameter's blocks in one parallel loop; element-wise, so the same at any thread count.
 template <class T>
 class AdamWUpdate {
  public:
+  struct Slice {  // one parameter's (or a shard's) n values
+    T* p;
+    const T* g;
+    T* m;
+    T* v;
+    std::size_t n;
+    bool decayed;
+  };
+
   AdamWUpdate(const AdamWOptions& opt, double lr, std::int64_t t)
       : b1_(T(opt.beta1)), b2_(T(opt.beta2)), c1_(T(1 - opt.beta1)), c2_(T(1 - opt.beta2)),
         step_size_(T(lr / (1 - std::pow(opt.beta1, double(t))))), bc2_sqrt_(T(std::sqrt(1 - std::pow(opt.beta2, double(t))))),
         eps_(T(opt.eps)), decay_(T(1 - lr * opt.weight_decay)), weight_decay_(opt.weight_decay != 0) {}
+
   void operator()(const Context& ctx, T* p, const T* g, T* m, T* v, std::size_t n, bool decayed) const {
-    const bool decay_p = weight_decay_ && decayed;
-    parallel_blocks(ctx, n, kElementBlock, [&](std::size_t b, std::size_t e) {
-      for (std::size_t k = b; k < e; ++k) {
-        if (decay_p) p[k] *= decay_;
-        m[k] = b1_ * m[k] + c1_ * g[k];
-        v[k] = b2_ * v[k] + c2_ * g[k] * g[k];
-        p[k] -= step_size_ * m[k] / (std::sqrt(v[k]) / bc2_sqrt_ + eps_);
+    (*this)(ctx, std::vector<Slice>{{p, g, m, v, n, decayed}});
+  }
+
+  void operator()(const Context& ctx, const std::vector<Slice>& slices) const {
+    std::vector<std::size_t> sizes;
+    for (const Slice& s : slices) sizes.push_back(s.n);
+    parallel_segments(ctx, sizes, kElementBlock, [&](std::size_t i, std::size_t b, std::size_t e) {
+      const Slice& s = slices[i];
+      const T decay = weight_decay_ && s.decayed ? decay_ : T(1);  // p * 1 is p exactly
+      if constexpr (std::is_same_v<T, float>) {
+        const vec::AdamWStep step{b1_, b2_, c1_, c2_, step_size_, bc2_sqrt_, eps_, decay};
+        vec::active_kernels().adamw(s.p + b, s.g + b, s.m + b, s.v + b, e - b, step);
+      } else {
+        for (std::size_t k = b; k < e; ++k) {
+          s.m[k] = b1_ * s.m[k] + c1_ * s.g[k];
+          s.v[k] = b2_ * s.v[k] + c2_ * s.g[k] * s.g[k];
+          s.p[k] = s.p[k] * decay - step_size_ * s.m[k] / (std::sqrt(s.v[k]) / bc2_sqrt_ + eps_);
+        }
       }
     });
   }
@@ -319,9 +344,11 @@ class AdamW final : public Optimizer<T> {
   // which is lr m_hat / (sqrt(v_hat) + eps), arranged as torch.optim.AdamW does.
   void update(const Context& context) override {
     const AdamWUpdate<T> adamw(opt_, this->lr(), this->begin_step());
+    std::vector<typename AdamWUpdate<T>::Slice> slices;
     for (std::size_t i = 0; i < this->parameter_count(); ++i)
       if (const auto flat = this->flat_parameter(i))
-        adamw(context, flat->value, flat->grad, this->buffer(0, i), this->buffer(1, i), flat->size, this->decayed(i));
+        slices.push_back({flat->value, flat->grad, this->buffer(0, i), this->buffer(1, i), flat->size, this->decayed(i)});
+    adamw(context, slices);
   }
 
  private:
@@ -399,25 +426,35 @@ T clip_grad_norm(const NamedTensors<T>& params, T max_norm, const Context& ctx) 
   std::vector<Tensor<T>> grads;
   for (const auto& [name, p] : without_tied(params))
     if (p.has_value() && p.has_grad()) grads.push_back(p);
-  double sum = 0;
-  for (const auto& p : grads) {
-    const T* g = p.grad().data();
-    sum += parallel_sum<double>(ctx, p.grad().size(), kElementBlock, [&](std::size_t b, std::size_t e) {
-      double part = 0;
+  std::vector<std::size_t> sizes;
+  for (const auto& p : grads) sizes.push_back(p.grad().size());
+  // One partial per block; each tensor's partials added in block order, then the tensors in order.
+  std::vector<std::vector<double>> partial(grads.size());
+  for (std::size_t i = 0; i < grads.size(); ++i) partial[i].assign(block_count(sizes[i], kElementBlock), 0.0);
+  parallel_segments(ctx, sizes, kElementBlock, [&](std::size_t i, std::size_t b, std::size_t e) {
+    const T* g = grads[i].grad().data();
+    double part = 0;
+    if constexpr (std::is_same_v<T, float>) {
+      part = vec::active_kernels().sum_squares(g + b, e - b);
+    } else {
       for (std::size_t k = b; k < e; ++k) part += double(g[k]) * double(g[k]);
-      return part;
-    });
+    }
+    partial[i][b / kElementBlock] = part;
+  });
+  double sum = 0;
+  for (const auto& tensor : partial) {
+    double tensor_sum = 0;
+    for (const double p : tensor) tensor_sum += p;
+    sum += tensor_sum;
   }
   const double norm = std::sqrt(sum);
   if (std::isfinite(norm) && norm > double(max_norm)) {
     const T scale = T(double(max_norm) / (norm + 1e-6));
-    for (const auto& p : grads) {
-      Array<T>& g = p.grad_accumulator("clip_grad_norm");
-      T* d = g.data();
-      parallel_blocks(ctx, g.size(), kElementBlock, [&](std::size_t b, std::size_t e) {
-        for (std::size_t k = b; k < e; ++k) d[k] *= scale;
-      });
-    }
+    std::vector<T*> data;
+    for (const auto& p : grads) data.push_back(p.grad_accumulator("clip_grad_norm").data());
+    parallel_segments(ctx, sizes, kElementBlock, [&](std::size_t i, std::size_t b, std::size_t e) {
+      for (std::size_t k = b; k < e; ++k) data[i][k] *= scale;
+    });
   }
   return T(norm);
 }

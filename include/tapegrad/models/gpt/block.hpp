@@ -22,8 +22,8 @@ class FeedForward : public nn::Module<T> {
   // x (B, T, d) -> (B, T, d)
   Tensor<T> forward(Tape& tape, const Tensor<T>& x) const {
     const nn::ModuleScope scope(tape, *this);
-    Tensor<T> hidden = ops::gelu(tape, nn::linear(tape, x, w_1, b_1));  // (B, T, 4d)
-    return nn::linear(tape, hidden, w_2, b_2);                          // (B, T, d)
+    Tensor<T> hidden = nn::linear(tape, x, w_1, b_1, ops::Activation::gelu);  // (B, T, 4d)
+    return nn::linear(tape, hidden, w_2, b_2);                                // (B, T, d)
   }
 
   Tensor<T> w_1, b_1, w_2, b_2;
