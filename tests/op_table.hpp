@@ -163,7 +163,8 @@ Sample<T> linear_op(std::string name, Shape x_shape, std::size_t n, ops::Activat
   return {std::move(name), [=](Rng& g) {
             auto x = randn<T>(x_shape, g), w = randn<T>({x_shape.back(), n}, g), b = randn<T>({n}, g);
             return Case<T>{{{"x", x}, {"weight", w}, {"bias", b}},
-                           [=](Tape& t) { return ops::linear(t, x, w, b, activation); }, [=] {
+                           [=](Tape& t) { return ops::linear(t, x, w, b, activation); },
+                           [=] {
       const Ref z = ref_broadcast(ref_matmul(ref_of(x), ref_of(w), false, false), ref_of(b),
                                   [](double u, double v) { return u + v; });
       return activation == ops::Activation::gelu ? ref_unary(z, ref_gelu) : z;

@@ -347,7 +347,8 @@ class AdamW final : public Optimizer<T> {
     std::vector<typename AdamWUpdate<T>::Slice> slices;
     for (std::size_t i = 0; i < this->parameter_count(); ++i)
       if (const auto flat = this->flat_parameter(i))
-        slices.push_back({flat->value, flat->grad, this->buffer(0, i), this->buffer(1, i), flat->size, this->decayed(i)});
+        slices.push_back(
+            {flat->value, flat->grad, this->buffer(0, i), this->buffer(1, i), flat->size, this->decayed(i)});
     adamw(context, slices);
   }
 

@@ -5,7 +5,7 @@
 //   dx += dy * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2))
 // For float, tanh(u) = 1 - 2 / (1 + exp(2u)) with a vector exp (core/vecmath.hpp): within
 // 1e-7 of tanh (bench: GELU was the largest non-GEMM cost of a training step).
-// The forward kernel: gelu_row (rows.hpp).
+// The kernels: gelu_row and gelu_derivative (rows.hpp).
 #pragma once
 
 #include "../core/tape.hpp"
@@ -34,10 +34,7 @@ Tensor<T> gelu(Tape& tape, const Tensor<T>& x) {
     const T* xin = x.data();
     T* dx = x.grad_accumulator(kGelu.name()).data();
     parallel_blocks(ctx, x.size(), kElementBlock, [&](std::size_t b, std::size_t e) {
-      for (std::size_t i = b; i < e; ++i) {
-        const T v = xin[i], du = gelu_k<T> * (T(1) + T(3) * gelu_c<T> * v * v);
-        dx[i] += dy[i] * (T(0.5) * (T(1) + t[i]) + T(0.5) * v * (T(1) - t[i] * t[i]) * du);
-      }
+      for (std::size_t i = b; i < e; ++i) dx[i] += dy[i] * gelu_derivative(xin[i], t[i]);
     });
   }, x);
 }

@@ -3,10 +3,12 @@
 //   z = x W + b,  y = GELU(z)          (Activation::gelu, the tanh form of gelu.hpp)
 //
 //   x (..., K), W (K, N), b (N), y (..., N); the batch folds into the GEMM's rows.
-// Saved: x and W (the inputs); with GELU, z and t = tanh(u) (gelu.hpp), so backward computes no tanh.
+// Saved: x and W (the inputs); with GELU, z and t = tanh(u), so backward computes no tanh
+// (the kernels: gelu_row, gelu_derivative in rows.hpp).
 // Backward, with dz = dy (none) or dz = dy * GELU'(z) (gelu.hpp's rule):
 //   db += sum over rows of dz        dx += dz W^T        dW += x^T dz
-// The same arithmetic as matmul, add and gelu one after another, bit for bit (tested), in
+// The same arithmetic as matmul, add and gelu one after another (bit for bit where N is a
+// multiple of the vector width, which meets gelu's vector blocks; tested), in
 // fewer passes: the bias and the GELU run on each block of the GEMM's output rows right
 // after it is computed, while the rows are in cache (blas::gemm's epilogue), and backward
 // computes dz and the bias gradient's column sums in one pass over dy (none: dz is dy itself,
@@ -58,10 +60,7 @@ Tensor<T> linear(Tape& tape, const Tensor<T>& x, const Tensor<T>& w, const Tenso
     // dz for rows [r0, r1) (with GELU), and the bias gradient's contribution of those rows into `part`.
     const auto rows_pass = [&](std::size_t r0, std::size_t r1, T* part) {
       if (gelu)
-        for (std::size_t i = r0 * N; i < r1 * N; ++i) {
-          const T v = zs[i], du = gelu_k<T> * (T(1) + T(3) * gelu_c<T> * v * v);
-          dz[i] = dy[i] * (T(0.5) * (T(1) + ts[i]) + T(0.5) * v * (T(1) - ts[i] * ts[i]) * du);
-        }
+        for (std::size_t i = r0 * N; i < r1 * N; ++i) dz[i] = dy[i] * gelu_derivative(zs[i], ts[i]);
       const T* d = gelu ? dz : dy;
       if (part)
         for (std::size_t r = r0; r < r1; ++r)
@@ -77,7 +76,8 @@ Tensor<T> linear(Tape& tape, const Tensor<T>& x, const Tensor<T>& w, const Tenso
       blas::gemm(ctx, false, true, rows, K, N, T(1), d, w.data(), T(1), x.grad_accumulator(kLinear.name()).data());
     if (w.requires_grad())  // dW (K, N) += x^T (K, rows) dz (rows, N)
       blas::gemm(ctx, true, false, K, N, rows, T(1), x.data(), d, T(1), w.grad_accumulator(kLinear.name()).data());
-  }, x, w, b);
+      },
+      x, w, b);
 }
 
 }  // namespace tapegrad::ops

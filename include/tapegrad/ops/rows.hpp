@@ -7,10 +7,11 @@
 //   row_exp(x, n, e)                one row's max and sum of exp(x - max); e = exp(x - max)
 //   layernorm_row(x, C, w, b, ...)  y = (x - mean) * rstd * w + b, mean and rstd returned
 //   gelu_row(x, n, t, y)            GPT-2's tanh GELU, keeping t = tanh(u) for the backward
+//   gelu_derivative(x, t)           its derivative at x from that t
 //   rmsnorm_row(x, C, w, eps, y)    y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps) returned
 //
 // Their formulas are derived in docs/derivations.md; the ops that use them (softmax,
-// log_softmax, cross_entropy, causal_attention, layernorm, gelu, rmsnorm) say so in their headers.
+// log_softmax, cross_entropy, causal_attention, layernorm, gelu, linear, rmsnorm) say so in their headers.
 #pragma once
 
 #include "../core/parallel.hpp"
@@ -89,6 +90,14 @@ void gelu_row(const T* x, std::size_t n, T* t, T* y) {
   for (std::size_t i = 0; i < n; ++i) t[i] = gelu_k<T> * (x[i] + gelu_c<T> * x[i] * x[i] * x[i]);  // u
   vec::tanh_via_exp(t, n, t);
   for (std::size_t i = 0; i < n; ++i) y[i] = T(0.5) * x[i] * (T(1) + t[i]);
+}
+
+// GELU's derivative at x, from the saved t = tanh(u) (the exact derivative of the tanh form):
+//   dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) gelu_k (1 + 3 gelu_c x^2).
+template <class T>
+T gelu_derivative(T x, T t) {
+  const T du = gelu_k<T> * (T(1) + T(3) * gelu_c<T> * x * x);
+  return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du;
 }
 
 // One RMSNorm row: y (C) = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps), returned
