@@ -3,10 +3,12 @@
 # and llm.c on the presets, the attention at T = 8192, and the machine; regenerates the part of
 # docs/performance.md between its BEGIN/END generated markers.
 #
-#   scripts/bench_compare.sh [--quick] [--no-doc] [--build DIR] [--python PYTHON] [--llmc RUN_SH]
+#   scripts/bench_compare.sh [--quick] [--no-doc] [--build DIR] [--python PYTHON]... [--llmc RUN_SH]
 #   TABLE_ONLY=RAW scripts/bench_compare.sh [--no-doc]   (the tables again from an earlier run's raw lines)
 #
-#   --python  a python3 with torch (default: python3 on PATH, if it imports torch; else no PyTorch column)
+#   --python  a python3 with torch, optionally after VAR=VALUE settings for it
+#             ("OPENBLAS_CORETYPE=Cooperlake /usr/bin/python3"); repeat for several PyTorch peers, each a
+#             column named by its version (default: python3 on PATH, if it imports torch; else none)
 #   --llmc    llm.c's run.sh (PRESET THREADS -> one JSON line); without it, no llm.c column
 #   --quick   one round, presets tiny and small, fewer steps, attention at T = 8192 once: proves the
 #             script works in about 2 minutes; prints the tables and leaves the doc alone
@@ -22,13 +24,13 @@
 # (default: a temporary file).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=$root/build python=python3 llmc="" quick=0 doc=1
+build=$root/build pythons=() llmc="" quick=0 doc=1
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 doc=0;;
     --no-doc) doc=0;;
     --build) build=$2; shift;;
-    --python) python=$2; shift;;
+    --python) pythons+=("$2"); shift;;
     --llmc) llmc=$2; shift;;
     -h|--help) sed -n '2,22p' "$0"; exit 0;;
     *) echo "bench_compare.sh: unknown option $1 (see --help)" >&2; exit 2;;
@@ -43,6 +45,12 @@ fi
 llmc_presets=${LLMC_PRESETS:-tiny small}
 out=${OUT:-$(mktemp)}
 machine=$out.machine
+# "pytorch 2.15.0", "pytorch 1.13.0a0 (OPENBLAS_CORETYPE=Cooperlake)": a peer's column name.
+peer_name() {
+  local settings=${1% *}
+  [ "$settings" = "$1" ] && settings=""
+  echo "pytorch $(env $1 -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)${settings:+ ($settings)}"
+}
 steps_for() { if [ $quick = 1 ]; then echo 3; else case $1 in medium|long) echo 4;; *) echo 10;; esac; fi; }
 
 if [ -n "${TABLE_ONLY:-}" ]; then
@@ -50,25 +58,27 @@ if [ -n "${TABLE_ONLY:-}" ]; then
 else
   [ -x "$build/bench/bench_train" ] && [ -x "$build/bench/bench_attention" ] ||
     { echo "bench_compare.sh: no $build/bench/bench_train or bench_attention (build both)" >&2; exit 2; }
-  torch_ok=0
-  "$python" -c 'import torch' 2>/dev/null && torch_ok=1
+  [ ${#pythons[@]} -gt 0 ] || pythons=(python3)
+  peers=()  # the pythons that import torch; $spec unquoted on purpose: "VAR=VALUE ... python"
+  for spec in "${pythons[@]}"; do
+    if env $spec -c 'import torch' 2>/dev/null; then peers+=("$spec"); else echo "bench_compare.sh: $spec cannot import torch: no column for it" >&2; fi
+  done
   [ -z "$llmc" ] || [ -x "$llmc" ] || { echo "bench_compare.sh: --llmc $llmc is not an executable" >&2; exit 2; }
   {
     echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')" \
       "model $(grep -m1 '^model[[:space:]]' /proc/cpuinfo | cut -d: -f2 | tr -d ' '), $(nproc) cores;" \
       "$(grep -o -w -E 'avx512f|avx512_bf16|avx512_fp16|amx_tile|avx2|fma' /proc/cpuinfo | sort -u | tr '\n' ' ')"
     echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    if [ $torch_ok = 1 ]; then
-      "$python" - <<'PY' 2>/dev/null
-import re, torch
-show = torch.__config__.show()
-blas = re.search(r"BLAS_INFO=([^,\n]*)", show)
-print(f"PyTorch {torch.__version__}: CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-      f"BLAS {blas.group(1) if blas else '?'}, oneDNN {'yes' if torch.backends.mkldnn.is_available() else 'no'}")
-PY
-    else
-      echo "PyTorch: not found ($python cannot import torch)"
-    fi
+    describe_torch='import re, torch
+blas = re.search(r"BLAS_INFO=([^,\n]*)", torch.__config__.show())
+cpu = getattr(torch.backends, "cpu", None)
+capability = cpu.get_cpu_capability() if cpu else "?"
+onednn = "yes" if torch.backends.mkldnn.is_available() else "no"
+print(f"CPU capability {capability}, BLAS {blas.group(1) if blas else None}, oneDNN {onednn}")'
+    for spec in "${peers[@]}"; do
+      echo "$(peer_name "$spec"): $(env $spec -c "$describe_torch" 2>/dev/null)"
+    done
+    [ ${#peers[@]} -gt 0 ] || echo "PyTorch: not found"
   } > "$machine"
   : > "$out"
   for round in $(seq "$rounds"); do
@@ -77,11 +87,11 @@ PY
         n=$(steps_for "$preset")
         "$build/bench/bench_train" --presets "$preset" --threads "$t" --steps "$n" --warmup 2 |
           sed "s/^{/{\"impl\": \"tapegrad\", \"round\": $round, /" >> "$out"
-        if [ $torch_ok = 1 ]; then
-          "$python" "$root/scripts/reference_torch.py" bench --train-lm "$build/apps/train_lm" --presets "$preset" \
+        for spec in "${peers[@]}"; do
+          env $spec "$root/scripts/reference_torch.py" bench --train-lm "$build/apps/train_lm" --presets "$preset" \
             --threads "$t" --steps "$n" --warmup 2 2>/dev/null |
-            sed "s/^{/{\"impl\": \"pytorch\", \"round\": $round, /" >> "$out"
-        fi
+            sed "s/^{/{\"impl\": \"$(peer_name "$spec")\", \"round\": $round, /" >> "$out"
+        done
         if [ -n "$llmc" ] && [[ " $llmc_presets " == *" $preset "* ]]; then
           "$llmc" "$preset" "$t" | sed "s/^{/{\"impl\": \"llm.c\", \"round\": $round, \"preset\": \"$preset\", \"threads\": $t, /" >> "$out"
         fi
@@ -117,7 +127,8 @@ for line in open(sys.argv[1]):
     if impl == "tapegrad":
         frac[key[1:]].append(float(d["fraction_of_peak"]))
         info = {k: d[k] for k in ("cpu", "kernel_isa", "gemm", "fma_peak_gflops") if k in d}
-impls = [i for i in ("tapegrad", "pytorch", "llm.c") if any(k[0] == i for k in runs)]
+order = {"tapegrad": 0, "llm.c": 2}
+impls = sorted({k[0] for k in runs}, key=lambda i: (order.get(i, 1), i))
 presets = list(dict.fromkeys(k[1] for k in runs))
 threads = sorted({k[2] for k in runs})
 med = {k: statistics.median(v) for k, v in runs.items()}
@@ -138,7 +149,8 @@ for p in presets:
     for i in impls[1:]:
         a, b = best("tapegrad", p), best(i, p)
         r = f"{med[('tapegrad', p, a)] / med[(i, p, b)]:.2f}x" if a and b else "-"
-        ratios.append(r + (f" ({goals[(p, i)]}x)" if (p, i) in goals else ""))
+        goal = goals.get((p, "pytorch" if i.startswith("pytorch") else i))
+        ratios.append(r + (f" ({goal}x)" if goal else ""))
     print(f"| {p} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
 print()
 print("| preset | tapegrad fraction of the FMA peak at " + " / ".join(map(str, threads)) + " threads | "
