@@ -230,7 +230,7 @@ std::vector<OpInfo<T>> op_table() {
         {"inner dimensions differ", [](Tape& t) { linear(t, zeros({2, 3}), zeros({4, 5}), zeros({5})); },
          "linear: needs x (..., K), weight (K, N) and bias (N) with K, N > 0, got x [2, 3], weight [4, 5]"},
         {"weight of rank 3", [](Tape& t) { linear(t, zeros({2, 3}), zeros({1, 3, 4}), zeros({4})); },
-         "got x [2, 3], weight [1, 3, 4]"}}},
+         "linear: needs x (..., K), weight (K, N) and bias (N) with K, N > 0, got x [2, 3], weight [1, 3, 4]"}}},
 
       {"scale",
        {unary<T>("(2,3,5) by 1/sqrt(5)", {2, 3, 5}, [](Tape& t, auto x) { return scale(t, x, T(1 / std::sqrt(5.0))); },

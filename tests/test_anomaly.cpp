@@ -112,9 +112,10 @@ TEST_CASE("anomaly: a NaN in any GPT weight is caught at the first op that reads
     CHECK(e.module_path == (dot == std::string::npos ? "" : name.substr(0, dot)));
     const std::string leaf = name.substr(dot == std::string::npos ? 0 : dot + 1);
     const std::string expected_op = leaf == "wte" || leaf == "wpe" ? "embedding"
-                                    : leaf == "weight" || leaf == "bias" ? "layernorm"  // only LayerNorms have these in the GPT
-                                    : leaf.rfind("b_", 0) == 0 ? "add"
-                                                               : "matmul";
+                                    : leaf == "weight" || leaf == "bias"
+                                        ? "layernorm"  // only LayerNorms have these in the GPT
+                                    : e.module_path.ends_with("mlp") ? "linear"  // the MLP's w_i, b_i
+                                                                     : "matmul";
     CHECK(e.op == expected_op);
     // The failing op was not kept: the tape holds exactly the ops before it.
     REQUIRE(e.position.has_value());

@@ -154,7 +154,7 @@ TEST_CASE("checkpoint: anomaly mode reaches inside the block and names the op an
       model.loss(tape, b.inputs, b.targets);
       FAIL("no AnomalyError");
     } catch (const AnomalyError& e) {
-      CHECK(e.op == "matmul");
+      CHECK(e.op == "linear");
       CHECK(e.module_path == "h.1.mlp");
     }
   }
