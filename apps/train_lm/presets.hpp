@@ -33,7 +33,7 @@ inline constexpr tapegrad::models::Preset kSpeedrun{
 
 // `speedrun-10m` is tuned for the lowest loss within 10 minutes of wall time on the same
 // machine (docs/speedrun.md, docs/speedrun_10m_sweep.csv): a Llama of 4 x 192 at block 256
-// and batch 4. On the held-out part of the training split the Llama was 0.10 below the same
+// and batch 4. On the held-out part of the training split the Llama was 0.10-0.17 below the same
 // GPT at every evaluation from step 1000 to 3000; block 256 scored 1.4655 against block
 // 128's 1.4739 (batch 8) and lr 3e-3's 1.4763. 7190 steps fill about 550 s at its
 // estimated 2-core rate, so the rest of the 600 s is a margin.
