@@ -83,8 +83,8 @@ void run(const models::Preset& p, int reps) {
   }
   // Attention's strips for one (batch, head) matrix, the calls ops::causal_attention makes:
   // forward S = c Q_b K^T, O_b = P V; backward also dV += P^T dO_b, dP = dO_b V^T,
-  // dQ_b += c dS K, dK += c dS^T Q_b (query blocks of 64 rows, strips 64 x t1).
-  const std::size_t T = p.block_size, dh = p.d_model / p.n_head, qb = ops::kQueryBlock;
+  // dQ_b += c dS K, dK += c dS^T Q_b (query blocks of qb = ops::query_block(T) rows, strips qb x t1).
+  const std::size_t T = p.block_size, dh = p.d_model / p.n_head, qb = ops::query_block(T);
   const float c = 1.0f / std::sqrt(float(dh));
   std::vector<float> q(T * dh, 0.01f), k(T * dh, 0.02f), v(T * dh, 0.03f), o(T * dh), d(T * dh, 0.f), s(qb * T, 0.01f),
       s2(qb * T, 0.01f);
@@ -110,7 +110,7 @@ void run(const models::Preset& p, int reps) {
       blas::gemm(true, false, t1, dh, rows, c, s2.data(), q.data() + t0 * dh, 1.f, d.data());
     }
   });
-  const std::string shape = "64 x t1 x " + std::to_string(dh) + ", t1 <= " + std::to_string(T);
+  const std::string shape = std::to_string(qb) + " x t1 x " + std::to_string(dh) + ", t1 <= " + std::to_string(T);
   print(p.name, "attention fwd strips (S, PV)", shape, fwd_flops, fwd);
   print(p.name, "attention bwd strips (dV, dP, dQ, dK)", shape, bwd_flops, bwd);
 }

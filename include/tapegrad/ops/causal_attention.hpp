@@ -1,9 +1,9 @@
 // tapegrad/ops/causal_attention.hpp — O = softmax(mask(Q K^T / sqrt(dh))) V as one op, saving no T x T tensor.
 //   q, k, v (..., T, dh), all of one shape; O (..., T, dh); c = 1/sqrt(dh); row t is a query, column s a key.
 // Blocked over the causal triangle: per (batch, head) matrix, query rows go in blocks of
-// kQueryBlock; block [t0, t1) only meets keys [0, t1), so every GEMM below touches the key
+// query_block(T) rows; block [t0, t1) only meets keys [0, t1), so every GEMM below touches the key
 // blocks at or below the diagonal and nothing above it (only the diagonal block's upper half is
-// computed and zeroed). The working memory is two kQueryBlock x T strips per thread, O(T x tile).
+// computed and zeroed). The working memory is two query_block(T) x T strips per thread, O(T x tile).
 // Forward, per query block, with S and P its (rows, t1) strip:
 //   S = c Q_b K[0:t1]^T;  L[t] = log sum_{s <= t} exp(S[t, s]) (max-subtracted);
 //   P[t, s] = exp(S[t, s] - max) / sum for s <= t, exactly 0 for s > t (never exp'd);  O_b = P V[0:t1].
@@ -30,8 +30,13 @@ namespace tapegrad::ops {
 
 inline const OpName kCausalAttention{"causal_attention"};
 
-// Query rows per block: a 64 x T strip of floats is 2 MiB at T = 8192 (bench_attention).
-inline constexpr std::size_t kQueryBlock = 64;
+// Query rows per block: T / 8 between 64 and 128, a function of T only (so the same at any
+// thread count). A larger block makes fewer, larger GEMM calls (a library call costs a few
+// microseconds of overhead, 7% of `long`'s step at 64 rows) but computes more of the diagonal
+// blocks' masked upper halves (qb / (2 T) of the triangle's work). At T = 1024 the 128-row
+// blocks cut `long`'s one-thread step by about 6%; at T = 256 the 64-row ones were as fast or
+// faster (docs/performance.md). A 128 x T strip of floats is 4 MiB at T = 8192 (bench_attention).
+inline std::size_t query_block(std::size_t T) { return std::clamp<std::size_t>(T / 8, 64, 128); }
 
 // The (t1 - t0, t1) strip p of P for the query rows q_rows (t1 - t0, dh) at positions
 // [t0, t1) of one (batch, head) matrix, against the keys k (t1, dh) at positions [0, t1):
@@ -92,7 +97,7 @@ Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, c
   Tensor<T> o(Array<T>::from_shape(qs));
   PooledVector<T> lse(mats * n);  // L (..., T), saved
   const Context ctx = tape.context();
-  const std::size_t qb = kQueryBlock;
+  const std::size_t qb = query_block(n);
   parallel_blocks(ctx, mats, 1, [&](std::size_t i, std::size_t) {
     std::vector<T> p(std::min(qb, n) * n);  // scratch: one block's strip of P
     const T *qi = q.data() + i * sm, *ki = k.data() + i * sm, *vi = v.data() + i * sm;
