@@ -3,10 +3,14 @@
 
 #include <doctest/doctest.h>
 
+#include <array>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <random>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 using namespace tapegrad;
@@ -132,4 +136,72 @@ TEST_CASE("memory: a Tape makes its pool the active one only while it lives, on 
     CHECK(worker_has_none);
   }
   CHECK(active_buffer_pool == nullptr);
+}
+
+namespace {
+
+// Fills `copies` pooled buffers of each of these element counts with NaN and hands them back
+// to `pool`, so the next buffers of those sizes it hands out hold NaN.
+template <class T>
+void poison(const std::shared_ptr<BufferPool>& pool, const std::vector<std::size_t>& sizes, int copies = 4) {
+  Tape tape(Context{1}, pool);
+  std::vector<Array<T>> held;
+  for (std::size_t n : sizes)
+    for (int c = 0; c < copies; ++c) {
+      held.push_back(Array<T>::from_shape({n}));
+      held.back().fill(std::numeric_limits<T>::quiet_NaN());
+    }
+}
+
+// matmul and linear on (M, K) x (K, N): the gradients of x and W, which their GEMMs write
+// first (beta = 0), computed in buffers the pool filled with NaN, against plain loops.
+template <class T>
+void check_fresh_gradients(std::size_t M, std::size_t K, std::size_t N) {
+  CAPTURE(M);
+  CAPTURE(K);
+  CAPTURE(N);
+  Array<T> xv = Array<T>::from_shape({M, K}), wv = Array<T>::from_shape({K, N}), seed = Array<T>::from_shape({M, N});
+  for (std::size_t i = 0; i < xv.size(); ++i) xv.data()[i] = T(std::sin(0.7 * double(i)));
+  for (std::size_t i = 0; i < wv.size(); ++i) wv.data()[i] = T(std::cos(0.3 * double(i)));
+  for (std::size_t i = 0; i < seed.size(); ++i) seed.data()[i] = T(std::sin(1.1 * double(i) + 0.5));
+  std::vector<double> dx(M * K, 0.0), dw(K * N, 0.0);  // dx = seed W^T, dW = x^T seed
+  for (std::size_t m = 0; m < M; ++m)
+    for (std::size_t n = 0; n < N; ++n)
+      for (std::size_t k = 0; k < K; ++k) {
+        dx[m * K + k] += double(seed.data()[m * N + n]) * double(wv.data()[k * N + n]);
+        dw[k * N + n] += double(xv.data()[m * K + k]) * double(seed.data()[m * N + n]);
+      }
+  const double tol = std::is_same_v<T, float> ? 1e-4 * double(M + N + K) : 1e-10;
+  for (const bool with_bias : {false, true}) {
+    CAPTURE(with_bias);
+    const auto pool = std::make_shared<BufferPool>();
+    poison<T>(pool, {M * K, K * N});
+    Tensor<T> x(xv, true), w(wv, true), b = Tensor<T>::zeros({N}, true);
+    Tape tape(Context{2}, pool);
+    const Tensor<T> y = with_bias ? ops::linear(tape, x, w, b) : ops::matmul(tape, x, w);
+    tape.backward(y, seed);
+    const auto worst = [](const Array<T>& got, const std::vector<double>& want) {  // NaN if any value is NaN
+      double m = 0;
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        const double d = std::abs(double(got.data()[i]) - want[i]);
+        m = std::isnan(m) || std::isnan(d) ? d + m : std::max(m, d);
+      }
+      return m;
+    };
+    CHECK(worst(x.grad(), dx) < tol);  // false for NaN
+    CHECK(worst(w.grad(), dw) < tol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("memory: gradients a GEMM writes first never read their pooled buffers, which may hold NaN") {
+  for (const auto& [M, K, N] : std::vector<std::array<std::size_t, 3>>{
+           {1, 16, 8},       // one row: dx by a GEMV
+           {4, 8, 8},        // tapegrad's small-matrix kernel
+           {256, 96, 128}})  // a GEMM cut into blocks of rows (dx) and columns (dW), on 2 threads
+  {
+    check_fresh_gradients<float>(M, K, N);
+    check_fresh_gradients<double>(M, K, N);
+  }
 }

@@ -3,7 +3,9 @@
 //   gemm: C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C
 //   gemv: y (M)   = alpha * op(A) (M,K) * x (K) + beta * y
 // op(X) = X or X^T as the trans flag says; leading dimensions follow from the
-// stored (untransposed) shapes. Backward rules pass beta = 1 to accumulate.
+// stored (untransposed) shapes. Backward rules pass beta = 1 to accumulate, or beta = 0
+// to write a gradient nothing was added to yet: with beta = 0, C is never read (it may
+// hold anything, NaN included), under every backend and for the GEMV of one row.
 // A GEMM of one row (M = 1) runs as a GEMV, y = op(B)^T a: a GEMM would pack all of B
 // for one row (a sampler's one-token step is made of them). GEMVs run on OpenBLAS.
 //
@@ -38,6 +40,7 @@
 #include <omp.h>
 #endif
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -208,7 +211,10 @@ inline std::size_t split_block(std::size_t dim) { return std::max<std::size_t>(6
 template <class T>
 void gemm_call(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A, std::size_t lda,
                const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
-  if (M == 1) return raw_gemv(!tb, N, K, alpha, B, ldb, A, beta, C);
+  if (M == 1) {
+    if (beta == T(0)) std::fill(C, C + N, T(0));  // BLAS's GEMV may scale y by 0, and NaN * 0 is NaN
+    return raw_gemv(!tb, N, K, alpha, B, ldb, A, beta, C);
+  }
   raw(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 

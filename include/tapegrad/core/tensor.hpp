@@ -182,6 +182,12 @@ struct TensorData final : TensorMeta {
     }
     return *grad;
   }
+  // The gradient, allocated but not zeroed if nothing was added yet (then `fresh`).
+  Array<T>& grad_buffer(bool& fresh) {
+    fresh = !grad;
+    if (fresh) grad.emplace(Array<T>::from_shape(shape));
+    return *grad;
+  }
   bool has_gradient_final_hooks() const override { return !gradient_final_hooks.empty(); }
   void gradient_final() override {
     Array<T>& g = zeroed_grad();  // no contribution reached it: its gradient is zero
@@ -224,6 +230,21 @@ class GradRef {
       throw StateError(std::string(op) + ": gradient buffer " + shape_str(shape_of(*d_->grad)) +
                        " does not match value " + shape_str(d_->shape));
     return d_->zeroed_grad();
+  }
+  // For backward rules that write the whole gradient in one pass (a GEMM's C, a copy): the
+  // gradient buffer and the beta to write it with, as in C = A B + beta C. beta is 0 when
+  // nothing was added yet: the buffer is then not zeroed, and the rule must write every value
+  // without reading any (a GEMM with beta = 0 does; blas.hpp). Else beta is 1: add. Saves
+  // the zero-fill and the GEMM's read of C for a gradient with one contribution.
+  struct GradOutput {
+    T* data;
+    T beta;
+  };
+  GradOutput grad_output(const char* op) const {
+    if (d_->grad) return {grad_accumulator(op).data(), T(1)};
+    bool fresh = false;
+    T* data = d_->grad_buffer(fresh).data();
+    return {data, fresh ? T(0) : T(1)};
   }
   // Add `g` into the gradient; throws, naming `op`, when the shapes differ.
   void accumulate_grad(const char* op, const Array<T>& g) const {

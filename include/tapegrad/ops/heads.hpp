@@ -6,6 +6,7 @@
 // one kernel (detail::swap_axes12) is the forward of each and, accumulating, the
 // backward of the other:
 //   split_heads: dx += merge(dy)        merge_heads: dx += split(dy)
+// (written rather than added when dx has no other contribution yet: GradRef::grad_output).
 #pragma once
 
 #include "../core/tape.hpp"
@@ -50,7 +51,9 @@ Tensor<T> swap_heads(Tape& tape, const OpName& op, const Tensor<T>& x, const Sha
   const Shape swapped{in[0], in[2], in[1], in[3]};  // dy viewed as rank 4
 
   return tape.record(op, y, [x = GradRef<T>(x), y = GradRef<T>(y), swapped, ctx, name = op.name()] {
-    swap_axes12<true>(ctx, swapped, y.grad().data(), x.grad_accumulator(name).data());
+    const auto dx = x.grad_output(name);  // written when nothing was added to it yet, else added to
+    if (dx.beta == T(0)) swap_axes12<false>(ctx, swapped, y.grad().data(), dx.data);
+    else swap_axes12<true>(ctx, swapped, y.grad().data(), dx.data);
   }, x);
 }
 

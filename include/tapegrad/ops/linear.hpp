@@ -72,10 +72,14 @@ Tensor<T> linear(Tape& tape, const Tensor<T>& x, const Tensor<T>& w, const Tenso
     else if (gelu)
       parallel_blocks(ctx, rows, block_rows, [&](std::size_t r0, std::size_t r1) { rows_pass(r0, r1, nullptr); });
     const T* d = gelu ? dz : dy;
-    if (x.requires_grad())  // dx (rows, K) += dz (rows, N) W^T (N, K)
-      blas::gemm(ctx, false, true, rows, K, N, T(1), d, w.data(), T(1), x.grad_accumulator(kLinear.name()).data());
-    if (w.requires_grad())  // dW (K, N) += x^T (K, rows) dz (rows, N)
-      blas::gemm(ctx, true, false, K, N, rows, T(1), x.data(), d, T(1), w.grad_accumulator(kLinear.name()).data());
+    if (x.requires_grad()) {  // dx (rows, K) += dz (rows, N) W^T (N, K)
+      const auto dx = x.grad_output(kLinear.name());
+      blas::gemm(ctx, false, true, rows, K, N, T(1), d, w.data(), dx.beta, dx.data);
+    }
+    if (w.requires_grad()) {  // dW (K, N) += x^T (K, rows) dz (rows, N)
+      const auto dw = w.grad_output(kLinear.name());
+      blas::gemm(ctx, true, false, K, N, rows, T(1), x.data(), d, dw.beta, dw.data);
+    }
       },
       x, w, b);
 }

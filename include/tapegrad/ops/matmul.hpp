@@ -77,27 +77,27 @@ Tensor<T> matmul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b, MatmulOptio
 
   return tape.record(kMatmul, c, [a, b, c = GradRef<T>(c), ctx, ta, tb, rows, loops, N, K, sa, sb, sc] {
     const T* dC = c.grad().data();
-    if (a.requires_grad()) {
-      T* dA = a.grad_accumulator(kMatmul.name()).data();
+    if (a.requires_grad()) {  // the entries write disjoint parts of dA
+      const auto dA = a.grad_output(kMatmul.name());
       detail::for_each_entry(ctx, loops, [&](std::size_t i, const Context& ci) {
         if (!ta)  // dA (rows,K) += dC (rows,N) op(B)^T (N,K)
-          blas::gemm(ci, false, !tb, rows, K, N, T(1), dC + i * sc, b.data() + i * sb, T(1), dA + i * sa);
+          blas::gemm(ci, false, !tb, rows, K, N, T(1), dC + i * sc, b.data() + i * sb, dA.beta, dA.data + i * sa);
         else  // dA (K,M) += op(B) (K,N) dC^T (N,M)
-          blas::gemm(ci, tb, true, K, rows, N, T(1), b.data() + i * sb, dC + i * sc, T(1), dA + i * sa);
+          blas::gemm(ci, tb, true, K, rows, N, T(1), b.data() + i * sb, dC + i * sc, dA.beta, dA.data + i * sa);
       });
     }
     if (b.requires_grad()) {
-      T* dB = b.grad_accumulator(kMatmul.name()).data();
-      auto entry = [&](std::size_t i, const Context& ci) {
+      const auto dB = b.grad_output(kMatmul.name());
+      auto entry = [&](std::size_t i, const Context& ci, T beta) {
         if (!tb)  // dB (K,N) += op(A)^T (K,rows) dC (rows,N)
-          blas::gemm(ci, !ta, false, K, N, rows, T(1), a.data() + i * sa, dC + i * sc, T(1), dB + i * sb);
+          blas::gemm(ci, !ta, false, K, N, rows, T(1), a.data() + i * sa, dC + i * sc, beta, dB.data + i * sb);
         else  // dB (N,K) += dC^T (N,rows) op(A) (rows,K)
-          blas::gemm(ci, true, ta, N, K, rows, T(1), dC + i * sc, a.data() + i * sa, T(1), dB + i * sb);
+          blas::gemm(ci, true, ta, N, K, rows, T(1), dC + i * sc, a.data() + i * sa, beta, dB.data + i * sb);
       };
-      if (sb == 0)  // a shared b: the entries add into one gradient, in batch order
-        for (std::size_t i = 0; i < loops; ++i) entry(i, ctx);
-      else
-        detail::for_each_entry(ctx, loops, entry);
+      if (sb == 0)  // a shared b: the entries add into one gradient, in batch order (the first writes it)
+        for (std::size_t i = 0; i < loops; ++i) entry(i, ctx, i == 0 ? dB.beta : T(1));
+      else  // the entries write disjoint parts of dB
+        detail::for_each_entry(ctx, loops, [&](std::size_t i, const Context& ci) { entry(i, ci, dB.beta); });
     }
   }, a, b);
 }
