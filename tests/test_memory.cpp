@@ -196,7 +196,8 @@ void check_fresh_gradients(std::size_t M, std::size_t K, std::size_t N) {
 }  // namespace
 
 TEST_CASE("memory: gradients a GEMM writes first never read their pooled buffers, which may hold NaN") {
-  for (const auto& [M, K, N] : std::vector<std::array<std::size_t, 3>>{
+  for (const auto& [M, K, N] :
+       std::vector<std::array<std::size_t, 3>>{
            {1, 16, 8},       // one row: dx by a GEMV
            {4, 8, 8},        // tapegrad's small-matrix kernel
            {256, 96, 128}})  // a GEMM cut into blocks of rows (dx) and columns (dW), on 2 threads

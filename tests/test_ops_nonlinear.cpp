@@ -137,8 +137,10 @@ TEST_CASE("causal_attention: outputs at positions <= t depend on no key or value
   }
   bool later_differs = false;
   for (std::size_t i = 0; i < mats * T * dh; ++i) {
-    if (i / dh % T <= t) CHECK(a.data()[i] == b.data()[i]);  // bit for bit
-    else later_differs |= a.data()[i] != b.data()[i];
+    if (i / dh % T <= t)
+      CHECK(a.data()[i] == b.data()[i]);  // bit for bit
+    else
+      later_differs |= a.data()[i] != b.data()[i];
   }
   CHECK(later_differs);
 
@@ -166,9 +168,9 @@ TEST_CASE("softmax / log_softmax: extreme logits stay finite and rows sum to 1")
   Tape tape;
   for (const float scale : {1.0f, 1e4f}) {
     CAPTURE(scale);
-    auto x = Tensor<float>::from({3, 4}, {scale, -scale, 0, scale,       // two maxima, one far below
+    auto x = Tensor<float>::from({3, 4}, {scale, -scale, 0, scale,         // two maxima, one far below
                                           -scale, -scale, -scale, -scale,  // all equal, very negative
-                                          7, 7, 7, 7});                   // all equal
+                                          7, 7, 7, 7});                    // all equal
     auto p = softmax(tape, x);
     auto lp = log_softmax(tape, x);
     for (std::size_t r = 0; r < 3; ++r) {
@@ -289,7 +291,8 @@ TEST_CASE("cross_entropy: extreme logits stay finite") {
 // FLT_MIN (xsimd flushes subnormal results, x < -87.34, to 0: an error under 1.2e-38). Above
 // 88.376 xsimd returns inf, where std::exp still has up to 3.4e38: the kernels only exponentiate
 // x - max <= 0 and 2u for tanh, whose tanh is 1 either way. Then the edge values.
-TEST_CASE("vecmath: xsimd exp is within 1 ulp of std::exp for normal results, below FLT_MIN otherwise, exact at the edges") {
+TEST_CASE(
+    "vecmath: xsimd exp is within 1 ulp of std::exp for normal results, below FLT_MIN otherwise, exact at the edges") {
   auto ulps = [](float a, float b) {
     std::int32_t ia, ib;
     std::memcpy(&ia, &a, 4);

@@ -67,7 +67,8 @@ std::optional<NonFinite> find_nonfinite(const T* p, std::size_t n, bool minus_in
   for (std::size_t i = 0; i < n; ++i) bad += !std::isfinite(p[i]);
   if (bad == 0) return std::nullopt;
   for (std::size_t i = 0; i < n; ++i)
-    if (!std::isfinite(p[i]) && !(minus_inf_allowed && p[i] == -std::numeric_limits<T>::infinity())) return NonFinite{i, double(p[i])};
+    if (!std::isfinite(p[i]) && !(minus_inf_allowed && p[i] == -std::numeric_limits<T>::infinity()))
+      return NonFinite{i, double(p[i])};
   return std::nullopt;
 }
 
@@ -215,7 +216,7 @@ class GradRef {
   const Array<T>& grad() const {
     if (!d_->grad)
       throw StateError("Tensor::grad: tensor of shape " + shape_str(d_->shape) +
-                             " has no gradient (no backward reached it, or it is a non-leaf without retain_grad)");
+                       " has no gradient (no backward reached it, or it is a non-leaf without retain_grad)");
     return *d_->grad;
   }
   // Zero the gradient in place (keeps the buffer), as at the start of a training step.
@@ -250,7 +251,7 @@ class GradRef {
   void accumulate_grad(const char* op, const Array<T>& g) const {
     if (shape_of(g) != d_->shape)
       throw ShapeError(std::string(op) + ": gradient of shape " + shape_str(shape_of(g)) +
-                                  " cannot accumulate into a tensor of shape " + shape_str(d_->shape));
+                       " cannot accumulate into a tensor of shape " + shape_str(d_->shape));
     Array<T>& acc = grad_accumulator(op);
     T* dst = acc.data();
     const T* src = g.data();
@@ -301,8 +302,8 @@ class Tensor : public GradRef<T> {
   // A tensor of `shape` holding `values` in row-major order.
   static Tensor from(const Shape& shape, const std::vector<T>& values, bool requires_grad = false) {
     if (numel(shape) != values.size())
-      throw ShapeError("Tensor::from: shape " + shape_str(shape) + " needs " +
-                                  std::to_string(numel(shape)) + " values, got " + std::to_string(values.size()));
+      throw ShapeError("Tensor::from: shape " + shape_str(shape) + " needs " + std::to_string(numel(shape)) +
+                       " values, got " + std::to_string(values.size()));
     Array<T> a = Array<T>::from_shape(shape);
     std::copy(values.begin(), values.end(), a.data());
     return Tensor(std::move(a), requires_grad);

@@ -108,7 +108,9 @@ Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, c
     }
   });
 
-  return tape.record(kCausalAttention, o, [q, k, v, o, lse = std::move(lse), ctx, qb, mats, n, dh, sm, c] {
+  return tape.record(
+      kCausalAttention, o,
+      [q, k, v, o, lse = std::move(lse), ctx, qb, mats, n, dh, sm, c] {
     const T* dO = o.grad().data();
     const T* ov = o.data();
     const bool qk = q.requires_grad() || k.requires_grad();
@@ -118,7 +120,8 @@ Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, c
     parallel_blocks(ctx, mats, 1, [&](std::size_t i, std::size_t) {
       const std::size_t at = i * sm;
       const T *qi = q.data() + at, *ki = k.data() + at, *vi = v.data() + at, *dOi = dO + at;
-      std::vector<T> p(std::min(qb, n) * n), ds(qk ? std::min(qb, n) * n : 0), D(n);  // scratch: P and dP -> dS strips, D
+      std::vector<T> p(std::min(qb, n) * n), ds(qk ? std::min(qb, n) * n : 0),
+          D(n);  // scratch: P and dP -> dS strips, D
       if (qk)
         for (std::size_t t = 0; t < n; ++t) {  // D = rowsum(dO ∘ O)
           T dot = 0;
@@ -141,7 +144,8 @@ Tensor<T> causal_attention(Tape& tape, const Tensor<T>& q, const Tensor<T>& k, c
         if (dK) blas::gemm(true, false, t1, dh, rows, c, ds.data(), qi + t0 * dh, T(1), dK + at);   // dK += c dS^T Q_b
       }
     });
-  }, q, k, v);
+      },
+      q, k, v);
 }
 
 }  // namespace tapegrad::ops

@@ -48,8 +48,7 @@ struct Broadcast {
 // Row-major strides of `s` laid along the last s.size() of `rank` dims; 0 where s stretches.
 inline std::vector<std::size_t> stretch_strides(const Shape& s, std::size_t rank) {
   std::vector<std::size_t> st(rank, 0);
-  for (std::size_t k = s.size(), stride = 1; k-- > 0; stride *= s[k])
-    st[rank - s.size() + k] = s[k] == 1 ? 0 : stride;
+  for (std::size_t k = s.size(), stride = 1; k-- > 0; stride *= s[k]) st[rank - s.size() + k] = s[k] == 1 ? 0 : stride;
   return st;
 }
 
@@ -114,15 +113,31 @@ void for_each_pair(const Context& ctx, const Broadcast& p, F&& f) {
 
 enum class Side { a, b };
 
-// dx += unbroadcast(term) for input `side`: term(i, ia, ib) is the gradient output
-// element i sends to the element of that input it read (ia of a, ib of b), so
-// stretched dims are summed.
+// dx += unbroadcast(term) for input x on `side`: term(i, ia, ib) is the gradient output
+// element i sends to the element of that input it read (ia of a, ib of b), so stretched
+// dims are summed. Where each element of x is read by exactly one element of y (same
+// shapes; a in a suffix broadcast) and nothing was added to dx yet, dx is written instead
+// (GradRef::grad_output): no zero-fill, no read.
 template <class T, class Term>
-void unbroadcast_accumulate(const Context& ctx, const Broadcast& p, Side side, T* dx, Term term) {
+void unbroadcast_accumulate(const Context& ctx, const Broadcast& p, Side side, const GradRef<T>& x, const char* op,
+                            Term term) {
   const Context serial{};  // the odometer's walk is serial: its sums land on shared elements
+  if (p.kind == Broadcast::Kind::same || (p.kind == Broadcast::Kind::suffix && side == Side::a)) {
+    const auto dx = x.grad_output(op);
+    T* d = dx.data;
+    if (dx.beta == T(0))
+      for_each_pair(ctx, p, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+        d[side == Side::a ? ia : ib] = term(i, ia, ib);
+      });
+    else
+      for_each_pair(ctx, p, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+        d[side == Side::a ? ia : ib] += term(i, ia, ib);
+      });
+    return;
+  }
+  T* dx = x.grad_accumulator(op).data();
   if (side == Side::a)
-    for_each_pair(p.kind == Broadcast::Kind::general ? serial : ctx, p,
-                  [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ia] += term(i, ia, ib); });
+    for_each_pair(serial, p, [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ia] += term(i, ia, ib); });
   else if (p.kind == Broadcast::Kind::suffix)  // a column sum of y viewed as (rows, inner)
     parallel_column_sum(ctx, numel(p.out) / p.inner, suffix_rows(p), p.inner, dx,
                         [&](std::size_t rb, std::size_t re, T* part) {
@@ -130,8 +145,7 @@ void unbroadcast_accumulate(const Context& ctx, const Broadcast& p, Side side, T
         for (std::size_t j = 0; j < p.inner; ++j) part[j] += term(row + j, row + j, j);
     });
   else
-    for_each_pair(p.kind == Broadcast::Kind::general ? serial : ctx, p,
-                  [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ib] += term(i, ia, ib); });
+    for_each_pair(serial, p, [&](std::size_t i, std::size_t ia, std::size_t ib) { dx[ib] += term(i, ia, ib); });
 }
 
 template <class T, class Fn>
@@ -157,10 +171,8 @@ Tensor<T> add(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
       [a = GradRef<T>(a), b = GradRef<T>(b), y = GradRef<T>(y), p, ctx] {
     const T* dy = y.grad().data();
     const auto term = [dy](std::size_t i, std::size_t, std::size_t) { return dy[i]; };
-    if (a.requires_grad())
-      detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kAdd.name()).data(), term);
-    if (b.requires_grad())
-      detail::unbroadcast_accumulate(ctx, p, Side::b, b.grad_accumulator(kAdd.name()).data(), term);
+    if (a.requires_grad()) detail::unbroadcast_accumulate(ctx, p, Side::a, a, kAdd.name(), term);
+    if (b.requires_grad()) detail::unbroadcast_accumulate(ctx, p, Side::b, b, kAdd.name(), term);
       },
       a, b);
 }
@@ -177,10 +189,10 @@ Tensor<T> sub(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
       [a = GradRef<T>(a), b = GradRef<T>(b), y = GradRef<T>(y), p, ctx] {
     const T* dy = y.grad().data();
     if (a.requires_grad())
-      detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kSub.name()).data(),
+      detail::unbroadcast_accumulate(ctx, p, Side::a, a, kSub.name(),
                                      [dy](std::size_t i, std::size_t, std::size_t) { return dy[i]; });
     if (b.requires_grad())
-      detail::unbroadcast_accumulate(ctx, p, Side::b, b.grad_accumulator(kSub.name()).data(),
+      detail::unbroadcast_accumulate(ctx, p, Side::b, b, kSub.name(),
                                      [dy](std::size_t i, std::size_t, std::size_t) { return -dy[i]; });
       },
       a, b);
@@ -198,10 +210,10 @@ Tensor<T> mul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
       [a, b, y = GradRef<T>(y), p, ctx] {
     const T *dy = y.grad().data(), *av = a.data(), *bv = b.data();
     if (a.requires_grad())
-      detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kMul.name()).data(),
+      detail::unbroadcast_accumulate(ctx, p, Side::a, a, kMul.name(),
                                      [=](std::size_t i, std::size_t, std::size_t ib) { return dy[i] * bv[ib]; });
     if (b.requires_grad())
-      detail::unbroadcast_accumulate(ctx, p, Side::b, b.grad_accumulator(kMul.name()).data(),
+      detail::unbroadcast_accumulate(ctx, p, Side::b, b, kMul.name(),
                                      [=](std::size_t i, std::size_t ia, std::size_t) { return dy[i] * av[ia]; });
       },
       a, b);
@@ -220,12 +232,12 @@ Tensor<T> div(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
       [a = GradRef<T>(a), b, y, p, ctx] {
     const T *dy = y.grad().data(), *bv = b.data(), *yv = y.data();
     if (a.requires_grad())
-      detail::unbroadcast_accumulate(ctx, p, Side::a, a.grad_accumulator(kDiv.name()).data(),
+      detail::unbroadcast_accumulate(ctx, p, Side::a, a, kDiv.name(),
                                      [=](std::size_t i, std::size_t, std::size_t ib) { return dy[i] / bv[ib]; });
     if (b.requires_grad())
-      detail::unbroadcast_accumulate(
-          ctx, p, Side::b, b.grad_accumulator(kDiv.name()).data(),
-          [=](std::size_t i, std::size_t, std::size_t ib) { return -dy[i] * yv[i] / bv[ib]; });
+      detail::unbroadcast_accumulate(ctx, p, Side::b, b, kDiv.name(), [=](std::size_t i, std::size_t, std::size_t ib) {
+        return -dy[i] * yv[i] / bv[ib];
+      });
       },
       a, b);
 }
@@ -245,11 +257,11 @@ Tensor<T> maximum(Tape& tape, const Tensor<T>& a, const Tensor<T>& b) {
     const auto share = [](T mine, T other, T g) { return mine > other ? g : mine == other ? T(0.5) * g : T(0); };
     if (a.requires_grad())
       detail::unbroadcast_accumulate(
-          ctx, p, Side::a, a.grad_accumulator(kMaximum.name()).data(),
+          ctx, p, Side::a, a, kMaximum.name(),
           [=](std::size_t i, std::size_t ia, std::size_t ib) { return share(av[ia], bv[ib], dy[i]); });
     if (b.requires_grad())
       detail::unbroadcast_accumulate(
-          ctx, p, Side::b, b.grad_accumulator(kMaximum.name()).data(),
+          ctx, p, Side::b, b, kMaximum.name(),
           [=](std::size_t i, std::size_t ia, std::size_t ib) { return share(bv[ib], av[ia], dy[i]); });
       },
       a, b);

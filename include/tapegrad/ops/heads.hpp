@@ -27,15 +27,18 @@ template <bool Accumulate, class T>
 void swap_axes12(const Context& ctx, const Shape& in, const T* x, T* y) {
   const std::size_t A1 = in[1], A2 = in[2], A3 = in[3], out_block = A1 * A3;
   if (out_block == 0) return;
-  parallel_blocks(ctx, in[0] * A2, std::max<std::size_t>(1, kElementBlock / out_block), [&](std::size_t b, std::size_t e) {
+  parallel_blocks(ctx, in[0] * A2, std::max<std::size_t>(1, kElementBlock / out_block),
+                  [&](std::size_t b, std::size_t e) {
     for (std::size_t o = b; o < e; ++o) {
       const std::size_t a0 = o / A2, a2 = o % A2;
       T* dst = y + o * out_block;
       for (std::size_t a1 = 0; a1 < A1; ++a1) {
         const T* src = x + ((a0 * A1 + a1) * A2 + a2) * A3;
         for (std::size_t j = 0; j < A3; ++j) {
-          if constexpr (Accumulate) dst[a1 * A3 + j] += src[j];
-          else dst[a1 * A3 + j] = src[j];
+          if constexpr (Accumulate)
+            dst[a1 * A3 + j] += src[j];
+          else
+            dst[a1 * A3 + j] = src[j];
         }
       }
     }
@@ -50,11 +53,16 @@ Tensor<T> swap_heads(Tape& tape, const OpName& op, const Tensor<T>& x, const Sha
   swap_axes12<false>(ctx, in, x.data(), y.data());
   const Shape swapped{in[0], in[2], in[1], in[3]};  // dy viewed as rank 4
 
-  return tape.record(op, y, [x = GradRef<T>(x), y = GradRef<T>(y), swapped, ctx, name = op.name()] {
+  return tape.record(
+      op, y,
+      [x = GradRef<T>(x), y = GradRef<T>(y), swapped, ctx, name = op.name()] {
     const auto dx = x.grad_output(name);  // written when nothing was added to it yet, else added to
-    if (dx.beta == T(0)) swap_axes12<false>(ctx, swapped, y.grad().data(), dx.data);
-    else swap_axes12<true>(ctx, swapped, y.grad().data(), dx.data);
-  }, x);
+    if (dx.beta == T(0))
+      swap_axes12<false>(ctx, swapped, y.grad().data(), dx.data);
+    else
+      swap_axes12<true>(ctx, swapped, y.grad().data(), dx.data);
+      },
+      x);
 }
 
 }  // namespace detail

@@ -54,9 +54,10 @@ Tensor<T> matmul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b, MatmulOptio
   const std::size_t Kb = opt.transpose_b ? bs[bs.size() - 1] : bs[bs.size() - 2];
   const std::size_t N = opt.transpose_b ? bs[bs.size() - 2] : bs[bs.size() - 1];
   if (K != Kb)
-    throw op_error(kMatmul, "inner dimensions differ: a " + shape_str(as) + (opt.transpose_a ? "^T" : "") +
-                                ", b " + shape_str(bs) + (opt.transpose_b ? "^T" : ""));
-  if (M == 0 || N == 0 || K == 0) throw op_error(kMatmul, "empty dimension in a " + shape_str(as) + ", b " + shape_str(bs));
+    throw op_error(kMatmul, "inner dimensions differ: a " + shape_str(as) + (opt.transpose_a ? "^T" : "") + ", b " +
+                                shape_str(bs) + (opt.transpose_b ? "^T" : ""));
+  if (M == 0 || N == 0 || K == 0)
+    throw op_error(kMatmul, "empty dimension in a " + shape_str(as) + ", b " + shape_str(bs));
   if (std::max({a.size() / K, N, K}) > std::size_t(std::numeric_limits<int>::max()))
     throw op_error(kMatmul, "a dimension exceeds BLAS's int range: a " + shape_str(as) + ", b " + shape_str(bs));
 
@@ -75,7 +76,9 @@ Tensor<T> matmul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b, MatmulOptio
     blas::gemm(ci, ta, tb, rows, N, K, T(1), a.data() + i * sa, b.data() + i * sb, T(0), c.data() + i * sc);
   });
 
-  return tape.record(kMatmul, c, [a, b, c = GradRef<T>(c), ctx, ta, tb, rows, loops, N, K, sa, sb, sc] {
+  return tape.record(
+      kMatmul, c,
+      [a, b, c = GradRef<T>(c), ctx, ta, tb, rows, loops, N, K, sa, sb, sc] {
     const T* dC = c.grad().data();
     if (a.requires_grad()) {  // the entries write disjoint parts of dA
       const auto dA = a.grad_output(kMatmul.name());
@@ -99,7 +102,8 @@ Tensor<T> matmul(Tape& tape, const Tensor<T>& a, const Tensor<T>& b, MatmulOptio
       else  // the entries write disjoint parts of dB
         detail::for_each_entry(ctx, loops, [&](std::size_t i, const Context& ci) { entry(i, ci, dB.beta); });
     }
-  }, a, b);
+      },
+      a, b);
 }
 
 }  // namespace tapegrad::ops
