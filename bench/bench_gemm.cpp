@@ -37,13 +37,16 @@ struct Gemm {
   float beta;
 };
 
-// The linear maps of one step: forward x W, backward dX = dY W^T and dW += X^T dY.
+// The linear maps of one step: forward x W, backward dX = dY W^T and dW += X^T dY. dX runs
+// with beta 0 when it is the gradient's first term (GradRef::grad_output: the MLP's inputs,
+// w_o's, the first of q, k, v), else with beta 1 (added to the others); both are timed.
 std::vector<Gemm> linear_gemms(const models::Preset& p) {
   const std::size_t R = p.batch * p.block_size, d = p.d_model;
   std::vector<Gemm> out;
   const auto linear = [&](const std::string& n, std::size_t din, std::size_t dout) {
     out.push_back({n + " fwd x W", false, false, R, dout, din, 0.f});
-    out.push_back({n + " bwd dX = dY W^T", false, true, R, din, dout, 1.f});
+    out.push_back({n + " bwd dX = dY W^T", false, true, R, din, dout, 0.f});
+    out.push_back({n + " bwd dX += dY W^T", false, true, R, din, dout, 1.f});
     out.push_back({n + " bwd dW += X^T dY", true, false, din, dout, R, 1.f});
   };
   linear("qkvo", d, d);
