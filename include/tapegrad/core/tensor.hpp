@@ -183,12 +183,6 @@ struct TensorData final : TensorMeta {
     }
     return *grad;
   }
-  // The gradient, allocated but not zeroed if nothing was added yet (then `fresh`).
-  Array<T>& grad_buffer(bool& fresh) {
-    fresh = !grad;
-    if (fresh) grad.emplace(Array<T>::from_shape(shape));
-    return *grad;
-  }
   bool has_gradient_final_hooks() const override { return !gradient_final_hooks.empty(); }
   void gradient_final() override {
     Array<T>& g = zeroed_grad();  // no contribution reached it: its gradient is zero
@@ -243,9 +237,8 @@ class GradRef {
   };
   GradOutput grad_output(const char* op) const {
     if (d_->grad) return {grad_accumulator(op).data(), T(1)};
-    bool fresh = false;
-    T* data = d_->grad_buffer(fresh).data();
-    return {data, fresh ? T(0) : T(1)};
+    d_->grad.emplace(Array<T>::from_shape(d_->shape));  // not zeroed: the rule writes every value
+    return {d_->grad->data(), T(0)};
   }
   // Add `g` into the gradient; throws, naming `op`, when the shapes differ.
   void accumulate_grad(const char* op, const Array<T>& g) const {
